@@ -1,0 +1,1 @@
+"""The ``probe`` command line: parses arguments and calls one library function per command."""

@@ -1,0 +1,108 @@
+"""transformers adapter: ``hf:<repo>`` (AutoModel, or the vision tower of CLIP-like models)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from probe.backbones._base import Backbone, freeze, load_weights, read_state_dict, state_dict_sha256
+from probe.backbones._pooling import HFPooledOutput, HFTokenPooler, vit_pooling_dims
+from probe.backbones._preprocess import PreprocessConfig
+from probe.errors import WeightsError
+
+_PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+
+
+def vision_tower(model: nn.Module) -> nn.Module:
+    """The image encoder of a model: itself, or ``vision_model`` of CLIP/SigLIP-style models."""
+    return getattr(model, "vision_model", None) or model
+
+
+def backbone_from_hf_model(
+    model: nn.Module,
+    *,
+    name: str,
+    preprocess: PreprocessConfig,
+    weights_fingerprint: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Backbone:
+    """Wrap a transformers vision model (pretrained or built from a config) as a frozen backbone."""
+    import transformers
+
+    tower = freeze(vision_tower(model))
+    config = getattr(tower, "config", None)
+    hidden = getattr(config, "hidden_size", None)
+    pooler: nn.Module
+    if hidden is not None and hasattr(tower, "embeddings"):
+        n_prefix = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
+        final_norm = getattr(tower, "post_layernorm", None)  # CLIP: last_hidden_state is pre-norm
+        pooler = HFTokenPooler(tower, n_prefix=n_prefix, final_norm=final_norm)
+        poolings = vit_pooling_dims(int(hidden), has_cls=True)
+        defaults: tuple[str, ...] = ("cls", "mean")
+    else:
+        sizes = getattr(config, "hidden_sizes", None)
+        if not sizes:
+            raise WeightsError(
+                f"{name}: cannot tell the feature width of {type(tower).__name__}; use a timm: name instead"
+            )
+        pooler = HFPooledOutput(tower)
+        poolings, defaults = {"gap": int(sizes[-1])}, ("gap",)
+    info = {"library": f"transformers {transformers.__version__}"}
+    info.update(meta or {})
+    return Backbone(
+        name=name,
+        pooler=pooler.eval(),
+        preprocess=preprocess,
+        poolings=poolings,
+        default_poolings=defaults,
+        weights_fingerprint=weights_fingerprint or state_dict_sha256(tower),
+        meta=info,
+    )
+
+
+def _preprocess_from_processor(processor: Any, *, image_size: int | None, resolution: str) -> PreprocessConfig:
+    size = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
+    side = size.get("height") or size.get("shortest_edge") or 224 if isinstance(size, dict) else int(size)
+    return PreprocessConfig(
+        image_size=int(image_size or side),
+        mean=tuple(processor.image_mean),
+        std=tuple(processor.image_std),
+        interpolation=_PIL_RESAMPLE.get(int(getattr(processor, "resample", 3)), "bicubic"),
+        resolution=resolution,
+    )
+
+
+def build_hf(
+    repo: str,
+    *,
+    name: str | None = None,
+    weights: str | None = None,
+    image_size: int | None = None,
+    resolution: str = "resize",
+    meta: Mapping[str, Any] | None = None,
+) -> Backbone:
+    """Download (or read from the local HF cache) ``repo`` and its image processor.
+
+    Raises:
+        WeightsError: the repository cannot be reached or loaded.
+    """
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(repo)
+        if weights is None:
+            model = AutoModel.from_pretrained(repo)
+        else:
+            model = AutoModel.from_config(AutoConfig.from_pretrained(repo))
+            load_weights(vision_tower(model), read_state_dict(weights), origin=f"--weights {weights}")
+    except (OSError, ValueError, ImportError) as exc:
+        raise WeightsError(
+            f"could not load hf:{repo} ({str(exc).splitlines()[0]}); check the repository id, or on a "
+            "machine without network copy the repository into the HF cache (HF_HOME) first"
+        ) from None
+    preprocess = _preprocess_from_processor(processor, image_size=image_size, resolution=resolution)
+    info = {"source": f"hf:{repo}", "weights": weights or "pretrained"}
+    info.update(meta or {})
+    return backbone_from_hf_model(model, name=name or f"hf:{repo}", preprocess=preprocess, meta=info)

@@ -1,0 +1,496 @@
+"""Run a source through a frozen backbone once, writing pooled features into an embedding store.
+
+Batches never cross a chunk boundary and chunks are a whole number of batches, so a resumed run
+feeds the model exactly the batches an uninterrupted run would, and its features are identical
+(same device and precision). Finished chunks go to a background writer thread, so the model does
+not wait on storage.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from probe.backbones import Backbone, Preprocessor
+from probe.errors import ConfigError, DeviceError, ImageDecodeError, ProbeError, StoreError
+from probe.provenance import canonical_hash, library_versions
+from probe.sources import SPLITS, Source, open_source
+from probe.store import (
+    COMPRESSIONS,
+    DEFAULT_ROOT,
+    FORMAT,
+    STORE_DTYPES,
+    StoreLayout,
+    StoreWriter,
+    check_writable,
+    store_lock,
+    store_path,
+)
+
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+ON_ERROR: tuple[str, ...] = ("raise", "skip")
+MIN_CHUNK_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Options of one extraction run; those that change the numbers enter the store fingerprint."""
+
+    poolings: tuple[str, ...] | None = None  # poolings to store; None: the backbone's defaults
+    batch_size: int = 64  # images per forward pass
+    num_workers: int | None = None  # DataLoader workers; None: 1 on CPU, up to 8 on CUDA
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+    precision: str = "auto"  # autocast: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
+    store_root: str = DEFAULT_ROOT  # folder (or URL) holding stores
+    store: str | None = None  # explicit store path, instead of one derived from the fingerprint
+    store_dtype: str = "float32"  # feature dtype on disk: float32 or float16
+    compression: str = "none"  # "none" or "lz4"
+    chunk_rows: int | None = None  # rows per chunk; None: 4096 rounded up to a multiple of batch_size
+    on_error: str = "raise"  # corrupt/missing image: "raise", or "skip" (row masked invalid)
+    overwrite: bool = False  # replace an existing store
+    progress: bool = True  # progress bar on stderr
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size} is invalid; use a positive number such as 64")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(f"--num-workers {self.num_workers} is invalid; use 0 or more")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r} is invalid; use one of {', '.join(PRECISIONS)}")
+        if self.store_dtype not in STORE_DTYPES:
+            raise ConfigError(f"--store-dtype {self.store_dtype!r} is invalid; use one of {', '.join(STORE_DTYPES)}")
+        if self.compression not in COMPRESSIONS:
+            raise ConfigError(f"--compression {self.compression!r} is invalid; use one of {', '.join(COMPRESSIONS)}")
+        if self.on_error not in ON_ERROR:
+            raise ConfigError(f"--on-error {self.on_error!r} is invalid; use one of {', '.join(ON_ERROR)}")
+        if self.chunk_rows is not None and (self.chunk_rows < 1 or self.chunk_rows % self.batch_size):
+            raise ConfigError(
+                f"--chunk-rows {self.chunk_rows} must be a positive multiple of --batch-size {self.batch_size}"
+            )
+
+    def resolved_chunk_rows(self) -> int:
+        return self.chunk_rows or -(-MIN_CHUNK_ROWS // self.batch_size) * self.batch_size
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What one call did; ``to_json()`` is the ``probe extract --json`` object."""
+
+    store: str
+    rows: int
+    complete: bool
+    poolings: dict[str, int]
+    fingerprint: str
+    resumed_from: int  # first row computed by this run when it resumed a store, else 0
+    seconds: float
+    images_per_second: float
+    noop: bool = False  # the store was already complete
+    skipped: int = 0  # samples masked invalid by --on-error skip
+    rows_computed: int = 0  # rows this run pushed through the model
+    write_seconds: float = 0.0  # time the writer thread spent writing chunks
+    device: str = ""
+    precision: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("extra")
+        return d
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; an explicit CUDA request without CUDA is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r} is not a device; use auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {device} requested but CUDA is not available here; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"--device {device} requested but MPS is not available; use --device cpu")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def _autocast(precision: str, device: torch.device) -> Any:
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class _Rows(Dataset[tuple[int, torch.Tensor, str]]):
+    """Decoded, preprocessed rows; a failing image comes back as zeros plus its error text."""
+
+    def __init__(self, source: Source, preprocessor: Preprocessor) -> None:
+        self.source = source
+        self.preprocessor = preprocessor
+        self.shape = (3, preprocessor.config.image_size, preprocessor.config.image_size)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, row: int) -> tuple[int, torch.Tensor, str]:
+        try:
+            return row, self.preprocessor(self.source.load_image(row)), ""
+        except ImageDecodeError as exc:
+            return row, torch.zeros(self.shape), str(exc)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers decode; the main process's threads run the model
+
+
+def _batches(writer: StoreWriter, chunks: Sequence[int], batch_size: int) -> list[list[int]]:
+    out: list[list[int]] = []
+    for c in chunks:
+        start, stop = writer.chunk_bounds(c)
+        out.extend(list(range(s, min(s + batch_size, stop))) for s in range(start, stop, batch_size))
+    return out
+
+
+class _ChunkWriter:
+    """Background thread writing finished chunks; re-raises its error in the caller."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self.writer = writer
+        self.queue: queue.Queue[tuple[int, dict[str, np.ndarray], np.ndarray] | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.thread = threading.Thread(target=self._run, name="probe-store-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    t0 = time.perf_counter()
+                    self.writer.write_chunk(*item)
+                    self.seconds += time.perf_counter() - t0
+                except BaseException as exc:
+                    self.error = exc
+
+    def put(self, chunk: int, feats: dict[str, np.ndarray], valid: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((chunk, feats, valid))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def select_poolings(backbone: Backbone, requested: Sequence[str] | None) -> dict[str, int]:
+    """The poolings to store, validated against what the backbone offers."""
+    names = list(requested) if requested else list(backbone.default_poolings)
+    bad = [p for p in names if p not in backbone.poolings]
+    if bad:
+        raise ConfigError(
+            f"--pooling {','.join(bad)} is not offered by {backbone.name}; choose from {','.join(backbone.poolings)}"
+        )
+    return {p: backbone.poolings[p] for p in dict.fromkeys(names)}
+
+
+def store_fingerprint(
+    source: Source, backbone: Backbone, poolings: Sequence[str], precision: str, store_dtype: str
+) -> tuple[str, dict[str, Any]]:
+    """The fingerprint (sha256 hex) of everything that changes stored numbers, and its inputs."""
+    library = str(backbone.meta.get("library", ""))
+    inputs = {
+        "format": FORMAT,
+        "source": {"spec": source.spec, "content": source.fingerprint(), "rgba": getattr(source, "rgba", None)},
+        "backbone": {"name": backbone.name, "weights": backbone.weights_fingerprint},
+        "preprocess": backbone.preprocess.to_dict(),
+        "poolings": sorted(poolings),
+        "precision": precision,
+        "store_dtype": store_dtype,
+        "versions": {"torch": torch.__version__, "model_library": library},
+    }
+    return canonical_hash(inputs), inputs
+
+
+def _run_chunks(
+    source: Source,
+    backbone: Backbone,
+    writer: StoreWriter,
+    pending: list[int],
+    cfg: ExtractConfig,
+    device: torch.device,
+    precision: str,
+) -> tuple[int, float]:
+    """Compute and write the pending chunks; returns (rows computed, writer seconds)."""
+    dataset = _Rows(source, Preprocessor(backbone.preprocess))
+    workers = (
+        cfg.num_workers
+        if cfg.num_workers is not None
+        else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 1)
+    )
+    loader: DataLoader[Any] = DataLoader(
+        dataset,
+        batch_sampler=_batches(writer, pending, cfg.batch_size),
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_worker_init if workers else None,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
+    model = backbone.pooler.to(device)
+    if backbone.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    np_dtype = writer.dtype
+    bg = _ChunkWriter(writer)
+    total = sum(writer.chunk_bounds(c)[1] - writer.chunk_bounds(c)[0] for c in pending)
+    bar = _progress(total, cfg.progress, desc=f"extract {backbone.name}")
+    chunk_iter = iter(pending)
+    chunk = next(chunk_iter)
+    start, stop = writer.chunk_bounds(chunk)
+    buf = {p: np.empty((stop - start, d), dtype=np_dtype) for p, d in writer.poolings.items()}
+    valid = np.ones(stop - start, dtype=bool)
+    computed = 0
+    try:
+        for rows, x, errors in loader:
+            bad = [i for i, e in enumerate(errors) if e]
+            if bad and cfg.on_error == "raise":
+                raise ImageDecodeError(errors[bad[0]])
+            x = x.to(device, non_blocking=True)
+            if backbone.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), _autocast(precision, device):
+                out = model(x)
+            lo, hi = int(rows[0]) - start, int(rows[-1]) - start + 1
+            for p in writer.poolings:
+                feats = out[p].float().cpu().numpy()
+                if bad:
+                    feats[bad] = np.nan
+                elif not np.isfinite(feats).all():
+                    raise ProbeError(
+                        f"{backbone.name} produced non-finite {p} features for sample {source.ids[int(rows[0])]!r} "
+                        f"(batch of {len(rows)}); try --precision fp32"
+                    )
+                buf[p][lo:hi] = feats
+            valid[[lo + i for i in bad]] = False
+            computed += len(rows)
+            bar.update(len(rows))
+            if hi == stop - start:
+                bg.put(chunk, buf, valid)
+                nxt = next(chunk_iter, None)
+                if nxt is None:
+                    break
+                chunk = nxt
+                start, stop = writer.chunk_bounds(chunk)
+                buf = {p: np.empty((stop - start, d), dtype=np_dtype) for p, d in writer.poolings.items()}
+                valid = np.ones(stop - start, dtype=bool)
+    finally:
+        bar.close()
+        bg.close()
+    return computed, bg.seconds
+
+
+def _progress(total: int, enabled: bool, *, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", desc=desc, disable=not enabled, smoothing=0.1, dynamic_ncols=True)
+
+
+def extract_embeddings(
+    source: Source,
+    backbone: Backbone,
+    config: ExtractConfig | None = None,
+    *,
+    command: str | None = None,
+) -> ExtractResult:
+    """Extract (or resume, or confirm) the store of ``source`` x ``backbone``.
+
+    Args:
+        source: the data.
+        backbone: the frozen model and its preprocessing.
+        config: run options.
+        command: the command line to record, shown when a user must resume.
+
+    Returns:
+        What was done, with throughput figures.
+
+    Raises:
+        StoreError: the store is locked, unwritable, or holds other settings without ``overwrite``.
+        ImageDecodeError: a sample cannot be decoded and ``on_error`` is ``"raise"``.
+    """
+    cfg = config or ExtractConfig()
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    poolings = select_poolings(backbone, cfg.poolings)
+    fingerprint, inputs = store_fingerprint(source, backbone, list(poolings), precision, cfg.store_dtype)
+    root = cfg.store_root
+    path = cfg.store or store_path(root, dataset=source.name, backbone=backbone.name, fingerprint=fingerprint)
+    check_writable(os.path.dirname(path) or ".")
+    t0 = time.perf_counter()
+    with store_lock(path):
+        writer = _open_or_create(path, source, backbone, poolings, fingerprint, inputs, cfg, command)
+        pending = writer.pending_chunks()
+        if not pending and writer.attrs.get("complete"):
+            return ExtractResult(
+                store=path,
+                rows=writer.n_rows,
+                complete=True,
+                poolings=poolings,
+                fingerprint=fingerprint,
+                resumed_from=0,
+                seconds=0.0,
+                images_per_second=0.0,
+                noop=True,
+                skipped=writer.n_rows - writer.valid_rows(),
+                device=str(device),
+                precision=precision,
+            )
+        resumed_from = writer.chunk_bounds(pending[0])[0] if len(pending) < writer.n_chunks else 0
+        computed, write_s = (
+            _run_chunks(source, backbone, writer, pending, cfg, device, precision) if pending else (0, 0.0)
+        )
+        seconds = time.perf_counter() - t0
+        runs = list(writer.attrs.get("runs", []))
+        runs.append(
+            {
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "device": str(device),
+                "batch_size": cfg.batch_size,
+                "rows": computed,
+                "seconds": round(seconds, 3),
+            }
+        )
+        total_skipped = writer.n_rows - writer.valid_rows()
+        writer.finish({"runs": runs, "skipped": total_skipped})
+    return ExtractResult(
+        store=path,
+        rows=writer.n_rows,
+        complete=True,
+        poolings=poolings,
+        fingerprint=fingerprint,
+        resumed_from=resumed_from,
+        seconds=round(seconds, 3),
+        images_per_second=round(computed / seconds, 2) if seconds > 0 else 0.0,
+        skipped=total_skipped,
+        rows_computed=computed,
+        write_seconds=round(write_s, 3),
+        device=str(device),
+        precision=precision,
+    )
+
+
+def _open_or_create(
+    path: str,
+    source: Source,
+    backbone: Backbone,
+    poolings: dict[str, int],
+    fingerprint: str,
+    inputs: dict[str, Any],
+    cfg: ExtractConfig,
+    command: str | None,
+) -> StoreWriter:
+    import zarr
+
+    if not cfg.overwrite:
+        try:
+            existing = zarr.open_group(path, mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+            existing = None
+        if existing is not None and existing.attrs.get("state") not in (None, "creating"):
+            if existing.attrs.get("fingerprint") != fingerprint:
+                raise StoreError(
+                    f"store {path} holds features made with other settings (fingerprint "
+                    f"{str(existing.attrs.get('fingerprint'))[:16]}, this run {fingerprint[:16]}); "
+                    "pass --overwrite to replace it, or choose another --store"
+                )
+            return StoreWriter.open(path)
+    attrs = {
+        "fingerprint": fingerprint,
+        "fingerprint_inputs": inputs,
+        "source": source.describe(),
+        "backbone": {
+            "name": backbone.name,
+            "weights_fingerprint": backbone.weights_fingerprint,
+            "meta": backbone.meta,
+            "preprocess": backbone.preprocess.to_dict(),
+        },
+        "precision": inputs["precision"],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command or "",
+        "versions": {**library_versions("torch", "timm", "transformers", "numpy", "zarr"), "torch": torch.__version__},
+        "splits": list(SPLITS),
+    }
+    layout = StoreLayout(
+        n_rows=len(source),
+        poolings=poolings,
+        chunk_rows=cfg.resolved_chunk_rows(),
+        dtype=cfg.store_dtype,
+        compression=cfg.compression,
+    )
+    return StoreWriter.create(
+        path,
+        layout=layout,
+        labels=source.labels,
+        splits=source.splits,
+        ids=source.ids,
+        groups=source.groups,
+        attrs=attrs,
+    )
+
+
+def extract(
+    data: str,
+    *,
+    backbone: str,
+    config: ExtractConfig | None = None,
+    data_root: str | None = None,
+    weights: str | None = None,
+    image_size: int | None = None,
+    resolution: str = "resize",
+    rgba: str = "composite",
+    limit: int | None = None,
+    pretrained: bool = True,
+    command: str | None = None,
+) -> ExtractResult:
+    """Open ``data``, build ``backbone`` and extract: the library call behind ``probe extract``.
+
+    Args:
+        data: source specification, e.g. ``"medmnist:bloodmnist"``.
+        backbone: registry name, ``timm:<model>`` or ``hf:<repo>``.
+        config: run options.
+        data_root: folder holding dataset files.
+        weights: local weights file for air-gapped machines.
+        image_size: model input side (default: the backbone's).
+        resolution: ``"resize"`` or ``"pad"``.
+        rgba: alpha policy, ``"composite"`` or ``"reject"``.
+        limit: keep the first ``limit`` samples per split.
+        pretrained: ``False`` for random weights (smoke tests).
+        command: the command line, recorded for resume hints.
+    """
+    from probe.backbones import check_backbone_name, load_backbone
+
+    cfg = config or ExtractConfig()
+    resolve_device(cfg.device)  # fail fast, before data and weights are loaded
+    check_backbone_name(backbone)
+    src = open_source(data, data_root=data_root, rgba=rgba, limit=limit)  # type: ignore[arg-type]
+    bb = load_backbone(backbone, weights=weights, image_size=image_size, resolution=resolution, pretrained=pretrained)
+    return extract_embeddings(src, bb, cfg, command=command)

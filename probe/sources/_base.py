@@ -1,0 +1,142 @@
+"""The source contract: ordered records (id, image, label, split, group) and a content fingerprint."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from probe.errors import ConfigError
+
+#: Split names in the order their integer codes are stored (code = index).
+SPLITS: tuple[str, ...] = ("train", "val", "test", "unsplit")
+
+
+def split_code(name: str) -> int:
+    """Return the stored code of a split name, raising a clear error for unknown names."""
+    key = name.strip().lower()
+    aliases = {"valid": "val", "validation": "val", "dev": "val", "training": "train", "": "unsplit"}
+    key = aliases.get(key, key)
+    if key not in SPLITS:
+        raise ConfigError(f"unknown split {name!r}; use one of {', '.join(SPLITS[:3])} (or leave it empty)")
+    return SPLITS.index(key)
+
+
+class Source(abc.ABC):
+    """An ordered, indexable dataset of images with labels, splits and optional groups.
+
+    Subclasses fill the attributes in ``__init__`` and implement :meth:`load_image`.
+
+    Attributes:
+        spec: canonical specification string, e.g. ``"medmnist:bloodmnist@28"``.
+        name: short dataset name used in store keys, e.g. ``"bloodmnist_28"``.
+        classes: class names; label ``i`` means ``classes[i]``.
+        task: ``"multiclass"``, ``"binary"`` or ``"multilabel"``.
+        ids: sample ids, length n, unique.
+        labels: (n,) int64 class indices, or (n, n_classes) int64 0/1 for multi-label.
+        splits: (n,) int8 split codes (see :data:`SPLITS`).
+        groups: group (patient) id per sample, or ``None`` when unknown.
+    """
+
+    spec: str
+    name: str
+    classes: tuple[str, ...]
+    task: str
+    ids: list[str]
+    labels: np.ndarray
+    splits: np.ndarray
+    groups: list[str] | None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @abc.abstractmethod
+    def load_image(self, index: int) -> np.ndarray:
+        """Decode one sample.
+
+        Returns:
+            (H, W, 3) uint8, or (H, W, 3) float32 in [0, 1] for high-bit-depth images.
+
+        Raises:
+            ImageDecodeError: the sample's file is missing or corrupt (message names id and path).
+        """
+
+    def location(self, index: int) -> str:
+        """Where sample ``index`` comes from (a path, or file + row), for error messages."""
+        return self.ids[index]
+
+    @abc.abstractmethod
+    def content_digest(self) -> str:
+        """Hex digest of the image content this source reads (files, bytes or array checksums)."""
+
+    def fingerprint(self) -> str:
+        """Hex sha256 over content, ids, labels, split assignment, groups and classes."""
+        h = hashlib.sha256()
+        h.update(self.content_digest().encode())
+        h.update("\0".join(self.ids).encode())
+        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.splits, dtype=np.int8).tobytes())
+        h.update("\0".join(self.groups or []).encode())
+        h.update("\0".join(self.classes).encode())
+        return h.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance of this source, stored in the embedding store's attributes."""
+        counts = {SPLITS[c]: int(n) for c, n in zip(*np.unique(self.splits, return_counts=True), strict=True)}
+        return {
+            "spec": self.spec,
+            "name": self.name,
+            "task": self.task,
+            "classes": list(self.classes),
+            "n_samples": len(self),
+            "split_counts": counts,
+            "has_groups": self.groups is not None,
+        }
+
+
+class SubsetSource(Source):
+    """A view of another source restricted to some of its rows, in their original order."""
+
+    def __init__(self, base: Source, indices: Sequence[int], *, label: str) -> None:
+        idx = np.asarray(indices, dtype=np.int64)
+        self.base = base
+        self.indices = idx
+        self.spec = f"{base.spec}[{label}]"
+        self.name = f"{base.name}-{label}"
+        self.classes = base.classes
+        self.task = base.task
+        self.ids = [base.ids[i] for i in idx]
+        self.labels = base.labels[idx]
+        self.splits = base.splits[idx]
+        self.groups = None if base.groups is None else [base.groups[i] for i in idx]
+
+    def load_image(self, index: int) -> np.ndarray:
+        return self.base.load_image(int(self.indices[index]))
+
+    def location(self, index: int) -> str:
+        return self.base.location(int(self.indices[index]))
+
+    def content_digest(self) -> str:
+        h = hashlib.sha256(self.base.content_digest().encode())
+        h.update(self.indices.tobytes())
+        return h.hexdigest()
+
+
+def limit_per_split(source: Source, limit: int) -> Source:
+    """Keep the first ``limit`` samples of every split (deterministic; for smoke tests and demos).
+
+    Raises:
+        ConfigError: ``limit`` is not positive.
+    """
+    if limit < 1:
+        raise ConfigError(f"--limit must be a positive number of samples per split, got {limit}")
+    keep: list[int] = []
+    for code in np.unique(source.splits):
+        keep.extend(np.flatnonzero(source.splits == code)[:limit].tolist())
+    keep.sort()
+    if len(keep) == len(source):
+        return source
+    return SubsetSource(source, keep, label=f"first{limit}")

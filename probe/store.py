@@ -1,0 +1,400 @@
+"""The embedding store: one Zarr v3 group per (dataset, backbone, preprocessing) fingerprint.
+
+Layout of a store group::
+
+    features/<pooling>   (n, dim) float32 or float16, chunks of (chunk_rows, dim), uncompressed or lz4
+    labels               (n,) int64, or (n, n_classes) for multi-label
+    split                (n,) int8 codes into attrs["splits"]
+    ids                  (n,) str
+    groups               (n,) str ("" when unknown), present when the source has groups
+    valid                (n,) bool, False for samples skipped with --on-error skip
+    done                 (n_chunks,) bool progress mask, one element per chunk file
+
+A chunk's ``done`` flag is set only after all its feature rows are written, so an interrupted run
+resumes at the first unwritten chunk. This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import zarr
+
+from probe.errors import StoreError, StoreLockedError
+
+FORMAT = "probe.embeddings/1"
+DEFAULT_ROOT = "embeddings"
+STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
+COMPRESSIONS: tuple[str, ...] = ("none", "lz4")
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a dataset or backbone name."""
+    out = "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+    return out.strip("-.") or "x"
+
+
+def store_path(root: str | os.PathLike[str], *, dataset: str, backbone: str, fingerprint: str) -> str:
+    """Where the store of a fingerprint lives: ``<root>/<dataset>/<backbone>-<fingerprint[:16]>.zarr``."""
+    return os.path.join(str(root), slug(dataset), f"{slug(backbone)}-{fingerprint[:16]}.zarr")
+
+
+def check_writable(root: str | os.PathLike[str]) -> None:
+    """Create ``root`` if needed and prove a file can be written there.
+
+    Raises:
+        StoreError: the folder cannot be created or written.
+    """
+    if _is_url(str(root)):
+        return
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        probe_file = Path(root) / f".probe-write-test-{os.getpid()}"
+        probe_file.write_bytes(b"")
+        probe_file.unlink()
+    except OSError as exc:
+        raise StoreError(
+            f"store root {root} is not writable ({exc.strerror or exc}); pass --store-root to a writable folder"
+        ) from None
+
+
+@contextlib.contextmanager
+def store_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on a local store for the duration of a write (no-op for URLs).
+
+    The lock is an ``flock`` on ``<store>.lock``; the kernel drops it when the process dies, so a
+    killed run never leaves a stale lock behind.
+
+    Raises:
+        StoreLockedError: another process holds the lock.
+    """
+    if _is_url(path):
+        yield
+        return
+    import fcntl
+
+    lock_file = Path(path + ".lock")
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise StoreLockedError(
+                f"store {path} is being written by {holder}; wait for it to finish (or stop it) "
+                "and run the command again"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Shapes and encodings of a new store."""
+
+    n_rows: int  # samples
+    poolings: Mapping[str, int]  # pooling name -> feature width
+    chunk_rows: int  # rows per chunk (the resume granularity)
+    dtype: str = "float32"  # feature dtype: float32 or float16
+    compression: str = "none"  # "none" or "lz4" (blosc)
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_rows // self.chunk_rows)
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    return cast(zarr.Array, group[name])
+
+
+def _compressors(compression: str) -> Any:
+    if compression == "none":
+        return None
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+
+
+class StoreWriter:
+    """Creates a store, tells which chunks are missing, and writes chunks (use under :func:`store_lock`)."""
+
+    def __init__(self, path: str, group: zarr.Group) -> None:
+        self.path = path
+        self.group = group
+        attrs: dict[str, Any] = dict(group.attrs)
+        self.chunk_rows = int(attrs["chunk_rows"])
+        self.n_rows = int(attrs["n_rows"])
+        self.n_chunks = -(-self.n_rows // self.chunk_rows)
+        self.dtype = np.dtype(attrs["dtype"])
+        self.poolings: dict[str, int] = dict(attrs["poolings"])
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """A copy of the store's attributes."""
+        return dict(self.group.attrs)
+
+    def valid_rows(self) -> int:
+        """Rows not masked as skipped."""
+        return int(np.count_nonzero(_array(self.group, "valid")[:]))
+
+    @classmethod
+    def create(
+        cls,
+        path: str,
+        *,
+        layout: StoreLayout,
+        labels: np.ndarray,
+        splits: np.ndarray,
+        ids: list[str],
+        groups: list[str] | None,
+        attrs: Mapping[str, Any],
+    ) -> StoreWriter:
+        """Make a new, empty store (replacing whatever is at ``path``)."""
+        if not _is_url(path) and os.path.exists(path):
+            shutil.rmtree(path)
+        g = zarr.open_group(path, mode="w")
+        g.attrs.update({"format": FORMAT, "state": "creating"})
+        comp = _compressors(layout.compression)
+        n = layout.n_rows
+        for name, dim in layout.poolings.items():
+            g.create_array(
+                f"features/{name}",
+                shape=(n, dim),
+                chunks=(layout.chunk_rows, dim),
+                dtype=layout.dtype,
+                compressors=comp,
+                fill_value=np.nan,
+            )
+        g.create_array("labels", data=np.asarray(labels, dtype=np.int64))
+        g.create_array("split", data=np.asarray(splits, dtype=np.int8))
+        for name, values in (("ids", ids), ("groups", groups)):
+            if values is not None:  # variable-length UTF-8 (fixed-width unicode has no v3 spec)
+                g.create_array(name, shape=(n,), chunks=(max(n, 1),), dtype=str)[:] = np.asarray(values, dtype=str)
+        g.create_array("valid", shape=(n,), chunks=(layout.chunk_rows,), dtype=bool, fill_value=False)
+        g.create_array("done", shape=(layout.n_chunks,), chunks=(1,), dtype=bool, fill_value=False, compressors=None)
+        g.attrs.update(
+            {
+                **dict(attrs),
+                "format": FORMAT,
+                "n_rows": n,
+                "chunk_rows": layout.chunk_rows,
+                "poolings": dict(layout.poolings),
+                "dtype": layout.dtype,
+                "compression": layout.compression,
+                "state": "extracting",
+                "complete": False,
+            }
+        )
+        return cls(path, g)
+
+    @classmethod
+    def open(cls, path: str) -> StoreWriter:
+        """Reopen an existing store to resume it."""
+        return cls(path, zarr.open_group(path, mode="r+"))
+
+    def pending_chunks(self) -> list[int]:
+        """Indices of chunks whose rows are not all written yet, ascending."""
+        done = np.asarray(_array(self.group, "done")[:], dtype=bool)
+        return np.flatnonzero(~done).tolist()
+
+    def chunk_bounds(self, chunk: int) -> tuple[int, int]:
+        """First and one-past-last row of a chunk."""
+        start = chunk * self.chunk_rows
+        return start, min(start + self.chunk_rows, self.n_rows)
+
+    def write_chunk(self, chunk: int, features: Mapping[str, np.ndarray], valid: np.ndarray) -> None:
+        """Write one whole chunk of every pooling, then mark it done.
+
+        Args:
+            chunk: chunk index.
+            features: pooling -> (rows_in_chunk, dim) array.
+            valid: (rows_in_chunk,) bool, False for skipped samples.
+        """
+        start, stop = self.chunk_bounds(chunk)
+        for name in self.poolings:
+            _array(self.group, f"features/{name}")[start:stop] = features[name]
+        _array(self.group, "valid")[start:stop] = valid
+        _array(self.group, "done")[chunk] = True
+
+    def finish(self, extra_attrs: Mapping[str, Any]) -> None:
+        """Mark the store complete (all chunks done) and record run details."""
+        if self.pending_chunks():
+            raise StoreError(f"store {self.path} still has unwritten chunks; run the same command again to resume")
+        self.group.attrs.update({**dict(extra_attrs), "state": "complete", "complete": True})
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """One line of ``probe store ls``."""
+
+    path: str
+    dataset: str
+    backbone: str
+    rows: int
+    poolings: dict[str, int]
+    complete: bool
+    fingerprint: str
+
+
+class EmbeddingStore:
+    """Read access to a store: numpy arrays and provenance (no torch import)."""
+
+    def __init__(self, path: str, group: zarr.Group) -> None:
+        self.path = path
+        self.group = group
+        self.attrs: dict[str, Any] = dict(group.attrs)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.attrs.get("complete", False))
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.attrs["n_rows"])
+
+    @property
+    def poolings(self) -> dict[str, int]:
+        return dict(self.attrs["poolings"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.attrs["fingerprint"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.attrs["source"]["classes"])
+
+    def features(self, pooling: str) -> np.ndarray:
+        """(n, dim) features of one pooling (NaN rows where ``valid`` is False)."""
+        if pooling not in self.poolings:
+            raise StoreError(
+                f"store {self.path} has no pooling {pooling!r}; it has {', '.join(self.poolings)} "
+                "(extract again with --pooling to add others)"
+            )
+        return np.asarray(_array(self.group, f"features/{pooling}")[:])
+
+    def array(self, name: str) -> np.ndarray:
+        """A row-aligned array: ``labels``, ``split``, ``ids``, ``groups``, ``valid``."""
+        if name not in self.group:
+            raise StoreError(f"store {self.path} has no array {name!r}")
+        return np.asarray(_array(self.group, name)[:])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.array("labels")
+
+    @property
+    def split(self) -> np.ndarray:
+        return self.array("split")
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.array("ids")
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.array("valid")
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        return self.array("groups") if "groups" in self.group else None
+
+    def summary(self) -> StoreSummary:
+        return StoreSummary(
+            path=self.path,
+            dataset=str(self.attrs.get("source", {}).get("spec", "?")),
+            backbone=str(self.attrs.get("backbone", {}).get("name", "?")),
+            rows=self.n_rows,
+            poolings=self.poolings,
+            complete=self.complete,
+            fingerprint=str(self.attrs.get("fingerprint", "")),
+        )
+
+
+def open_store(path: str | os.PathLike[str], *, require_complete: bool = True) -> EmbeddingStore:
+    """Open a store for reading.
+
+    Args:
+        path: the store folder (or fsspec URL).
+        require_complete: raise if extraction has not finished.
+
+    Raises:
+        StoreError: missing path, not a probe store, or incomplete when ``require_complete``.
+    """
+    p = str(path)
+    try:
+        group = zarr.open_group(p, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        raise StoreError(f"no embedding store at {p}; create it with `probe extract DATA --backbone NAME`") from None
+    if group.attrs.get("format") != FORMAT or group.attrs.get("state") == "creating":
+        raise StoreError(f"{p} is not a finished probe embedding store; extract it again with --overwrite")
+    store = EmbeddingStore(p, group)
+    if require_complete and not store.complete:
+        cmd = store.attrs.get("command", "probe extract ...")
+        raise StoreError(f"store {p} is incomplete (interrupted extraction); resume it by running `{cmd}` again")
+    return store
+
+
+def list_stores(root: str | os.PathLike[str] = DEFAULT_ROOT) -> list[StoreSummary]:
+    """Summaries of every probe store under ``root`` (complete or not), sorted by path."""
+    out: list[StoreSummary] = []
+    base = Path(root)
+    if not base.is_dir():
+        return out
+    for meta in sorted(base.glob("*/*.zarr/zarr.json")):
+        try:
+            attrs = json.loads(meta.read_text()).get("attributes", {})
+        except (OSError, json.JSONDecodeError):
+            continue
+        if attrs.get("format") != FORMAT or attrs.get("state") == "creating":
+            continue
+        out.append(open_store(meta.parent, require_complete=False).summary())
+    return out
+
+
+def describe_store(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Provenance of one store as a plain dict (what ``probe store info`` prints)."""
+    store = open_store(path, require_complete=False)
+    a = store.attrs
+    split_names = list(a.get("splits", []))
+    codes, counts = np.unique(store.split, return_counts=True)
+    return {
+        "path": store.path,
+        "complete": store.complete,
+        "rows": store.n_rows,
+        "valid_rows": int(np.count_nonzero(store.valid)),
+        "poolings": store.poolings,
+        "dtype": a.get("dtype"),
+        "chunk_rows": a.get("chunk_rows"),
+        "fingerprint": a.get("fingerprint"),
+        "source": a.get("source"),
+        "split_counts": {
+            split_names[c] if c < len(split_names) else str(c): int(n) for c, n in zip(codes, counts, strict=True)
+        },
+        "backbone": a.get("backbone"),
+        "precision": a.get("precision"),
+        "fingerprint_inputs": a.get("fingerprint_inputs"),
+        "versions": a.get("versions"),
+        "created": a.get("created"),
+        "command": a.get("command"),
+        "runs": a.get("runs", []),
+    }

@@ -1,0 +1,130 @@
+"""Registry, aliases built from tiny configs (random weights, no download), poolings and weights files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from probe.backbones import (
+    BackboneSpec,
+    PreprocessConfig,
+    backbone_from_hf_model,
+    load_backbone,
+    register_backbone,
+    registered_backbones,
+)
+from probe.errors import RegistryError, UnknownBackboneError, WeightsError
+
+TINY_VIT = {"depth": 4, "embed_dim": 32, "num_heads": 2}
+TINY: dict[str, dict[str, Any]] = {
+    "sam_vitb": {
+        "depth": 2,
+        "embed_dim": 32,
+        "num_heads": 2,
+        "global_attn_indexes": (1,),
+        "neck_chans": 16,
+        "window_size": 4,
+    },
+}
+TIMM_ALIASES = [n for n, s in registered_backbones().items() if s.source.startswith("timm:")]
+
+
+@pytest.mark.parametrize("name", TIMM_ALIASES)
+def test_alias_poolings_from_tiny_config(name: str) -> None:
+    spec = registered_backbones()[name]
+    size = 64 if name == "sam_vitb" else 56
+    bb = load_backbone(name, pretrained=False, model_args=TINY.get(name, TINY_VIT), image_size=size)
+    assert set(bb.poolings) == set(spec.poolings)
+    with torch.no_grad():
+        out = bb.pooler(torch.randn(2, 3, size, size))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {k: (2, d) for k, d in bb.poolings.items()}
+    if "cls" in bb.poolings:  # widths scale like the full model: cls=D, cls+mean=2D, last4=4D
+        d = bb.poolings["cls"]
+        assert bb.poolings == {"cls": d, "mean": d, "cls+mean": 2 * d, "last4": 4 * d}
+        torch.testing.assert_close(out["cls+mean"], torch.cat([out["cls"], out["mean"]], 1))
+        torch.testing.assert_close(out["last4"][:, -d:], out["cls"])  # last block's CLS, normed
+    assert bb.preprocess.image_size == size
+
+
+def test_dinov2_defaults_to_224_and_imagenet_norm() -> None:
+    spec = registered_backbones()["dinov2_vitb14_reg"]
+    assert spec.image_size == 224 and spec.poolings["last4"] == 3072
+    bb = load_backbone("dinov2_vits14_reg", pretrained=False, model_args=TINY_VIT)
+    assert bb.preprocess.image_size == 224 and bb.preprocess.mean == (0.485, 0.456, 0.406)
+    assert bb.pooler.n_prefix == 5  # CLS + 4 registers are excluded from "mean"
+
+
+def test_mean_excludes_register_tokens() -> None:
+    bb = load_backbone("dinov2_vits14_reg", pretrained=False, model_args=TINY_VIT, image_size=28)
+    model = bb.pooler.model
+    x = torch.randn(1, 3, 28, 28)
+    with torch.no_grad():
+        tokens = model.forward_features(x)
+        out = bb.pooler(x)
+    torch.testing.assert_close(out["mean"], tokens[:, 5:].mean(1))
+
+
+def test_hf_dinov2_from_config() -> None:
+    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+    cfg = Dinov2WithRegistersConfig(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=56,
+        patch_size=14,
+        num_register_tokens=4,
+    )
+    bb = backbone_from_hf_model(
+        Dinov2WithRegistersModel(cfg), name="hf:tiny", preprocess=PreprocessConfig(image_size=56)
+    )
+    with torch.no_grad():
+        out = bb.pooler(torch.randn(3, 3, 56, 56))
+    assert bb.poolings == {"cls": 32, "mean": 32, "cls+mean": 64, "last4": 128}
+    assert all(v.shape == (3, bb.poolings[k]) for k, v in out.items())
+    assert bb.weights_fingerprint.startswith("sha256:")
+
+
+def test_unknown_backbone_suggests_close_names() -> None:
+    with pytest.raises(UnknownBackboneError, match="did you mean dinov2_vitb14"):
+        load_backbone("dinov2_vitb4")
+    with pytest.raises(UnknownBackboneError, match="timm has no model 'resnet5O'.*timm:resnet50"):
+        load_backbone("timm:resnet5O")
+
+
+def test_registry_refuses_duplicates() -> None:
+    spec = registered_backbones()["efficientnet_lite0"]
+    with pytest.raises(RegistryError, match="already registered"):
+        register_backbone(
+            BackboneSpec(
+                name=spec.name, family="x", source="x", license="x", image_size=1, poolings={}, build=spec.build
+            )
+        )
+
+
+def test_random_init_is_seeded_and_weights_change_fingerprint(tiny_vit_weights: Path) -> None:
+    a = load_backbone("timm:test_vit", pretrained=False)
+    b = load_backbone("timm:test_vit", pretrained=False)
+    c = load_backbone("timm:test_vit", weights=str(tiny_vit_weights))
+    assert a.weights_fingerprint == b.weights_fingerprint != c.weights_fingerprint
+    assert c.meta["weights"] == str(tiny_vit_weights)
+
+
+def test_weights_file_errors(tmp_path: Path, tiny_vit_weights: Path) -> None:
+    with pytest.raises(WeightsError, match="file not found"):
+        load_backbone("timm:test_vit", weights=str(tmp_path / "none.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(WeightsError, match="cannot read a state dict"):
+        load_backbone("timm:test_vit", weights=str(tmp_path / "junk.pth"))
+    with pytest.raises(WeightsError, match=r"do not fit timm:test_resnet.*check that the architecture name"):
+        load_backbone("timm:test_resnet", weights=str(tiny_vit_weights))
+
+
+def test_download_failure_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError, match="could not load pretrained weights for timm:test_vit.*--weights FILE"):
+        load_backbone("timm:test_vit")

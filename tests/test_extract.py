@@ -1,0 +1,179 @@
+"""Extraction: stores, no-op reruns, new stores on changed settings, skipping, and kill -9 resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from probe.backbones import load_backbone
+from probe.errors import ConfigError, DeviceError, ImageDecodeError, StoreError
+from probe.extract import ExtractConfig, extract, extract_embeddings, resolve_device
+from probe.sources import open_source
+from probe.store import open_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(tmp_path: Path, **kw: object) -> ExtractConfig:
+    base: dict[str, object] = {
+        "store_root": str(tmp_path / "emb"),
+        "batch_size": 8,
+        "chunk_rows": 16,
+        "num_workers": 0,
+        "progress": False,
+    }
+    base.update(kw)
+    return ExtractConfig(**base)  # type: ignore[arg-type]
+
+
+def test_extract_writes_features_equal_to_direct_forward(image_folder: Path, tmp_path: Path) -> None:
+    src = open_source(f"folder:{image_folder}")
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    res = extract_embeddings(src, bb, _cfg(tmp_path, poolings=("cls", "mean", "last4")))
+    assert res.complete and res.rows == 36 and res.rows_computed == 36 and not res.noop
+    store = open_store(res.store)
+    feats = store.features("cls")
+    assert feats.shape == (36, bb.poolings["cls"]) and np.isfinite(feats).all()
+    assert store.ids.tolist() == src.ids and store.labels.tolist() == src.labels.tolist()
+    from probe.backbones import Preprocessor
+
+    pre = Preprocessor(bb.preprocess)
+    x = torch.stack([pre(src.load_image(i)) for i in range(16, 24)])
+    with torch.no_grad():
+        ref = bb.pooler(x)["cls"].numpy()
+    np.testing.assert_allclose(feats[16:24], ref, rtol=1e-5, atol=1e-5)
+    assert store.attrs["fingerprint"] == res.fingerprint and store.attrs["source"]["classes"] == ["cyst", "normal"]
+    again = extract_embeddings(src, bb, _cfg(tmp_path, poolings=("cls", "mean", "last4")))
+    assert again.noop and again.store == res.store and again.rows_computed == 0
+
+
+def test_changed_image_size_makes_a_new_store(image_folder: Path, tmp_path: Path) -> None:
+    src = open_source(f"folder:{image_folder}")
+    a = extract_embeddings(src, load_backbone("timm:test_vit", pretrained=False, image_size=32), _cfg(tmp_path))
+    b = extract_embeddings(src, load_backbone("timm:test_vit", pretrained=False, image_size=48), _cfg(tmp_path))
+    assert a.store != b.store and a.fingerprint != b.fingerprint and not b.noop
+    assert open_store(a.store).complete and open_store(b.store).complete  # the old store is untouched
+    assert open_store(b.store).attrs["backbone"]["preprocess"]["image_size"] == 48
+
+
+def test_explicit_store_with_other_settings_needs_overwrite(image_folder: Path, tmp_path: Path) -> None:
+    src = open_source(f"folder:{image_folder}")
+    store = str(tmp_path / "mine.zarr")
+    extract_embeddings(
+        src, load_backbone("timm:test_vit", pretrained=False, image_size=32), _cfg(tmp_path, store=store)
+    )
+    bb48 = load_backbone("timm:test_vit", pretrained=False, image_size=48)
+    with pytest.raises(StoreError, match="other settings.*--overwrite"):
+        extract_embeddings(src, bb48, _cfg(tmp_path, store=store))
+    res = extract_embeddings(src, bb48, _cfg(tmp_path, store=store, overwrite=True))
+    assert res.rows_computed == 36 and open_store(store).attrs["fingerprint"] == res.fingerprint
+
+
+def test_corrupt_image_raises_or_is_skipped(image_folder: Path, tmp_path: Path) -> None:
+    bad = image_folder / "train" / "cyst" / "cyst_002.png"
+    bad.write_bytes(b"broken")
+    src = open_source(f"folder:{image_folder}")
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    with pytest.raises(ImageDecodeError, match="'train/cyst/cyst_002.png'.*cannot decode"):
+        extract_embeddings(src, bb, _cfg(tmp_path))
+    res = extract_embeddings(src, bb, _cfg(tmp_path, on_error="skip"))
+    store = open_store(res.store)
+    row = src.ids.index("train/cyst/cyst_002.png")
+    assert res.skipped == 1 and not store.valid[row] and store.valid.sum() == 35
+    assert np.isnan(store.features("cls")[row]).all()
+    assert np.isfinite(store.features("cls")[store.valid]).all()
+
+
+def test_bad_options(image_folder: Path) -> None:
+    with pytest.raises(ConfigError, match="--batch-size 0 is invalid"):
+        ExtractConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="--chunk-rows 10 must be a positive multiple of --batch-size 4"):
+        ExtractConfig(batch_size=4, chunk_rows=10)
+    assert ExtractConfig(batch_size=100).resolved_chunk_rows() == 4100
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available here; use --device cpu"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="--pooling last4 is not offered by efficientnet_lite0; choose from gap"):
+        extract(f"folder:{image_folder}", backbone="efficientnet_lite0", config=ExtractConfig(poolings=("last4",)))
+
+
+def test_unwritable_store_root(image_folder: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="is not writable.*--store-root"):
+        extract(
+            f"folder:{image_folder}",
+            backbone="timm:test_vit",
+            pretrained=False,
+            config=ExtractConfig(store_root=str(blocker / "sub"), progress=False),
+        )
+
+
+def _extract_cmd(data_root: Path, store_root: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "cli",
+        "extract",
+        "medmnist:breastmnist",
+        "--data-root",
+        str(data_root),
+        "--limit",
+        "120",
+        "--image-size",
+        "128",
+        "--batch-size",
+        "16",
+        "--chunk-rows",
+        "48",
+        "--num-workers",
+        "0",
+        "--store-root",
+        str(store_root),
+        "--json",
+        "--no-progress",
+    ]
+
+
+def test_sigkill_mid_run_resumes_to_identical_features(medmnist_root: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    ref = subprocess.run(
+        _extract_cmd(medmnist_root, tmp_path / "ref"), env=env, capture_output=True, text=True, check=True
+    )
+    ref_store = json.loads(ref.stdout)["store"]
+
+    root = tmp_path / "killed"
+    proc = subprocess.Popen(_extract_cmd(medmnist_root, root), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    done_dir = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(root.glob("*/*.zarr/done/c/*"))
+        if len(found) >= 2:
+            done_dir = found[0].parent
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "extraction finished before it could be killed; make the run longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert done_dir is not None
+    store_dir = done_dir.parents[1]
+    assert not open_store(store_dir, require_complete=False).complete
+
+    resumed = subprocess.run(_extract_cmd(medmnist_root, root), env=env, capture_output=True, text=True, check=True)
+    out = json.loads(resumed.stdout)
+    assert out["store"] == str(store_dir) and out["complete"] and out["resumed_from"] > 0
+    assert out["rows_computed"] < out["rows"] == 318  # 120 train + 78 val + 120 test
+    a, b = open_store(ref_store), open_store(out["store"])
+    assert a.fingerprint == b.fingerprint
+    np.testing.assert_array_equal(a.features("gap"), b.features("gap"))  # bit-identical
+    again = subprocess.run(_extract_cmd(medmnist_root, root), env=env, capture_output=True, text=True, check=True)
+    assert json.loads(again.stdout)["noop"] is True
