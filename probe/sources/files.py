@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -198,8 +197,3 @@ def open_manifest(manifest: str, *, rgba: RgbaPolicy = "composite") -> FileListS
         ids=ids,
         rgba=rgba,
     )
-
-
-def is_within(path: str, root: str) -> bool:
-    """Whether ``path`` lies inside ``root`` (used to keep ids short and stable)."""
-    return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == os.path.abspath(root)

@@ -1,0 +1,207 @@
+"""Extraction benchmark: model-only forward vs the whole pipeline, write share and peak RSS.
+
+Run from the repository root (figures go to docs/benchmarks.md, between the extract markers):
+
+    .venv/bin/python bench/extract.py --data-root ../shared/data/medmnist
+
+In one run, for the same model, batch size and precision:
+  * model-only: forward passes on synthetic (batch, 3, S, S) tensors, after one warm-up batch;
+  * pipeline: decode -> preprocess -> forward -> store of the first N BloodMNIST images into a
+    fresh store (DataLoader workers, background writer), wall clock of the whole call;
+  * write share: seconds the writer thread spent writing / pipeline wall clock;
+  * peak RSS of a separate process extracting N and 4N images (should not grow with N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MARK_START, MARK_END = "<!-- bench:extract:start -->", "<!-- bench:extract:end -->"
+
+
+def _cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"model name\s*:\s*(.+)", text)
+        return m.group(1).strip() if m else platform.processor()
+    except OSError:
+        return platform.processor()
+
+
+def _subset(data: str, data_root: str | None, n: int):  # type: ignore[no-untyped-def]
+    from probe.sources import SubsetSource, open_source
+
+    src = open_source(data, data_root=data_root)
+    return SubsetSource(src, list(range(min(n, len(src)))), label=f"bench{n}")
+
+
+def model_only(backbone, batch: int, batches: int, precision: str, device: str) -> float:  # type: ignore[no-untyped-def]
+    """Images per second of the pooler alone on synthetic input."""
+    import torch
+
+    from probe.extract import _autocast
+
+    dev = torch.device(device)
+    model = backbone.pooler.to(dev)
+    if backbone.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    s = backbone.preprocess.image_size
+    x = torch.randn(batch, 3, s, s, device=dev)
+    if backbone.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), _autocast(precision, dev):
+        model(x)  # warm-up
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            out = model(x)
+            {k: v.float().cpu() for k, v in out.items()}  # same device->host copy as the pipeline
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    return batch * batches / (time.perf_counter() - t0)
+
+
+def pipeline(backbone, source, batch: int, precision: str, device: str, workers: int | None) -> dict:  # type: ignore[no-untyped-def]
+    """Whole extraction of ``source`` into a fresh temporary store."""
+    from probe.extract import ExtractConfig, extract_embeddings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = ExtractConfig(
+            batch_size=batch, precision=precision, device=device, store_root=tmp, num_workers=workers, progress=False
+        )
+        t0 = time.perf_counter()
+        res = extract_embeddings(source, backbone, cfg)
+        wall = time.perf_counter() - t0
+    return {
+        "images_per_second": res.rows_computed / wall,
+        "wall": wall,
+        "write_seconds": res.write_seconds,
+        "rows": res.rows_computed,
+    }
+
+
+def child_rss(args: argparse.Namespace, n: int) -> float:
+    """Peak RSS (MiB) of a fresh process extracting the first ``n`` images."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child-rss",
+        str(n),
+        "--data",
+        args.data,
+        "--batch-size",
+        str(args.batch_size),
+        "--precision",
+        args.precisions.split(",")[0],
+        "--device",
+        args.device,
+    ]
+    if args.data_root:
+        cmd += ["--data-root", args.data_root]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="medmnist:bloodmnist")
+    ap.add_argument("--data-root", default=os.environ.get("PROBE_DATA_ROOT"))
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--images", type=int, default=1280, help="pipeline images (a multiple of the batch size)")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--num-workers", type=int, default=None)
+    ap.add_argument("--rss-images", type=int, default=256, help="RSS is measured at this N and 4N")
+    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument("--child-rss", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    from probe.backbones import load_backbone
+    from probe.extract import resolve_device
+
+    device = str(resolve_device(args.device))
+    backbone = load_backbone(args.backbone)
+    if args.child_rss is not None:
+        pipeline(
+            backbone, _subset(args.data, args.data_root, args.child_rss), args.batch_size, args.precision, device, None
+        )
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"peak_rss_mib": peak}))
+        return
+
+    source = _subset(args.data, args.data_root, args.images)
+    rows = []
+    for precision in args.precisions.split(","):
+        m = model_only(backbone, args.batch_size, max(1, args.images // args.batch_size), precision, device)
+        p = pipeline(backbone, source, args.batch_size, precision, device, args.num_workers)
+        rows.append((precision, m, p))
+        print(
+            f"{precision}: model-only {m:.1f} img/s, pipeline {p['images_per_second']:.1f} img/s "
+            f"(ratio {p['images_per_second'] / m:.2f}), write {100 * p['write_seconds'] / p['wall']:.2f} % of wall",
+            flush=True,
+        )
+    rss_small = child_rss(args, args.rss_images)
+    rss_large = child_rss(args, 4 * args.rss_images)
+    print(f"peak RSS: {rss_small:.0f} MiB at {args.rss_images} images, {rss_large:.0f} MiB at {4 * args.rss_images}")
+
+    import torch
+
+    cmd = "python bench/extract.py " + " ".join(sys.argv[1:])
+    lines = [
+        MARK_START,
+        "## Extraction (`bench/extract.py`)",
+        "",
+        f"- command: `{cmd.strip()}`",
+        f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`"
+        + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""),
+        f"- software: torch {torch.__version__}, Python {platform.python_version()}",
+        f"- data: first {source.__len__()} images of `{args.data}`; backbone `{args.backbone}` at "
+        f"{backbone.preprocess.image_size} px; batch {args.batch_size}",
+        f"- date: {time.strftime('%Y-%m-%d')}",
+        "",
+        "| precision | model-only img/s | pipeline img/s | pipeline / model | write time / wall |",
+        "|---|---|---|---|---|",
+    ]
+    for precision, m, p in rows:
+        lines.append(
+            f"| {precision} | {m:.1f} | {p['images_per_second']:.1f} | {p['images_per_second'] / m:.2f} | "
+            f"{100 * p['write_seconds'] / p['wall']:.2f} % |"
+        )
+    lines += [
+        "",
+        f"Peak RSS of a whole extraction process ({args.precisions.split(',')[0]}): {rss_small:.0f} MiB for "
+        f"{args.rss_images} images, {rss_large:.0f} MiB for {4 * args.rss_images} images "
+        f"(ratio {rss_large / rss_small:.2f}).",
+        MARK_END,
+    ]
+    _write_section(Path(args.out), "\n".join(lines))
+
+
+def _write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        text = head + section + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
