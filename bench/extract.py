@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MARK_START, MARK_END = "<!-- bench:extract:start -->", "<!-- bench:extract:end -->"
 
 
 def _cpu_name() -> str:
@@ -120,82 +120,94 @@ def main() -> None:
     ap.add_argument("--data-root", default=os.environ.get("PROBE_DATA_ROOT"))
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--images", type=int, default=1280, help="pipeline images (a multiple of the batch size)")
-    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--images", type=int, default=640, help="pipeline images (a multiple of the batch size)")
+    ap.add_argument("--precisions", default="auto", help="comma list; auto = bf16 on CUDA, fp32 on CPU")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating model-only / pipeline measurements")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--num-workers", type=int, default=None)
     ap.add_argument("--rss-images", type=int, default=256, help="RSS is measured at this N and 4N")
+    ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--label", default="extract", help="section of the output file to (re)write")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--child-rss", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     from probe.backbones import load_backbone
-    from probe.extract import resolve_device
+    from probe.extract import resolve_device, resolve_precision
 
-    device = str(resolve_device(args.device))
+    dev = resolve_device(args.device)
+    device = str(dev)
+    precisions = [resolve_precision(p, dev) for p in args.precisions.split(",")]
     backbone = load_backbone(args.backbone)
     if args.child_rss is not None:
-        pipeline(
-            backbone, _subset(args.data, args.data_root, args.child_rss), args.batch_size, args.precision, device, None
-        )
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"peak_rss_mib": peak}))
+        source = _subset(args.data, args.data_root, args.child_rss)
+        pipeline(backbone, source, args.batch_size, args.precision, device, None)
+        print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return
 
     source = _subset(args.data, args.data_root, args.images)
     rows = []
-    for precision in args.precisions.split(","):
-        m = model_only(backbone, args.batch_size, max(1, args.images // args.batch_size), precision, device)
-        p = pipeline(backbone, source, args.batch_size, precision, device, args.num_workers)
-        rows.append((precision, m, p))
+    for precision in precisions:
+        ms, ps = [], []
+        for _ in range(args.repeats):  # alternate, so drift on a shared machine hits both alike
+            ms.append(model_only(backbone, args.batch_size, max(1, args.images // args.batch_size), precision, device))
+            ps.append(pipeline(backbone, source, args.batch_size, precision, device, args.num_workers))
+        p = sorted(ps, key=lambda r: r["images_per_second"])[len(ps) // 2]
+        rows.append((precision, statistics.median(ms), p, ms, [r["images_per_second"] for r in ps]))
         print(
-            f"{precision}: model-only {m:.1f} img/s, pipeline {p['images_per_second']:.1f} img/s "
-            f"(ratio {p['images_per_second'] / m:.2f}), write {100 * p['write_seconds'] / p['wall']:.2f} % of wall",
+            f"{precision}: model-only {[round(v, 1) for v in ms]} img/s, pipeline "
+            f"{[round(r['images_per_second'], 1) for r in ps]} img/s",
             flush=True,
         )
-    rss_small = child_rss(args, args.rss_images)
-    rss_large = child_rss(args, 4 * args.rss_images)
-    print(f"peak RSS: {rss_small:.0f} MiB at {args.rss_images} images, {rss_large:.0f} MiB at {4 * args.rss_images}")
+    rss = None
+    if not args.skip_rss:
+        args.precisions = precisions[0]
+        rss = (child_rss(args, args.rss_images), child_rss(args, 4 * args.rss_images))
+        print(f"peak RSS: {rss[0]:.0f} MiB at {args.rss_images} images, {rss[1]:.0f} MiB at {4 * args.rss_images}")
+    _write_section(Path(args.out), args.label, _report(args, device, backbone, len(source), rows, rss))
 
+
+def _report(args, device, backbone, n_images, rows, rss) -> str:  # type: ignore[no-untyped-def]
     import torch
 
-    cmd = "python bench/extract.py " + " ".join(sys.argv[1:])
+    gpu = f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""
     lines = [
-        MARK_START,
-        "## Extraction (`bench/extract.py`)",
+        f"<!-- bench:{args.label}:start -->",
+        f"## Extraction (`bench/extract.py`, {args.label})",
         "",
-        f"- command: `{cmd.strip()}`",
-        f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`"
-        + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""),
+        f"- command: `python bench/extract.py {' '.join(sys.argv[1:])}`",
+        f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`{gpu}",
         f"- software: torch {torch.__version__}, Python {platform.python_version()}",
-        f"- data: first {source.__len__()} images of `{args.data}`; backbone `{args.backbone}` at "
+        f"- data: first {n_images} images of `{args.data}`; backbone `{args.backbone}` at "
         f"{backbone.preprocess.image_size} px; batch {args.batch_size}",
-        f"- date: {time.strftime('%Y-%m-%d')}",
+        f"- date: {time.strftime('%Y-%m-%d')}; medians of {args.repeats} alternating measurements",
         "",
-        "| precision | model-only img/s | pipeline img/s | pipeline / model | write time / wall |",
-        "|---|---|---|---|---|",
+        "| precision | model-only img/s | pipeline img/s | pipeline / model | write / wall | runs: model / pipeline |",
+        "|---|---|---|---|---|---|",
     ]
-    for precision, m, p in rows:
+    for precision, m, p, ms, ps in rows:
         lines.append(
             f"| {precision} | {m:.1f} | {p['images_per_second']:.1f} | {p['images_per_second'] / m:.2f} | "
-            f"{100 * p['write_seconds'] / p['wall']:.2f} % |"
+            f"{100 * p['write_seconds'] / p['wall']:.2f} % | {', '.join(f'{v:.1f}' for v in ms)} / "
+            f"{', '.join(f'{v:.1f}' for v in ps)} |"
         )
-    lines += [
-        "",
-        f"Peak RSS of a whole extraction process ({args.precisions.split(',')[0]}): {rss_small:.0f} MiB for "
-        f"{args.rss_images} images, {rss_large:.0f} MiB for {4 * args.rss_images} images "
-        f"(ratio {rss_large / rss_small:.2f}).",
-        MARK_END,
-    ]
-    _write_section(Path(args.out), "\n".join(lines))
+    if rss is not None:
+        lines += [
+            "",
+            f"Peak RSS of a whole extraction process ({rows[0][0]}): {rss[0]:.0f} MiB for {args.rss_images} "
+            f"images, {rss[1]:.0f} MiB for {4 * args.rss_images} images (ratio {rss[1] / rss[0]:.2f}).",
+        ]
+    lines.append(f"<!-- bench:{args.label}:end -->")
+    return "\n".join(lines)
 
 
-def _write_section(path: Path, section: str) -> None:
+def _write_section(path: Path, label: str, section: str) -> None:
+    start, end = f"<!-- bench:{label}:start -->", f"<!-- bench:{label}:end -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + section + rest.split(MARK_END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def extract_command(
     ] = Resolution.resize,
     batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 64,
     num_workers: Annotated[
-        int | None, typer.Option(help="DataLoader workers (default: 1 on CPU, up to 8 on CUDA)")
+        int | None, typer.Option(help="DataLoader workers (default: up to 8 on CUDA; 0 on CPUs with <= 4 cores)")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     precision: Annotated[

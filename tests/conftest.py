@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Tests never download: huggingface_hub reads this once, at import, so it is set before anything
+# imports timm or transformers.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 import numpy as np
 import pytest
 import torch

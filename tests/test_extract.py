@@ -177,3 +177,36 @@ def test_sigkill_mid_run_resumes_to_identical_features(medmnist_root: Path, tmp_
     np.testing.assert_array_equal(a.features("gap"), b.features("gap"))  # bit-identical
     again = subprocess.run(_extract_cmd(medmnist_root, root), env=env, capture_output=True, text=True, check=True)
     assert json.loads(again.stdout)["noop"] is True
+
+
+def test_foreign_folder_is_never_overwritten(image_folder: Path, tmp_path: Path) -> None:
+    target = tmp_path / "results"
+    target.mkdir()
+    (target / "precious.txt").write_text("keep me")
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    with pytest.raises(StoreError, match="exists and is not a probe store"):
+        extract_embeddings(open_source(f"folder:{image_folder}"), bb, _cfg(tmp_path, store=str(target)))
+    assert (target / "precious.txt").read_text() == "keep me"
+
+
+def test_reading_a_store_does_not_import_torch(image_folder: Path, tmp_path: Path) -> None:
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    res = extract_embeddings(open_source(f"folder:{image_folder}"), bb, _cfg(tmp_path))
+    code = (
+        "import sys, probe\n"
+        f"s = probe.open_store({res.store!r})\n"
+        "assert s.features('cls').shape[0] == 36 and s.complete\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_float16_lz4_store(image_folder: Path, tmp_path: Path) -> None:
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    src = open_source(f"folder:{image_folder}")
+    a = extract_embeddings(src, bb, _cfg(tmp_path))
+    b = extract_embeddings(src, bb, _cfg(tmp_path, store_dtype="float16", compression="lz4"))
+    assert a.store != b.store
+    fa, fb = open_store(a.store).features("cls"), open_store(b.store).features("cls")
+    assert fb.dtype == np.float16 and open_store(b.store).attrs["compression"] == "lz4"
+    np.testing.assert_allclose(fb.astype(np.float32), fa, rtol=2e-3, atol=2e-3)

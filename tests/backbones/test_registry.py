@@ -128,3 +128,11 @@ def test_download_failure_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsError, match="could not load pretrained weights for timm:test_vit.*--weights FILE"):
         load_backbone("timm:test_vit")
+
+
+def test_rad_dino_alias_needs_the_hub_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = registered_backbones()["rad_dino"]
+    assert spec.source == "hf:microsoft/rad-dino" and spec.poolings["cls"] == 768 and spec.image_size == 518
+    with pytest.raises(WeightsError, match="could not load hf:microsoft/rad-dino.*HF cache"):
+        load_backbone("rad_dino")

@@ -93,6 +93,8 @@ def test_extract_folder_with_weights_file(image_folder: Path, tiny_vit_weights: 
             "32",
             "--resolution",
             "pad",
+            "--num-workers",
+            "1",
             "--store-root",
             str(tmp_path),
             "--json",

@@ -71,3 +71,39 @@ def test_info_covers_every_subset_and_size() -> None:
     for flag, entry in info.items():
         sizes = {"28", "64"} if entry["ndim"] == 3 else {"28", "64", "128", "224"}
         assert set(entry["md5"]) == sizes, flag
+
+
+@pytest.fixture
+def loopback_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A local HTTP server (127.0.0.1 only) standing in for the official download location."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/{{file}}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_is_md5_checked_and_cached(loopback_server, medmnist_root: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import probe.sources.medmnist as mm
+
+    served, url = loopback_server
+    monkeypatch.delenv("PROBE_OFFLINE")
+    monkeypatch.setattr(mm, "DOWNLOAD_URL", url)
+    (served / "breastmnist.npz").write_bytes(b"not the official file")
+    with pytest.raises(DataFileError, match="downloaded .*breastmnist.npz has MD5 .*expected 750601b1"):
+        open_source("medmnist:breastmnist")
+    assert not (mm.cache_dir() / "breastmnist.npz").exists()  # a bad download is never kept
+    shutil.copy(medmnist_root / "breastmnist.npz", served / "breastmnist.npz")
+    src = open_source("medmnist:breastmnist")
+    assert len(src) == 780 and (mm.cache_dir() / "breastmnist.npz").is_file()
+    (served / "breastmnist.npz").unlink()
+    assert len(open_source("medmnist:breastmnist")) == 780  # served from the cache now
