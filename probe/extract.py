@@ -35,6 +35,7 @@ from probe.store import (
     StoreLayout,
     StoreWriter,
     check_writable,
+    existing_store_attrs,
     store_lock,
     store_path,
 )
@@ -228,10 +229,11 @@ class _ChunkWriter:
             raise self.error
         self.queue.put((chunk, feats, valid))
 
-    def close(self) -> None:
+    def close(self, *, raise_error: bool = True) -> None:
+        """Write what is queued, stop the thread, and re-raise its error (if ``raise_error``)."""
         self.queue.put(None)
         self.thread.join()
-        if self.error is not None:
+        if self.error is not None and raise_error:
             raise self.error
 
 
@@ -253,7 +255,7 @@ def store_fingerprint(
     library = str(backbone.meta.get("library", ""))
     inputs = {
         "format": FORMAT,
-        "source": {"spec": source.spec, "content": source.fingerprint(), "rgba": getattr(source, "rgba", None)},
+        "source": {"spec": source.spec, "content": source.fingerprint(), "decode": source.decode_options()},
         "backbone": {"name": backbone.name, "weights": backbone.weights_fingerprint},
         "preprocess": backbone.preprocess.to_dict(),
         "poolings": sorted(poolings),
@@ -309,15 +311,18 @@ def _run_chunks(
             with torch.inference_mode(), _autocast(precision, device):
                 out = model(x)
             lo, hi = int(rows[0]) - start, int(rows[-1]) - start + 1
+            good = np.ones(len(rows), dtype=bool)
+            good[bad] = False
             for p in writer.poolings:
-                feats = out[p].float().cpu().numpy()
-                if bad:
-                    feats[bad] = np.nan
-                elif not np.isfinite(feats).all():
+                feats = out[p].float().cpu().numpy().astype(np_dtype, copy=False)
+                finite = np.isfinite(feats).all(axis=1)
+                if not finite[good].all():
+                    first = int(rows[int(np.flatnonzero(good & ~finite)[0])])
                     raise ProbeError(
-                        f"{backbone.name} produced non-finite {p} features for sample {source.ids[int(rows[0])]!r} "
-                        f"(batch of {len(rows)}); try --precision fp32"
+                        f"{backbone.name} produced non-finite {p} features for sample {source.ids[first]!r} "
+                        f"(in {np_dtype} storage); try --precision fp32 or --store-dtype float32"
                     )
+                feats[bad] = np.nan
                 buf[p][lo:hi] = feats
             valid[[lo + i for i in bad]] = False
             computed += len(rows)
@@ -331,9 +336,12 @@ def _run_chunks(
                 start, stop = writer.chunk_bounds(chunk)
                 buf = {p: np.empty((stop - start, d), dtype=np_dtype) for p, d in writer.poolings.items()}
                 valid = np.ones(stop - start, dtype=bool)
-    finally:
+    except BaseException:
         bar.close()
-        bg.close()
+        bg.close(raise_error=False)  # keep the original error; finished chunks are already written
+        raise
+    bar.close()
+    bg.close()
     return computed, bg.seconds
 
 
@@ -372,10 +380,12 @@ def extract_embeddings(
     fingerprint, inputs = store_fingerprint(source, backbone, list(poolings), precision, cfg.store_dtype)
     root = cfg.store_root
     path = cfg.store or store_path(root, dataset=source.name, backbone=backbone.name, fingerprint=fingerprint)
+    if "://" not in path:
+        path = os.path.normpath(path)  # "out.zarr/" and "out.zarr" are one store (and one lock)
     check_writable(os.path.dirname(path) or ".")
     t0 = time.perf_counter()
     with store_lock(path):
-        writer = _open_or_create(path, source, backbone, poolings, fingerprint, inputs, cfg, command)
+        writer = _open_or_create(path, source, backbone, poolings, fingerprint, inputs, cfg, device, command)
         pending = writer.pending_chunks()
         if not pending and writer.attrs.get("complete"):
             return ExtractResult(
@@ -392,7 +402,7 @@ def extract_embeddings(
                 device=str(device),
                 precision=precision,
             )
-        resumed_from = writer.chunk_bounds(pending[0])[0] if len(pending) < writer.n_chunks else 0
+        resumed_from = writer.chunk_bounds(pending[0])[0] if pending and len(pending) < writer.n_chunks else 0
         computed, write_s = (
             _run_chunks(source, backbone, writer, pending, cfg, device, precision) if pending else (0, 0.0)
         )
@@ -434,29 +444,26 @@ def _open_or_create(
     fingerprint: str,
     inputs: dict[str, Any],
     cfg: ExtractConfig,
+    device: torch.device,
     command: str | None,
 ) -> StoreWriter:
-    import zarr
-
-    if not cfg.overwrite:
-        try:
-            existing: zarr.Group | None = zarr.open_group(path, mode="r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-            existing = None
-        if existing is None and os.path.isdir(path) and os.listdir(path):
-            raise StoreError(f"{path} exists and is not a probe store; choose another --store (or --overwrite)")
-        if existing is not None:
-            found: dict[str, Any] = dict(existing.attrs)
-            if found.get("format") != FORMAT:
-                raise StoreError(f"{path} is not a probe store; choose another --store (or --overwrite)")
-            if found.get("state") != "creating":  # "creating": killed before any feature; make it anew
-                if found.get("fingerprint") != fingerprint:
-                    raise StoreError(
-                        f"store {path} holds features made with other settings (fingerprint "
-                        f"{str(found.get('fingerprint'))[:16]}, this run {fingerprint[:16]}); "
-                        "pass --overwrite to replace it, or choose another --store"
-                    )
-                return StoreWriter.open(path)
+    found = existing_store_attrs(path)  # refuses anything that is not a probe store, even with overwrite
+    if found is not None and not cfg.overwrite and found.get("state") != "creating":
+        # state "creating": killed before any feature was written, so it is simply made anew
+        if found.get("fingerprint") != fingerprint:
+            raise StoreError(
+                f"store {path} holds features made with other settings (fingerprint "
+                f"{str(found.get('fingerprint'))[:16]}, this run {fingerprint[:16]}); "
+                "pass --overwrite to replace it, or choose another --store"
+            )
+        started = (found.get("batch_size"), found.get("device_type"))
+        if not found.get("complete") and started != (cfg.batch_size, device.type):
+            raise StoreError(
+                f"store {path} was started with --batch-size {started[0]} on {started[1]}; resume it with the "
+                f"same batch size and device (this run: {cfg.batch_size} on {device.type}) so its features "
+                "equal an uninterrupted run's, or pass --overwrite to start again"
+            )
+        return StoreWriter.open(path)
     attrs = {
         "fingerprint": fingerprint,
         "fingerprint_inputs": inputs,
@@ -468,6 +475,8 @@ def _open_or_create(
             "preprocess": backbone.preprocess.to_dict(),
         },
         "precision": inputs["precision"],
+        "batch_size": cfg.batch_size,
+        "device_type": device.type,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command or "",
         "versions": {**library_versions("torch", "timm", "transformers", "numpy", "zarr"), "torch": torch.__version__},

@@ -134,6 +134,40 @@ def _compressors(compression: str) -> Any:
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
+_NOT_A_GROUP = (
+    FileNotFoundError,
+    zarr.errors.GroupNotFoundError,
+    zarr.errors.NodeTypeValidationError,
+    zarr.errors.ContainsArrayError,
+)
+
+
+def existing_store_attrs(path: str) -> dict[str, Any] | None:
+    """Attributes of the probe store at ``path``, or ``None`` when nothing (or an empty folder) is there.
+
+    Raises:
+        StoreError: something that is not a probe store occupies ``path`` (it is never replaced).
+    """
+    if not _is_url(path):
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise StoreError(f"{path} is a file, not an embedding store; choose another --store")
+        if not p.exists() or not any(p.iterdir()):
+            return None
+    try:
+        group = zarr.open_group(path, mode="r")
+    except _NOT_A_GROUP:
+        if _is_url(path):
+            return None
+        raise StoreError(
+            f"{path} exists and is not a probe store; it is left untouched: choose another --store"
+        ) from None
+    attrs: dict[str, Any] = dict(group.attrs)
+    if attrs.get("format") != FORMAT:
+        raise StoreError(f"{path} is a Zarr group but not a probe store; it is left untouched: choose another --store")
+    return attrs
+
+
 class StoreWriter:
     """Creates a store, tells which chunks are missing, and writes chunks (use under :func:`store_lock`)."""
 
@@ -168,7 +202,8 @@ class StoreWriter:
         groups: list[str] | None,
         attrs: Mapping[str, Any],
     ) -> StoreWriter:
-        """Make a new, empty store (replacing whatever is at ``path``)."""
+        """Make a new, empty store, replacing an older probe store at ``path`` (never anything else)."""
+        existing_store_attrs(path)  # raises unless path is free, an empty folder, or a probe store
         if not _is_url(path) and os.path.exists(path):
             shutil.rmtree(path)
         g = zarr.open_group(path, mode="w")
@@ -343,7 +378,7 @@ def open_store(path: str | os.PathLike[str], *, require_complete: bool = True) -
     p = str(path)
     try:
         group = zarr.open_group(p, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+    except (*_NOT_A_GROUP, KeyError):
         raise StoreError(f"no embedding store at {p}; create it with `probe extract DATA --backbone NAME`") from None
     if group.attrs.get("format") != FORMAT or group.attrs.get("state") == "creating":
         raise StoreError(f"{p} is not a finished probe embedding store; extract it again with --overwrite")

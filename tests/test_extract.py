@@ -210,3 +210,69 @@ def test_float16_lz4_store(image_folder: Path, tmp_path: Path) -> None:
     fa, fb = open_store(a.store).features("cls"), open_store(b.store).features("cls")
     assert fb.dtype == np.float16 and open_store(b.store).attrs["compression"] == "lz4"
     np.testing.assert_allclose(fb.astype(np.float32), fa, rtol=2e-3, atol=2e-3)
+
+
+def test_overwrite_never_deletes_a_foreign_folder_or_file(image_folder: Path, tmp_path: Path) -> None:
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    src = open_source(f"folder:{image_folder}")
+    with pytest.raises(StoreError, match="not a probe store; it is left untouched"):
+        extract_embeddings(src, bb, _cfg(tmp_path, store=str(image_folder), overwrite=True))
+    assert len(open_source(f"folder:{image_folder}")) == 36  # the dataset is still there
+    plain = tmp_path / "notes.txt"
+    plain.write_text("x")
+    with pytest.raises(StoreError, match="is a file, not an embedding store"):
+        extract_embeddings(src, bb, _cfg(tmp_path, store=str(plain), overwrite=True))
+
+
+def _interrupt(store: str, *, chunks: list[int], finished: bool) -> None:
+    import zarr
+
+    g = zarr.open_group(store, mode="r+")
+    for c in chunks:
+        g["done"][c] = False  # type: ignore[index]
+    g.attrs.update({"complete": finished, "state": "complete" if finished else "extracting"})
+
+
+def test_killed_between_last_chunk_and_finish_completes_on_rerun(image_folder: Path, tmp_path: Path) -> None:
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    src = open_source(f"folder:{image_folder}")
+    first = extract_embeddings(src, bb, _cfg(tmp_path))
+    _interrupt(first.store, chunks=[], finished=False)
+    res = extract_embeddings(src, bb, _cfg(tmp_path))
+    assert res.complete and res.rows_computed == 0 and res.resumed_from == 0
+    assert open_store(res.store).complete
+
+
+def test_resume_requires_the_same_batch_size_and_recomputes_only_missing_chunks(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    src = open_source(f"folder:{image_folder}")
+    first = extract_embeddings(src, bb, _cfg(tmp_path))
+    before = open_store(first.store).features("cls")
+    _interrupt(first.store, chunks=[1], finished=False)
+    with pytest.raises(StoreError, match="started with --batch-size 8 on cpu; resume it with the same"):
+        extract_embeddings(src, bb, _cfg(tmp_path, batch_size=4, chunk_rows=16))
+    res = extract_embeddings(src, bb, _cfg(tmp_path))
+    assert res.resumed_from == 16 and res.rows_computed == 16
+    np.testing.assert_array_equal(open_store(res.store).features("cls"), before)
+
+
+def test_trailing_slash_names_the_same_store(image_folder: Path, tmp_path: Path) -> None:
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    src = open_source(f"folder:{image_folder}")
+    a = extract_embeddings(src, bb, _cfg(tmp_path, store=str(tmp_path / "s.zarr") + "/"))
+    b = extract_embeddings(src, bb, _cfg(tmp_path, store=str(tmp_path / "s.zarr")))
+    assert b.noop and a.store == b.store == str(tmp_path / "s.zarr")
+
+
+def test_alpha_policy_is_part_of_the_fingerprint(image_folder: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGBA", (24, 24), (200, 10, 10, 128)).save(image_folder / "train" / "cyst" / "alpha.png")
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    composite = extract_embeddings(open_source(f"folder:{image_folder}", limit=20), bb, _cfg(tmp_path))
+    rejected = extract_embeddings(
+        open_source(f"folder:{image_folder}", rgba="reject", limit=20), bb, _cfg(tmp_path, on_error="skip")
+    )
+    assert composite.store != rejected.store and rejected.skipped == 1 and composite.skipped == 0

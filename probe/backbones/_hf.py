@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from probe.backbones._base import Backbone, freeze, load_weights, read_state_dict, state_dict_sha256
 from probe.backbones._pooling import HFPooledOutput, HFTokenPooler, vit_pooling_dims
 from probe.backbones._preprocess import PreprocessConfig
+from probe.backbones._timm import RANDOM_INIT_SEED
 from probe.errors import WeightsError
 
 _PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
@@ -34,21 +36,26 @@ def backbone_from_hf_model(
     tower = freeze(vision_tower(model))
     config = getattr(tower, "config", None)
     hidden = getattr(config, "hidden_size", None)
+    embeddings = getattr(tower, "embeddings", None)
+    hierarchical = bool(getattr(config, "hidden_sizes", None)) or len(getattr(config, "depths", None) or []) > 1
     pooler: nn.Module
-    if hidden is not None and hasattr(tower, "embeddings"):
-        n_prefix = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
-        final_norm = getattr(tower, "post_layernorm", None)  # CLIP: last_hidden_state is pre-norm
-        pooler = HFTokenPooler(tower, n_prefix=n_prefix, final_norm=final_norm)
-        poolings = vit_pooling_dims(int(hidden), has_cls=True)
-        defaults: tuple[str, ...] = ("cls", "mean")
-    else:
+    if hidden is not None and embeddings is not None and not hierarchical:
+        clip_like = hasattr(embeddings, "class_embedding")  # CLIP: CLS, last_hidden_state before post-norm
+        has_cls = clip_like or getattr(embeddings, "cls_token", None) is not None
+        n_prefix = int(has_cls) + int(getattr(config, "num_register_tokens", 0) or 0)
+        final_norm = getattr(tower, "post_layernorm", None) if clip_like else None
+        pooler = HFTokenPooler(tower, n_prefix=n_prefix, has_cls=has_cls, final_norm=final_norm)
+        poolings = vit_pooling_dims(int(hidden), has_cls=has_cls)
+        defaults: tuple[str, ...] = ("cls", "mean") if has_cls else ("mean",)
+    else:  # CNNs and hierarchical transformers (Swin, ...): the model's own pooled output
         sizes = getattr(config, "hidden_sizes", None)
-        if not sizes:
+        width = int(sizes[-1]) if sizes else hidden
+        if width is None:
             raise WeightsError(
                 f"{name}: cannot tell the feature width of {type(tower).__name__}; use a timm: name instead"
             )
         pooler = HFPooledOutput(tower)
-        poolings, defaults = {"gap": int(sizes[-1])}, ("gap",)
+        poolings, defaults = {"gap": int(width)}, ("gap",)
     info = {"library": f"transformers {transformers.__version__}"}
     info.update(meta or {})
     return Backbone(
@@ -78,6 +85,7 @@ def build_hf(
     repo: str,
     *,
     name: str | None = None,
+    pretrained: bool = True,
     weights: str | None = None,
     image_size: int | None = None,
     resolution: str = "resize",
@@ -92,17 +100,20 @@ def build_hf(
 
     try:
         processor = AutoImageProcessor.from_pretrained(repo)
-        if weights is None:
+        if weights is None and pretrained:
             model = AutoModel.from_pretrained(repo)
-        else:
-            model = AutoModel.from_config(AutoConfig.from_pretrained(repo))
-            load_weights(vision_tower(model), read_state_dict(weights), origin=f"--weights {weights}")
+        else:  # architecture from the repository's config; weights from a file, or seeded random init
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_INIT_SEED)
+                model = AutoModel.from_config(AutoConfig.from_pretrained(repo))
+            if weights is not None:
+                load_weights(vision_tower(model), read_state_dict(weights), origin=f"--weights {weights}")
     except (OSError, ValueError, ImportError) as exc:
         raise WeightsError(
             f"could not load hf:{repo} ({str(exc).splitlines()[0]}); check the repository id, or on a "
             "machine without network copy the repository into the HF cache (HF_HOME) first"
         ) from None
     preprocess = _preprocess_from_processor(processor, image_size=image_size, resolution=resolution)
-    info = {"source": f"hf:{repo}", "weights": weights or "pretrained"}
+    info = {"source": f"hf:{repo}", "weights": weights or ("pretrained" if pretrained else "random")}
     info.update(meta or {})
     return backbone_from_hf_model(model, name=name or f"hf:{repo}", preprocess=preprocess, meta=info)

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -30,14 +32,17 @@ def _token_poolings(
     norm: Callable[[torch.Tensor], torch.Tensor],
     n_prefix: int,
     has_cls: bool,
+    post: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    mean = tokens[:, n_prefix:].mean(dim=1)
+    """Poolings of (B, N, D) final tokens; ``post`` normalises pooled vectors (timm's ``fc_norm``)."""
+    post = post or (lambda v: v)
+    mean = post(tokens[:, n_prefix:].mean(dim=1))
     if not has_cls:
         return {"mean": mean}
-    cls = tokens[:, 0]
+    cls = post(tokens[:, 0])
     out = {"cls": cls, "mean": mean, "cls+mean": torch.cat([cls, mean], dim=1)}
     if len(block_tokens) >= 4:
-        out["last4"] = torch.cat([norm(t[:, :1])[:, 0] for t in block_tokens[-4:]], dim=1)
+        out["last4"] = torch.cat([post(norm(t[:, :1])[:, 0]) for t in block_tokens[-4:]], dim=1)
     return out
 
 
@@ -49,6 +54,11 @@ class TimmViTPooler(nn.Module):
         self.model = model
         self.n_prefix = int(getattr(model, "num_prefix_tokens", 1))
         self.has_cls = getattr(model, "cls_token", None) is not None
+        # Models pooled with "avg" keep norm = Identity and normalise the pooled vector with fc_norm
+        # (EVA-02 MIM, AIMv2); apply it to every pooled vector so all poolings are normalised.
+        fc_norm = getattr(model, "fc_norm", None)
+        self.norm = cast(nn.Module, model.norm)
+        self.post = fc_norm if isinstance(self.norm, nn.Identity) and isinstance(fc_norm, nn.Module) else None
         self._captured: list[torch.Tensor] = []
         blocks = list(model.blocks)  # type: ignore[arg-type]
         for block in blocks[-4:]:
@@ -61,7 +71,14 @@ class TimmViTPooler(nn.Module):
         self._captured = []
         tokens = self.model.forward_features(x)  # type: ignore[operator]
         captured, self._captured = self._captured, []
-        return _token_poolings(tokens, captured, self.model.norm, self.n_prefix, self.has_cls)  # type: ignore[arg-type]
+        return _token_poolings(
+            tokens,
+            captured,
+            self.norm,
+            self.n_prefix,
+            self.has_cls,
+            self.post,
+        )
 
 
 class GlobalPooler(nn.Module):
@@ -78,23 +95,33 @@ class GlobalPooler(nn.Module):
 
 
 class HFTokenPooler(nn.Module):
-    """Token poolings for transformers vision models (DINOv2, ViT, CLIP vision tower, ...)."""
+    """Token poolings for plain transformers ViTs (DINOv2, ViT, CLIP and SigLIP vision towers, ...).
 
-    def __init__(self, model: nn.Module, *, n_prefix: int, final_norm: nn.Module | None) -> None:
+    Args:
+        model: the vision tower.
+        n_prefix: leading non-patch tokens (CLS + registers), excluded from ``mean``.
+        has_cls: whether token 0 is a class token (SigLIP has none: ``mean`` only).
+        final_norm: a norm that ``last_hidden_state`` still lacks (CLIP's ``post_layernorm``).
+    """
+
+    def __init__(self, model: nn.Module, *, n_prefix: int, has_cls: bool, final_norm: nn.Module | None) -> None:
         super().__init__()
         self.model = model
         self.n_prefix = n_prefix
-        # DINOv2 / ViT outputs are already normed; CLIP's post_layernorm is applied here.
+        self.has_cls = has_cls
         self.final_norm = final_norm
         self.last_norm = final_norm or getattr(model, "layernorm", None) or nn.Identity()
+        params = inspect.signature(model.forward).parameters
+        # lets ViTs run at an --image-size other than their native one
+        self.kwargs = {"interpolate_pos_encoding": True} if "interpolate_pos_encoding" in params else {}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.model(pixel_values=x, output_hidden_states=True)
+        out = self.model(pixel_values=x, output_hidden_states=self.has_cls, **self.kwargs)
         tokens = out.last_hidden_state
         if self.final_norm is not None:
             tokens = self.final_norm(tokens)
         hidden = list(out.hidden_states[1:]) if out.hidden_states is not None else []
-        return _token_poolings(tokens, hidden, self.last_norm, self.n_prefix, True)
+        return _token_poolings(tokens, hidden, self.last_norm, self.n_prefix, self.has_cls)
 
 
 class HFPooledOutput(nn.Module):

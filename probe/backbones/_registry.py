@@ -208,7 +208,9 @@ def _hf_alias(name: str, repo: str) -> Callable[..., Backbone]:
     ) -> Backbone:
         from probe.backbones._hf import build_hf
 
-        return build_hf(repo, name=name, weights=weights, image_size=image_size, resolution=resolution)
+        return build_hf(
+            repo, name=name, pretrained=pretrained, weights=weights, image_size=image_size, resolution=resolution
+        )
 
     return build
 
@@ -255,7 +257,7 @@ def load_backbone(
     if sep and prefix == "hf" and arg:
         from probe.backbones._hf import build_hf
 
-        return build_hf(arg, weights=weights, image_size=image_size, resolution=resolution)
+        return build_hf(arg, pretrained=pretrained, weights=weights, image_size=image_size, resolution=resolution)
     check_backbone_name(name)
     raise AssertionError("check_backbone_name accepted an unbuildable name")  # pragma: no cover
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,11 @@ from probe.errors import ConfigError
 
 #: Split names in the order their integer codes are stored (code = index).
 SPLITS: tuple[str, ...] = ("train", "val", "test", "unsplit")
+
+
+def cache_root() -> Path:
+    """probe's cache folder: ``PROBE_CACHE_DIR``, else ``~/.cache/probe``."""
+    return Path(os.environ.get("PROBE_CACHE_DIR") or Path.home() / ".cache" / "probe")
 
 
 def split_code(name: str) -> int:
@@ -68,6 +75,10 @@ class Source(abc.ABC):
         """Where sample ``index`` comes from (a path, or file + row), for error messages."""
         return self.ids[index]
 
+    def decode_options(self) -> dict[str, Any]:
+        """Decoding choices that change pixels (e.g. the alpha policy); they enter the fingerprint."""
+        return {}
+
     @abc.abstractmethod
     def content_digest(self) -> str:
         """Hex digest of the image content this source reads (files, bytes or array checksums)."""
@@ -115,6 +126,9 @@ class SubsetSource(Source):
 
     def load_image(self, index: int) -> np.ndarray:
         return self.base.load_image(int(self.indices[index]))
+
+    def decode_options(self) -> dict[str, Any]:
+        return self.base.decode_options()
 
     def location(self, index: int) -> str:
         return self.base.location(int(self.indices[index]))

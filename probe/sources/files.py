@@ -1,26 +1,28 @@
 """Image-file sources: ``folder:<dir>`` (ImageFolder layout) and ``csv:<manifest>``.
 
 Both become a :class:`FileListSource`: a list of image paths with string labels, splits and groups.
-The content digest covers each file's relative path, size and a blake2b of its first and last
-64 KiB (the whole file when smaller), so copying a dataset keeps its fingerprint while an edited
-image changes it, without reading terabytes at every start.
+The content digest is a blake2b of every file's bytes (plus its id), so copying a dataset keeps its
+fingerprint and any edited pixel changes it. Digests are cached by (path, size, mtime), so only the
+first run reads every byte; later runs only stat the files.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from probe.errors import SourceError
-from probe.sources._base import Source, split_code
+from probe.sources._base import Source, cache_root, split_code
 from probe.sources.images import IMAGE_EXTENSIONS, RgbaPolicy, read_image
 
 _SPLIT_DIRS = {"train", "training", "val", "valid", "validation", "dev", "test"}
-_EDGE = 64 * 1024
 PATH_COLUMNS = ("path", "image", "file", "filename", "image_path")
 LABEL_COLUMNS = ("label", "class", "target", "diagnosis")
 SPLIT_COLUMNS = ("split", "set", "subset", "fold")
@@ -36,19 +38,46 @@ def _sorted_classes(names: Sequence[str]) -> tuple[str, ...]:
         return tuple(sorted(unique))
 
 
-def _file_digest(path: Path) -> bytes:
+def _blake2b_file(path: str) -> str:
     h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_digests(paths: Sequence[str], *, cache_file: Path) -> list[str]:
+    """blake2b of every file's bytes, reusing ``cache_file`` entries whose size and mtime still match.
+
+    A missing file digests as ``"missing"`` (it is reported when decoded, or skipped). The cache is
+    JSON ``{path: [size, mtime_ns, digest]}``; it only saves time and is rewritten when it changed.
+    """
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            h.update(f.read(_EDGE))
-            if size > 2 * _EDGE:
-                f.seek(size - _EDGE)
-                h.update(f.read(_EDGE))
-    except OSError:
-        size = -1  # a missing file is reported when it is decoded (or skipped)
-    h.update(size.to_bytes(8, "little", signed=True))
-    return h.digest()
+        cache: dict[str, list[Any]] = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    out, changed = [], False
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append("missing")
+            continue
+        entry = cache.get(path)
+        if entry is None or entry[0] != st.st_size or entry[1] != st.st_mtime_ns:
+            entry = [st.st_size, st.st_mtime_ns, _blake2b_file(path)]
+            cache[path] = entry
+            changed = True
+        out.append(str(entry[2]))
+    if changed:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache))
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass  # a read-only cache only costs time
+    return out
 
 
 class FileListSource(Source):
@@ -103,11 +132,15 @@ class FileListSource(Source):
     def location(self, index: int) -> str:
         return self.paths[index]
 
+    def decode_options(self) -> dict[str, Any]:
+        return {"rgba": self.rgba}
+
     def content_digest(self) -> str:
+        key = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        digests = content_digests(self.paths, cache_file=cache_root() / "digests" / f"{key}.json")
         h = hashlib.sha256()
-        for sample_id, path in zip(self.ids, self.paths, strict=True):
-            h.update(sample_id.encode())
-            h.update(_file_digest(Path(path)))
+        for sample_id, digest in zip(self.ids, digests, strict=True):
+            h.update(f"{sample_id}\0{digest}\0".encode())
         return h.hexdigest()
 
 
@@ -165,9 +198,14 @@ def open_manifest(manifest: str, *, rgba: RgbaPolicy = "composite") -> FileListS
     file = Path(manifest).expanduser().resolve()
     if not file.is_file():
         raise SourceError(f"csv:{manifest}: file not found; pass the path of a CSV manifest")
-    with open(file, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-        header = list(rows[0].keys()) if rows else []
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"csv:{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
+    header = list(rows[0].keys()) if rows else []
     if not rows:
         raise SourceError(f"csv:{manifest}: the manifest has no rows")
     path_col = _pick(header, PATH_COLUMNS, "image path", file, required=True)

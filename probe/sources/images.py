@@ -99,6 +99,8 @@ def read_image(path: str | os.PathLike[str], *, rgba: RgbaPolicy = "composite", 
             return pil_to_array(img, rgba=rgba, where=where)
     except FileNotFoundError:
         raise ImageDecodeError(f"{where}: file not found; fix the path or pass --on-error skip") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"{where}: {exc}; tile or downscale the image first, or pass --on-error skip") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(
             f"{where}: cannot decode image ({exc}); replace the file or pass --on-error skip"

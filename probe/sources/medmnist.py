@@ -13,6 +13,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+import zipfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -21,13 +22,15 @@ from typing import Any
 import numpy as np
 
 from probe.errors import ConfigError, DataFileError, SourceError
-from probe.sources._base import SPLITS, Source
+from probe.sources._base import SPLITS, Source, cache_root
 from probe.sources.images import to_three_channels
 
 #: Official MedMNIST+ (v3) Zenodo record holding every subset at every size.
 DOWNLOAD_URL = "https://zenodo.org/records/10519652/files/{file}?download=1"
 SIZES_2D: tuple[int, ...] = (28, 64, 128, 224)
 SIZES_3D: tuple[int, ...] = (28, 64)
+#: Image arrays larger than this (uncompressed) are memory-mapped from an unpacked cache copy.
+MMAP_BYTES = 512 * 1024 * 1024
 
 
 @lru_cache(maxsize=1)
@@ -39,9 +42,37 @@ def medmnist_info() -> dict[str, dict[str, Any]]:
 
 
 def cache_dir() -> Path:
-    """Folder where downloaded data files are kept (``PROBE_CACHE_DIR`` or ``~/.cache/probe``)."""
-    root = os.environ.get("PROBE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "probe")
-    return Path(root) / "medmnist"
+    """Folder where downloaded MedMNIST files are kept (``<cache root>/medmnist``)."""
+    return cache_root() / "medmnist"
+
+
+def _member_size(path: Path, key: str) -> int:
+    with zipfile.ZipFile(path) as zf:
+        return zf.getinfo(f"{key}.npy").file_size
+
+
+def load_images(path: Path, key: str, md5: str) -> np.ndarray:
+    """One image array of an official file, in memory when small, else memory-mapped.
+
+    Arrays above :data:`MMAP_BYTES` are unpacked once into ``<cache>/medmnist/unpacked/<md5>/`` and
+    memory-mapped, so DataLoader workers share pages instead of each holding a decompressed copy.
+    """
+    if _member_size(path, key) <= MMAP_BYTES:
+        with np.load(path) as npz:
+            return np.asarray(npz[key])
+    target = cache_dir() / "unpacked" / md5 / f"{key}.npy"
+    if not target.is_file():
+        import fcntl
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # one process unpacks; the others wait for it
+            if not target.is_file():
+                tmp = target.with_suffix(f".{os.getpid()}.tmp")
+                with np.load(path) as npz, open(tmp, "wb") as out:
+                    np.save(out, npz[key])
+                os.replace(tmp, target)
+    return np.load(target, mmap_mode="r")
 
 
 def file_name(flag: str, size: int) -> str:
@@ -201,9 +232,8 @@ class MedMNISTSource(Source):
     def load_image(self, index: int) -> np.ndarray:
         split, row = self._locate(index)
         if split not in self._images:
-            with np.load(self.path) as npz:
-                self._images[split] = np.asarray(npz[f"{split}_images"])
-        return to_three_channels(self._images[split][row])
+            self._images[split] = load_images(self.path, f"{split}_images", self._md5)
+        return to_three_channels(np.array(self._images[split][row]))
 
     def location(self, index: int) -> str:
         split, row = self._locate(index)

@@ -136,3 +136,55 @@ def test_rad_dino_alias_needs_the_hub_and_says_so(monkeypatch: pytest.MonkeyPatc
     assert spec.source == "hf:microsoft/rad-dino" and spec.poolings["cls"] == 768 and spec.image_size == 518
     with pytest.raises(WeightsError, match="could not load hf:microsoft/rad-dino.*HF cache"):
         load_backbone("rad_dino")
+
+
+def test_avg_pooled_vits_normalise_with_fc_norm() -> None:
+    bb = load_backbone("eva02_small", pretrained=False, model_args=TINY_VIT, image_size=28)
+    model = bb.pooler.model
+    assert isinstance(model.norm, torch.nn.Identity)
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        tokens = model.forward_features(x)
+        out = bb.pooler(x)
+        torch.testing.assert_close(out["cls"], model.fc_norm(tokens[:, 0]))
+        torch.testing.assert_close(out["mean"], model.fc_norm(tokens[:, model.num_prefix_tokens :].mean(1)))
+
+
+def test_hf_models_without_cls_or_hierarchical_and_resized() -> None:
+    from transformers import SiglipVisionConfig, SiglipVisionModel, SwinConfig, SwinModel, ViTConfig, ViTModel
+
+    pp = PreprocessConfig(image_size=56)
+    siglip = SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=56,
+            patch_size=14,
+        )
+    )
+    swin = SwinModel(
+        SwinConfig(image_size=56, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=7)
+    )
+    vit28 = ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=28,
+            patch_size=14,
+        )
+    )
+    expected = {
+        "siglip": {"mean": 32},
+        "swin": {"gap": 32},
+        "vit28": {"cls": 32, "mean": 32, "cls+mean": 64, "last4": 128},
+    }
+    for key, model in (("siglip", siglip), ("swin", swin), ("vit28", vit28)):
+        bb = backbone_from_hf_model(model, name=key, preprocess=pp)
+        assert bb.poolings == expected[key]
+        with torch.no_grad():
+            out = bb.pooler(torch.randn(2, 3, 56, 56))  # vit28 runs at 56 px by interpolating positions
+        assert {k: v.shape[1] for k, v in out.items()} == expected[key]

@@ -23,9 +23,11 @@ def _ok(args: list[str]) -> dict:
 
 def _fails(args: list[str], pattern: str) -> None:
     res = runner.invoke(app, args)
-    assert res.exit_code != 0
+    assert res.exit_code == 1, res.output
     assert pattern in res.output, res.output
-    assert "Traceback" not in res.output
+    # a clean exit through typer.Exit, not an uncaught exception (which would print a traceback)
+    assert isinstance(res.exception, SystemExit), repr(res.exception)
+    assert len(res.output.strip().splitlines()) == 1 and res.output.startswith("error: ")
 
 
 def test_models_json_lists_the_seed_families() -> None:

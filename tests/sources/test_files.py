@@ -80,3 +80,23 @@ def test_csv_single_class_is_refused(tmp_path: Path) -> None:
     rows = [{"path": f"{i}.png", "label": "a"} for i in range(3)]
     with pytest.raises(SourceError, match="single class"):
         open_source(f"csv:{_manifest(tmp_path / 'c.csv', rows)}")
+
+
+def test_same_size_edit_in_the_middle_changes_the_fingerprint(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "bmp", per_class=2, splits=False)
+    big = root / "cyst" / "big.bmp"  # uncompressed: a pixel edit keeps the file size
+    Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(big)
+    before = open_source(f"folder:{root}").fingerprint()
+    data = bytearray(big.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    big.write_bytes(bytes(data))
+    assert big.stat().st_size == len(data)
+    assert open_source(f"folder:{root}").fingerprint() != before
+
+
+def test_non_utf8_manifest(tmp_path: Path) -> None:
+    (tmp_path / "m.csv").write_bytes("path,label\nimg.png,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SourceError, match="not UTF-8 text.*save it as UTF-8"):
+        open_source(f"csv:{tmp_path / 'm.csv'}")

@@ -65,3 +65,10 @@ def test_corrupt_and_missing_files_name_the_sample(tmp_path: Path) -> None:
 def test_helpers_shapes() -> None:
     assert to_three_channels(np.zeros((3, 4, 1), np.uint8)).shape == (3, 4, 3)
     assert rescale_to_unit(np.full((2, 2), 7.0)).max() == 0.0
+
+
+def test_decompression_bomb_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels > 2 x limit: Pillow refuses
+    with pytest.raises(ImageDecodeError, match="huge.png.*tile or downscale.*--on-error skip"):
+        read_image(tmp_path / "huge.png", sample_id="huge")

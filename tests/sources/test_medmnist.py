@@ -107,3 +107,15 @@ def test_download_is_md5_checked_and_cached(loopback_server, medmnist_root: Path
     assert len(src) == 780 and (mm.cache_dir() / "breastmnist.npz").is_file()
     (served / "breastmnist.npz").unlink()
     assert len(open_source("medmnist:breastmnist")) == 780  # served from the cache now
+
+
+def test_large_arrays_are_memory_mapped_from_an_unpacked_copy(medmnist_root: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import probe.sources.medmnist as mm
+
+    in_memory = open_source("medmnist:breastmnist", data_root=medmnist_root)
+    monkeypatch.setattr(mm, "MMAP_BYTES", 0)
+    mapped = open_source("medmnist:breastmnist", data_root=medmnist_root)
+    for i in (0, 600, 779):
+        np.testing.assert_array_equal(mapped.load_image(i), in_memory.load_image(i))
+    unpacked = sorted(p.name for p in (mm.cache_dir() / "unpacked").rglob("*.npy"))
+    assert unpacked == ["test_images.npy", "train_images.npy", "val_images.npy"]
