@@ -29,6 +29,14 @@ TINY: dict[str, dict[str, Any]] = {
         "window_size": 4,
     },
 }
+#: A tiny transformers ViT: 4 layers of width 32, patches of 14 px.
+TINY_HF: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "patch_size": 14,
+}
 TIMM_ALIASES = [n for n, s in registered_backbones().items() if s.source.startswith("timm:")]
 
 
@@ -70,15 +78,7 @@ def test_mean_excludes_register_tokens() -> None:
 def test_hf_dinov2_from_config() -> None:
     from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
-    cfg = Dinov2WithRegistersConfig(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=56,
-        patch_size=14,
-        num_register_tokens=4,
-    )
+    cfg = Dinov2WithRegistersConfig(**TINY_HF, image_size=56, num_register_tokens=4)
     bb = backbone_from_hf_model(
         Dinov2WithRegistersModel(cfg), name="hf:tiny", preprocess=PreprocessConfig(image_size=56)
     )
@@ -154,29 +154,11 @@ def test_hf_models_without_cls_or_hierarchical_and_resized() -> None:
     from transformers import SiglipVisionConfig, SiglipVisionModel, SwinConfig, SwinModel, ViTConfig, ViTModel
 
     pp = PreprocessConfig(image_size=56)
-    siglip = SiglipVisionModel(
-        SiglipVisionConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=56,
-            patch_size=14,
-        )
-    )
+    siglip = SiglipVisionModel(SiglipVisionConfig(**TINY_HF, image_size=56))
     swin = SwinModel(
         SwinConfig(image_size=56, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=7)
     )
-    vit28 = ViTModel(
-        ViTConfig(
-            hidden_size=32,
-            num_hidden_layers=4,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=28,
-            patch_size=14,
-        )
-    )
+    vit28 = ViTModel(ViTConfig(**TINY_HF, image_size=28))
     expected = {
         "siglip": {"mean": 32},
         "swin": {"gap": 32},
