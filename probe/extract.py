@@ -43,6 +43,9 @@ from probe.store import (
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
 MIN_CHUNK_ROWS = 4096
+#: Bumped whenever decoding, preprocessing or pooling code changes the numbers it produces, so
+#: stores made by older code get a new fingerprint instead of being reused.
+EXTRACTION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,7 @@ def store_fingerprint(
     library = str(backbone.meta.get("library", ""))
     inputs = {
         "format": FORMAT,
+        "extraction_version": EXTRACTION_VERSION,
         "source": {"spec": source.spec, "content": source.fingerprint(), "decode": source.decode_options()},
         "backbone": {"name": backbone.name, "weights": backbone.weights_fingerprint},
         "preprocess": backbone.preprocess.to_dict(),
@@ -456,14 +460,15 @@ def _open_or_create(
                 f"{str(found.get('fingerprint'))[:16]}, this run {fingerprint[:16]}); "
                 "pass --overwrite to replace it, or choose another --store"
             )
+        writer = StoreWriter.open(path)
         started = (found.get("batch_size"), found.get("device_type"))
-        if not found.get("complete") and started != (cfg.batch_size, device.type):
+        if writer.pending_chunks() and started != (cfg.batch_size, device.type):
             raise StoreError(
                 f"store {path} was started with --batch-size {started[0]} on {started[1]}; resume it with the "
                 f"same batch size and device (this run: {cfg.batch_size} on {device.type}) so its features "
                 "equal an uninterrupted run's, or pass --overwrite to start again"
             )
-        return StoreWriter.open(path)
+        return writer
     attrs = {
         "fingerprint": fingerprint,
         "fingerprint_inputs": inputs,

@@ -136,10 +136,18 @@ def _compressors(compression: str) -> Any:
 
 _NOT_A_GROUP = (
     FileNotFoundError,
+    ValueError,  # includes a truncated zarr.json (JSONDecodeError)
     zarr.errors.GroupNotFoundError,
     zarr.errors.NodeTypeValidationError,
     zarr.errors.ContainsArrayError,
 )
+
+
+def _url_prefix_is_empty(url: str) -> bool:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    return not fs.exists(root) or not fs.ls(root)
 
 
 def existing_store_attrs(path: str) -> dict[str, Any] | None:
@@ -157,7 +165,7 @@ def existing_store_attrs(path: str) -> dict[str, Any] | None:
     try:
         group = zarr.open_group(path, mode="r")
     except _NOT_A_GROUP:
-        if _is_url(path):
+        if _is_url(path) and _url_prefix_is_empty(path):
             return None
         raise StoreError(
             f"{path} exists and is not a probe store; it is left untouched: choose another --store"
@@ -205,9 +213,12 @@ class StoreWriter:
         """Make a new, empty store, replacing an older probe store at ``path`` (never anything else)."""
         existing_store_attrs(path)  # raises unless path is free, an empty folder, or a probe store
         if not _is_url(path) and os.path.exists(path):
-            shutil.rmtree(path)
-        g = zarr.open_group(path, mode="w")
-        g.attrs.update({"format": FORMAT, "state": "creating"})
+            # rename first: an interrupted delete never leaves a half-store that blocks the next run
+            trash = f"{path}.deleting-{os.getpid()}"
+            os.replace(path, trash)
+            shutil.rmtree(trash)
+        # one metadata write: a group that exists always says it is a probe store being created
+        g = zarr.open_group(path, mode="w", attributes={"format": FORMAT, "state": "creating"})
         comp = _compressors(layout.compression)
         n = layout.n_rows
         for name, dim in layout.poolings.items():

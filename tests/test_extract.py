@@ -238,7 +238,7 @@ def test_killed_between_last_chunk_and_finish_completes_on_rerun(image_folder: P
     src = open_source(f"folder:{image_folder}")
     first = extract_embeddings(src, bb, _cfg(tmp_path))
     _interrupt(first.store, chunks=[], finished=False)
-    res = extract_embeddings(src, bb, _cfg(tmp_path))
+    res = extract_embeddings(src, bb, _cfg(tmp_path, batch_size=4))  # nothing left to compute: any batch size
     assert res.complete and res.rows_computed == 0 and res.resumed_from == 0
     assert open_store(res.store).complete
 
@@ -276,3 +276,38 @@ def test_alpha_policy_is_part_of_the_fingerprint(image_folder: Path, tmp_path: P
         open_source(f"folder:{image_folder}", rgba="reject", limit=20), bb, _cfg(tmp_path, on_error="skip")
     )
     assert composite.store != rejected.store and rejected.skipped == 1 and composite.skipped == 0
+
+
+def test_fsspec_url_store_and_foreign_prefix(image_folder: Path, tmp_path: Path) -> None:
+    import fsspec
+
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    src = open_source(f"folder:{image_folder}")
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/probe-test/foreign/img.png", b"user data")
+    with pytest.raises(StoreError, match="is not a probe store; it is left untouched"):
+        extract_embeddings(src, bb, _cfg(tmp_path, store="memory://probe-test/foreign", overwrite=True))
+    assert fs.cat("/probe-test/foreign/img.png") == b"user data"
+    res = extract_embeddings(src, bb, _cfg(tmp_path, store="memory://probe-test/store.zarr"))
+    local = extract_embeddings(src, bb, _cfg(tmp_path))
+    np.testing.assert_array_equal(open_store(res.store).features("cls"), open_store(local.store).features("cls"))
+    assert extract_embeddings(src, bb, _cfg(tmp_path, store="memory://probe-test/store.zarr")).noop
+
+
+def test_limit_reads_only_the_subset(image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import probe.sources.files as files
+
+    hashed: list[str] = []
+    real = files._blake2b_file
+    monkeypatch.setattr(files, "_blake2b_file", lambda p: hashed.append(p) or real(p))
+    open_source(f"folder:{image_folder}", limit=2).fingerprint()
+    assert len(hashed) == 6  # 2 per split, not all 36 files
+
+
+def test_unreadable_path_in_a_manifest_is_a_clean_decode_error(image_folder: Path, tmp_path: Path) -> None:
+    (image_folder / "m.csv").write_text("path,label\ntrain/cyst,cyst\ntrain/normal/normal_000.png,normal\n")
+    src = open_source(f"csv:{image_folder / 'm.csv'}")
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    with pytest.raises(ImageDecodeError, match="'train/cyst'.*cannot decode"):
+        extract_embeddings(src, bb, _cfg(tmp_path))
+    assert extract_embeddings(src, bb, _cfg(tmp_path, on_error="skip")).skipped == 1

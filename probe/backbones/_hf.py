@@ -43,6 +43,7 @@ def backbone_from_hf_model(
         clip_like = hasattr(embeddings, "class_embedding")  # CLIP: CLS, last_hidden_state before post-norm
         has_cls = clip_like or getattr(embeddings, "cls_token", None) is not None
         n_prefix = int(has_cls) + int(getattr(config, "num_register_tokens", 0) or 0)
+        n_prefix += int(hasattr(embeddings, "distillation_token"))  # DeiT
         final_norm = getattr(tower, "post_layernorm", None) if clip_like else None
         pooler = HFTokenPooler(tower, n_prefix=n_prefix, has_cls=has_cls, final_norm=final_norm)
         poolings = vit_pooling_dims(int(hidden), has_cls=has_cls)

@@ -83,6 +83,12 @@ class Source(abc.ABC):
     def content_digest(self) -> str:
         """Hex digest of the image content this source reads (files, bytes or array checksums)."""
 
+    def subset_digest(self, indices: np.ndarray) -> str:
+        """Content digest of some rows only; sources over files override it to read just those."""
+        h = hashlib.sha256(self.content_digest().encode())
+        h.update(np.ascontiguousarray(indices, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
     def fingerprint(self) -> str:
         """Hex sha256 over content, ids, labels, split assignment, groups and classes."""
         h = hashlib.sha256()
@@ -134,9 +140,7 @@ class SubsetSource(Source):
         return self.base.location(int(self.indices[index]))
 
     def content_digest(self) -> str:
-        h = hashlib.sha256(self.base.content_digest().encode())
-        h.update(self.indices.tobytes())
-        return h.hexdigest()
+        return self.base.subset_digest(self.indices)
 
 
 def limit_per_split(source: Source, limit: int) -> Source:

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,12 @@ def _sorted_classes(names: Sequence[str]) -> tuple[str, ...]:
 
 def _blake2b_file(path: str) -> str:
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    except OSError:
+        return "unreadable"  # reported when decoded (or skipped with --on-error skip)
     return h.hexdigest()
 
 
@@ -50,25 +54,33 @@ def content_digests(paths: Sequence[str], *, cache_file: Path) -> list[str]:
     """blake2b of every file's bytes, reusing ``cache_file`` entries whose size and mtime still match.
 
     A missing file digests as ``"missing"`` (it is reported when decoded, or skipped). The cache is
-    JSON ``{path: [size, mtime_ns, digest]}``; it only saves time and is rewritten when it changed.
+    JSON ``{path: [size, mtime_ns, ctime_ns, inode, digest]}``; ctime cannot be set by copy tools, so
+    a replaced file is always re-hashed. Files changed in the last 2 seconds are not cached (coarse
+    timestamps). The cache only saves time and is rewritten when it changed.
     """
     try:
         cache: dict[str, list[Any]] = json.loads(cache_file.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
     except (OSError, ValueError):
         cache = {}
-    out, changed = [], False
+    out, changed, now = [], False, time.time_ns()
     for path in paths:
         try:
             st = os.stat(path)
         except OSError:
             out.append("missing")
             continue
+        key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         entry = cache.get(path)
-        if entry is None or entry[0] != st.st_size or entry[1] != st.st_mtime_ns:
-            entry = [st.st_size, st.st_mtime_ns, _blake2b_file(path)]
-            cache[path] = entry
+        if isinstance(entry, list) and len(entry) == 5 and entry[:4] == key:
+            out.append(str(entry[4]))
+            continue
+        digest = _blake2b_file(path)
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000 and digest != "unreadable":
+            cache[path] = [*key, digest]
             changed = True
-        out.append(str(entry[2]))
+        out.append(digest)
     if changed:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -136,11 +148,15 @@ class FileListSource(Source):
         return {"rgba": self.rgba}
 
     def content_digest(self) -> str:
+        return self.subset_digest(np.arange(len(self.paths)))
+
+    def subset_digest(self, indices: np.ndarray) -> str:
         key = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
-        digests = content_digests(self.paths, cache_file=cache_root() / "digests" / f"{key}.json")
+        paths = [self.paths[i] for i in indices]
+        digests = content_digests(paths, cache_file=cache_root() / "digests" / f"{key}.json")
         h = hashlib.sha256()
-        for sample_id, digest in zip(self.ids, digests, strict=True):
-            h.update(f"{sample_id}\0{digest}\0".encode())
+        for i, digest in zip(indices, digests, strict=True):
+            h.update(f"{self.ids[i]}\0{digest}\0".encode())
         return h.hexdigest()
 
 

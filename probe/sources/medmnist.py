@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import urllib.error
 import urllib.request
 import zipfile
@@ -67,10 +68,12 @@ def load_images(path: Path, key: str, md5: str) -> np.ndarray:
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # one process unpacks; the others wait for it
-            if not target.is_file():
+            if not target.is_file():  # stream the .npy member out of the zip: no full copy in RAM
                 tmp = target.with_suffix(f".{os.getpid()}.tmp")
-                with np.load(path) as npz, open(tmp, "wb") as out:
-                    np.save(out, npz[key])
+                with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as member, open(tmp, "wb") as out:
+                    shutil.copyfileobj(member, out, 1 << 22)
+                    out.flush()
+                    os.fsync(out.fileno())
                 os.replace(tmp, target)
     return np.load(target, mmap_mode="r")
 
