@@ -1,9 +1,5 @@
 #!/usr/bin/env bash
-# The README's test command: set up, then lint, format check, type check and the default test run.
+# The README's test command: set up .venv, then lint, format check, type check and the default tests
+# (the same steps CI runs). Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-.venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+exec bash "$(dirname "$0")/../.ci/run" "$@"
