@@ -6,6 +6,8 @@ import typer
 
 from cli.extract import extract_command
 from cli.models import models_command
+from cli.probing import curve_command, fewshot_command, knn_command, linear_command
+from cli.report import demo_command, report_command, results_command
 from cli.store import store_app
 
 app = typer.Typer(
@@ -18,6 +20,13 @@ app = typer.Typer(
 app.command("models")(models_command)
 app.command("extract")(extract_command)
 app.add_typer(store_app, name="store")
+app.command("curve")(curve_command)
+app.command("linear")(linear_command)
+app.command("knn")(knn_command)
+app.command("fewshot")(fewshot_command)
+app.command("report")(report_command)
+app.command("results")(results_command)
+app.command("demo")(demo_command)
 
 
 def main() -> None:

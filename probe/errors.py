@@ -63,3 +63,30 @@ class DeviceError(ConfigError):
 
 class RegistryError(ProbeError):
     """A registry key is registered twice."""
+
+
+class HeadError(ConfigError):
+    """A head got an invalid parameter or input (k larger than the training set, NaN features, ...)."""
+
+
+class NotFittedError(HeadError):
+    """``predict`` or ``predict_proba`` was called before ``fit``."""
+
+
+class UnknownHeadError(HeadError, KeyError):
+    """The head name is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class MetricError(ConfigError):
+    """A metric name is unknown, or the labels cannot support it (one class only, ...)."""
+
+
+class ProtocolError(ConfigError):
+    """An evaluation plan cannot be run as asked (a split with one class, more shots than examples, ...)."""
+
+
+class ResultsError(ProbeError):
+    """A results table is missing, empty or unreadable."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -66,3 +67,75 @@ def tiny_vit_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "test_vit.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
+
+
+def write_feature_store(
+    root: Path,
+    features: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    *,
+    dataset: str = "synth",
+    backbone: str = "toy",
+    classes: list[str] | None = None,
+    task: str = "multiclass",
+    groups: list[str] | None = None,
+    valid: np.ndarray | None = None,
+    spec: str | None = None,
+) -> str:
+    """A complete probe store holding given features (no model): what extraction would have written."""
+    from probe.store import StoreLayout, StoreWriter, store_path
+
+    n, dim = features.shape
+    n_classes = int(labels.max()) + 1
+    fingerprint = hashlib.sha256(f"{dataset}|{backbone}".encode() + features.tobytes()).hexdigest()
+    path = store_path(root, dataset=dataset, backbone=backbone, fingerprint=fingerprint)
+    chunk = 64
+    w = StoreWriter.create(
+        path,
+        layout=StoreLayout(n_rows=n, poolings={"gap": dim}, chunk_rows=chunk),
+        labels=labels,
+        splits=splits,
+        ids=[f"{dataset}/{i:05d}" for i in range(n)],
+        groups=groups,
+        attrs={
+            "fingerprint": fingerprint,
+            "source": {
+                "spec": spec or f"medmnist:{dataset}@28",
+                "name": dataset,
+                "task": task,
+                "classes": classes or [f"c{i}" for i in range(n_classes)],
+            },
+            "backbone": {"name": backbone, "preprocess": {"image_size": 224}},
+            "command": f"probe extract {dataset} --backbone {backbone}",
+        },
+    )
+    ok = np.ones(n, bool) if valid is None else valid
+    for c in w.pending_chunks():
+        lo, hi = w.chunk_bounds(c)
+        w.write_chunk(c, {"gap": features[lo:hi]}, ok[lo:hi])
+    w.finish({"runs": []})
+    return path
+
+
+def gaussian_features(
+    n_per_class: dict[str, int], *, n_classes: int = 4, dim: int = 16, sep: float = 2.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded class-clustered features with train/val/test split codes (0/1/2)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, sep, size=(n_classes, dim))
+    X, y, s = [], [], []
+    for code, split in enumerate(("train", "val", "test")):
+        for c in range(n_classes):
+            m = n_per_class[split]
+            X.append(centres[c] + rng.normal(size=(m, dim)))
+            y += [c] * m
+            s += [code] * m
+    return np.concatenate(X).astype(np.float32), np.array(y, np.int64), np.array(s, np.int8)
+
+
+@pytest.fixture
+def synth_store(tmp_path: Path) -> str:
+    """A store of 4 Gaussian classes: 40 train, 10 val, 25 test per class, 16-d features."""
+    X, y, s = gaussian_features({"train": 40, "val": 10, "test": 25})
+    return write_feature_store(tmp_path / "embeddings", X, y, s)

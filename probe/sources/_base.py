@@ -41,7 +41,7 @@ class Source(abc.ABC):
         spec: canonical specification string, e.g. ``"medmnist:bloodmnist@28"``.
         name: short dataset name used in store keys, e.g. ``"bloodmnist_28"``.
         classes: class names; label ``i`` means ``classes[i]``.
-        task: ``"multiclass"``, ``"binary"`` or ``"multilabel"``.
+        task: ``"multiclass"``, ``"binary"``, ``"ordinal"`` (ordered classes) or ``"multilabel"``.
         ids: sample ids, length n, unique.
         labels: (n,) int64 class indices, or (n, n_classes) int64 0/1 for multi-label.
         splits: (n,) int8 split codes (see :data:`SPLITS`).

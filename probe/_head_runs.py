@@ -1,0 +1,186 @@
+"""Run each head over a list of training draws and return class probabilities on the evaluation split.
+
+One runner per head. Runners take the plan's draws and do the least work that answers them all:
+kNN answers every k from one search per draw, the linear head fits every few-shot draw (with its
+cross-validation problems) in one batched solve, and prototypes are a mean per class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from probe.errors import RegistryError
+from probe.evaldata import EvalData
+from probe.sampling import ALL, Draw
+
+if TYPE_CHECKING:
+    from probe.protocols import PlanConfig
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training draw and where it is evaluated."""
+
+    draw: Draw
+    protocol: str  # "full", "shots", "fraction" or "episodes"
+    eval_rows: np.ndarray | None = None  # (q,) query positions in the evaluation split (None: all rows)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A head's answer on one task."""
+
+    task: Task
+    head: str  # row name of the head ("knn", "knn-k20", "linear", "prototype")
+    params: Mapping[str, Any]  # hyper-parameters used or chosen
+    proba: np.ndarray  # (n_eval, n_classes) class probabilities on the whole evaluation split
+    seconds: float  # wall time attributed to this task (batched runs: the batch time split evenly)
+
+
+Runner = Callable[[EvalData, list[Task], "PlanConfig"], list[Evaluation]]
+HEAD_RUNNERS: dict[str, Runner] = {}
+
+
+def register_runner(name: str) -> Callable[[Runner], Runner]:
+    """Register a head runner under ``name`` (refuses duplicates)."""
+
+    def deco(fn: Runner) -> Runner:
+        if name in HEAD_RUNNERS:
+            raise RegistryError(f"head {name!r} is registered twice")
+        HEAD_RUNNERS[name] = fn
+        return fn
+
+    return deco
+
+
+def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Spread (n, len(classes)) probabilities into (n, n_classes) columns (absent classes get 0)."""
+    if proba.shape[1] == n_classes and np.array_equal(classes, np.arange(n_classes)):
+        return proba
+    out = np.zeros((proba.shape[0], n_classes), dtype=np.float64)
+    out[:, np.asarray(classes, dtype=np.int64)] = proba
+    return out
+
+
+@register_runner("knn")
+def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
+    """kNN on every draw; each requested k is capped at the draw size (recorded as ``k`` vs ``k_requested``)."""
+    from probe.heads.knn import KNNProbe
+
+    cfg = plan.knn
+    several = len(cfg.k) > 1
+    out: list[Evaluation] = []
+    for task in tasks:
+        t0 = time.perf_counter()
+        X, y = data.train.X[task.draw.rows], data.train.y[task.draw.rows]
+        ks = {k: min(k, y.size) for k in cfg.k}
+        # the plan's device is the linear solver's; FAISS-GPU is optional, so kNN falls back to the CPU
+        # index (the index type is recorded in params) unless the CPU was asked for explicitly
+        device = "cpu" if plan.device == "cpu" else "auto"
+        probe = KNNProbe(k=sorted(set(ks.values())), vote=cfg.vote, temperature=cfg.temperature, device=device)
+        probas = probe.fit(X, y).predict_proba_all(data.test.X)
+        seconds = (time.perf_counter() - t0) / len(ks)
+        for k_req, k in ks.items():
+            params = {
+                "k": k,
+                "k_requested": k_req,
+                "vote": cfg.vote,
+                "temperature": cfg.temperature,
+                "metric": "cosine",
+                "index": type(probe.index_).__name__,
+            }
+            out.append(
+                Evaluation(
+                    task=task,
+                    head=f"knn-k{k_req}" if several else "knn",
+                    params=params,
+                    proba=full_proba(probas[k], probe.classes_, data.n_classes),
+                    seconds=seconds,
+                )
+            )
+    return out
+
+
+@register_runner("prototype")
+def run_prototype(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
+    """Nearest-prototype classification on every draw."""
+    from probe.heads.prototype import PrototypeProbe
+
+    cfg = plan.prototype
+    out: list[Evaluation] = []
+    for task in tasks:
+        t0 = time.perf_counter()
+        X, y = data.train.X[task.draw.rows], data.train.y[task.draw.rows]
+        probe = PrototypeProbe(method=cfg.method, temperature=cfg.temperature).fit(X, y)
+        proba = full_proba(probe.predict_proba(data.test.X), probe.classes_, data.n_classes)
+        params = {"method": cfg.method, "temperature": cfg.temperature}
+        out.append(
+            Evaluation(task=task, head="prototype", params=params, proba=proba, seconds=time.perf_counter() - t0)
+        )
+    return out
+
+
+def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
+    return {
+        "C": float(probe.C_),
+        "selection": str(probe.selection_),
+        "standardize": cfg.standardize,
+        "refit": cfg.refit,
+        "n_iter": int(np.max(probe.n_iter_)),
+        "converged": bool(np.all(probe.converged_)),
+        "solver": "probe-lbfgs-batched",
+    }
+
+
+@register_runner("linear")
+def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
+    """Logistic regression: few-shot draws in one batched solve (C by CV inside each support);
+    the full train split with C chosen on the validation split (CV when the store has none)."""
+    from probe.heads.linear import LinearProbe, fit_linear_probes
+
+    cfg = plan.linear
+    options = {
+        "C": cfg.C,
+        "c_grid": cfg.c_grid,
+        "standardize": cfg.standardize,
+        "selection": cfg.selection,
+        "refit": cfg.refit,
+        "max_iter": cfg.max_iter,
+        "device": plan.device,
+        "seed": plan.seed,
+    }
+    few = [t for t in tasks if t.draw.shots != ALL]
+    full = [t for t in tasks if t.draw.shots == ALL]
+    fitted: list[tuple[Task, Any, float]] = []
+    if few:
+        t0 = time.perf_counter()
+        probes = fit_linear_probes(data.train.X, data.train.y, [t.draw.rows for t in few], **options)
+        share = (time.perf_counter() - t0) / len(few)
+        fitted += [(t, p, share) for t, p in zip(few, probes, strict=True)]
+    for task in full:
+        t0 = time.perf_counter()
+        val = data.val
+        probe = LinearProbe(**options).fit(  # type: ignore[arg-type]
+            data.train.X, data.train.y, X_val=None if val is None else val.X, y_val=None if val is None else val.y
+        )
+        fitted.append((task, probe, time.perf_counter() - t0))
+    out = []
+    for task, probe, seconds in fitted:
+        t0 = time.perf_counter()
+        proba = full_proba(probe.predict_proba(data.test.X), probe.classes_, data.n_classes)
+        out.append(
+            Evaluation(
+                task=task,
+                head="linear",
+                params=_linear_params(probe, cfg),
+                proba=proba,
+                seconds=seconds + time.perf_counter() - t0,
+            )
+        )
+    order = {id(t): i for i, t in enumerate(tasks)}
+    return sorted(out, key=lambda e: order[id(e.task)])

@@ -1,0 +1,263 @@
+"""Result rows → per-seed curve points, seed summaries and leaderboards (pure pandas, no files)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from probe.errors import MetricError, ResultsError
+from probe.metrics import mean_ci, paired_comparison
+
+RUN_HINT = "run `probe curve` (or `probe linear`, `probe knn`, `probe fewshot`) first"
+REQUIRED_COLUMNS = (
+    "dataset",
+    "backbone",
+    "pooling",
+    "head",
+    "protocol",
+    "shots",
+    "fraction",
+    "seed",
+    "metric",
+    "value",
+    "labels_per_class",
+)
+ALL = "all"  # level label of the whole training split ("full" protocol, shots "all", fraction 1)
+EPISODES = "episodes"  # regime of episodic few-shot rows: drawn as their own line, never merged with draws
+FRACTIONS = "fractions"  # regime of fraction rows of a line that also has shot rows (not class-balanced draws)
+SERIES_KEYS = ["dataset", "backbone", "pooling", "head", "regime"]  # one line of a figure
+POINT_KEYS = [*SERIES_KEYS, "level"]  # one point of a line; seeds vary within it
+
+
+def metric_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The rows of one metric that carry a value.
+
+    Raises:
+        ResultsError: the table is empty, lacks a needed column, or has no finite value for ``metric``.
+        MetricError: ``metric`` is absent from the table (the message lists the metrics present).
+    """
+    if results is None or len(results) == 0:
+        raise ResultsError(f"the results table is empty: there is nothing to report; {RUN_HINT}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in results.columns]
+    if missing:
+        raise ResultsError(
+            f"the results table lacks the columns {', '.join(missing)}; load it with "
+            "probe.results.load_results(...) so every result-row field is present"
+        )
+    rows = results[results["metric"] == metric]
+    if rows.empty:
+        present = ", ".join(sorted(str(m) for m in results["metric"].dropna().unique()))
+        raise MetricError(f"metric {metric!r} is not in the results; metrics present: {present}; pass one of them")
+    rows = rows[np.isfinite(pd.to_numeric(rows["value"], errors="coerce").to_numpy(float))]
+    if rows.empty:
+        raise ResultsError(f"every {metric!r} value in the results is missing (NaN); report another metric")
+    return rows
+
+
+def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
+    """One point per (dataset, backbone, pooling, head, regime, level, seed), with its x position.
+
+    Levels are ``"1"``, ``"2"``, ... for shots, ``"10%"`` for fractions and ``"all"`` for the whole
+    training split; x is the shot count, or the mean ``labels_per_class`` of the level's rows. A point
+    evaluated twice (a re-run appended to the table) keeps its latest row.
+
+    Args:
+        rows: rows of one metric (see :func:`metric_rows`).
+
+    Returns:
+        Columns ``dataset, backbone, pooling, head, regime, level, x, seed, value, ci_low, ci_high,
+        series`` (``series`` is the line's legend label).
+    """
+    frame = rows.copy()
+    levels = [_level_of(p, s, f) for p, s, f in zip(frame["protocol"], frame["shots"], frame["fraction"], strict=True)]
+    frame["regime"] = [lv[0] for lv in levels]
+    frame["level"] = [lv[1] for lv in levels]
+    frame["x"] = [lv[2] for lv in levels]
+    frame["regime"] = _merge_lone_fractions(frame)
+    for col in ("ci_low", "ci_high"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else math.nan
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+    if "time" in frame:
+        frame = frame.sort_values("time", kind="stable")
+    frame = frame.drop_duplicates(subset=[*POINT_KEYS, "seed"], keep="last")
+    frame["x"] = _fill_level_x(frame)
+    frame["series"] = _series_labels(frame)
+    cols = [*POINT_KEYS, "x", "seed", "value", "ci_low", "ci_high", "series"]
+    return frame[cols].sort_values([*POINT_KEYS[:-1], "x", "seed"], kind="stable").reset_index(drop=True)
+
+
+def _level_of(protocol: Any, shots: Any, fraction: Any) -> tuple[str, str, float]:
+    """(regime, level label, x or NaN when x comes from ``labels_per_class``) of one row."""
+    regime = EPISODES if protocol == EPISODES else ""
+    if _missing(shots):
+        if protocol == "full":
+            return regime, ALL, math.nan
+        f = math.nan if _missing(fraction) else float(fraction)
+        if not math.isfinite(f) or f <= 0:
+            raise ResultsError(
+                f"a {protocol!r} row has neither shots nor a positive fraction (fraction={fraction!r}); "
+                "remove it from the results or re-run that evaluation"
+            )
+        return (regime, ALL, math.nan) if f >= 1 else (regime or FRACTIONS, f"{f * 100:g}%", math.nan)
+    if str(shots) == ALL or protocol == "full":
+        return regime, ALL, math.nan
+    try:
+        n = int(float(shots))
+    except (TypeError, ValueError):
+        raise ResultsError(f"shots {shots!r} is neither a count nor 'all'; fix or remove those rows") from None
+    return regime, str(n), float(n)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (not isinstance(v, str) and bool(pd.isna(v)))
+
+
+def _merge_lone_fractions(frame: pd.DataFrame) -> pd.Series:
+    """Fraction rows join their line unless it also has shot rows: stratified and class-balanced draws differ."""
+    line = [frame[c] for c in ("dataset", "backbone", "pooling", "head")]
+    is_shots = (frame["regime"] == "") & (frame["level"] != ALL)
+    has_shots = is_shots.groupby(line, dropna=False).transform("any")
+    return frame["regime"].mask((frame["regime"] == FRACTIONS) & ~has_shots, "")
+
+
+def _fill_level_x(frame: pd.DataFrame) -> pd.Series:
+    """x of "all" and fraction points: the mean labels per class of their (dataset, level), shared by every line."""
+    lpc = pd.to_numeric(frame["labels_per_class"], errors="coerce").astype(float)
+    level_x = lpc.groupby([frame["dataset"], frame["level"]], dropna=False).transform("mean")
+    x = frame["x"].astype(float).fillna(level_x)
+    bad = frame.loc[~np.isfinite(x.to_numpy()) | (x <= 0)]
+    if not bad.empty:
+        first = bad.iloc[0]
+        raise ResultsError(
+            f"rows of dataset {first['dataset']!r} at level {first['level']!r} have no positive labels_per_class, "
+            "so they cannot be placed on the label axis; re-run them with a current probe version"
+        )
+    return x
+
+
+def _series_labels(frame: pd.DataFrame) -> pd.Series:
+    """``backbone · head``, plus the pooling when a backbone has several, plus the regime when there is one."""
+    n_pool = frame.groupby(["dataset", "backbone"])["pooling"].transform("nunique")
+    label = frame["backbone"].astype(str) + " · " + frame["head"].astype(str)
+    label = label.where(n_pool <= 1, label + " (" + frame["pooling"].astype(str) + ")")
+    return label.where(frame["regime"] == "", label + " · " + frame["regime"].astype(str))
+
+
+def summarise(points: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95 % CI across seeds per point of every line.
+
+    With two or more seeds the CI is Student-t across seeds (:func:`probe.metrics.mean_ci`). With one
+    seed, or seeds whose values are all equal (identical draws, such as a deterministic head on the
+    whole training split), it is the row's own test-set bootstrap CI: a zero-width seed interval would
+    hide the test-set uncertainty.
+
+    Returns:
+        Columns ``dataset, backbone, pooling, head, regime, level, x, series, n_seeds, mean, ci_low,
+        ci_high, ci_source`` (``ci_source`` is ``"seeds"``, ``"bootstrap"`` or ``"none"``).
+    """
+    records = []
+    for key, group in points.groupby(POINT_KEYS, sort=False, dropna=False):
+        values = group["value"].to_numpy(float)
+        if len(values) >= 2 and np.ptp(values) > 0:
+            mean, low, high = (float(v) for v in mean_ci(values))
+            source = "seeds"
+        else:
+            mean = float(values.mean())
+            low, high = float(group["ci_low"].iloc[-1]), float(group["ci_high"].iloc[-1])
+            source = "bootstrap" if math.isfinite(low) and math.isfinite(high) else "none"
+        records.append(
+            {
+                **dict(zip(POINT_KEYS, key, strict=True)),
+                "x": float(group["x"].iloc[0]),
+                "series": group["series"].iloc[0],
+                "n_seeds": len(values),
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "ci_source": source,
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def rank(points: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Leaderboard rows of every dataset (see :func:`_rank_dataset`), in dataset order."""
+    frames = [
+        _rank_dataset(points[points["dataset"] == ds], summary[summary["dataset"] == ds]) for ds in _datasets(summary)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _datasets(frame: pd.DataFrame) -> list[str]:
+    return sorted(frame["dataset"].unique(), key=str)
+
+
+def _rank_dataset(points: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Rank backbones (or heads when there is one backbone) by their best configuration.
+
+    A unit's configurations are compared at the reference level ("all" when present, else the
+    largest), configurations lacking it fall back to their largest level; the best one represents the
+    unit. Every other unit is then compared with the leader, paired on (regime, level, seed).
+    """
+    unit = "backbone" if summary["backbone"].nunique() >= 2 else "head"
+    scored = summary.assign(at_reference=_at_reference(summary))
+    scored = scored.sort_values(["at_reference", "x", "mean"], ascending=False, kind="stable")
+    best = scored.drop_duplicates(subset=[unit], keep="first").reset_index(drop=True)
+    leader = _config_points(points, best.iloc[0])
+    records = []
+    for i, row in best.iterrows():
+        record = {
+            "dataset": row["dataset"],
+            "rank": int(i) + 1,
+            "unit": unit,
+            "name": row[unit],
+            "config": _config_label(row, unit),
+            **{k: row[k] for k in ("backbone", "pooling", "head", "regime", "level", "x", "n_seeds")},
+            **{k: row[k] for k in ("mean", "ci_low", "ci_high", "ci_source")},
+        }
+        records.append({**record, **_compare(_config_points(points, row), leader, is_leader=i == 0)})
+    return pd.DataFrame.from_records(records)
+
+
+def _at_reference(summary: pd.DataFrame) -> pd.Series:
+    curve = summary[summary["regime"] != EPISODES]
+    pool = curve if not curve.empty else summary
+    is_all = pool["level"] == ALL
+    top = pool[is_all].iloc[0] if is_all.any() else pool.loc[pool["x"].idxmax()]
+    ref_regime, ref_level = top["regime"], top["level"]
+    return (summary["regime"] == ref_regime) & (summary["level"] == ref_level)
+
+
+def _config_points(points: pd.DataFrame, row: pd.Series) -> pd.DataFrame:
+    keep = np.ones(len(points), dtype=bool)
+    for col in ("backbone", "pooling", "head", "regime"):
+        keep &= (points[col] == row[col]).to_numpy()
+    return points[keep]
+
+
+def _config_label(row: pd.Series, unit: str) -> str:
+    first = row["head"] if unit == "backbone" else row["backbone"]
+    label = f"{first} ({row['pooling']})"
+    return f"{label} · {row['regime']}" if row["regime"] else label
+
+
+def _compare(other: pd.DataFrame, leader: pd.DataFrame, *, is_leader: bool) -> dict[str, float]:
+    """Paired comparison other − leader on the (regime, level, seed) points both have."""
+    out = dict.fromkeys(("delta", "delta_low", "delta_high", "p_value"), math.nan)
+    if is_leader:
+        return {**out, "n_pairs": math.nan}
+    on = ["regime", "level", "seed"]
+    pairs = other[[*on, "value"]].merge(leader[[*on, "value"]], on=on, suffixes=("_other", "_leader"))
+    if len(pairs) < 2:
+        return {**out, "n_pairs": float(len(pairs))}
+    cmp = paired_comparison(pairs["value_other"].to_numpy(float), pairs["value_leader"].to_numpy(float))
+    return {
+        "delta": float(cmp.mean_diff),
+        "delta_low": float(cmp.ci_low),
+        "delta_high": float(cmp.ci_high),
+        "p_value": float(cmp.wilcoxon_p),
+        "n_pairs": float(cmp.n_pairs),
+    }

@@ -1,0 +1,183 @@
+"""Features and labels of one stored (dataset, backbone, pooling), split into train/val/eval pools.
+
+This is the only place the probing side touches a store: it finds the store for a dataset and
+backbone, checks it can support a classification probe, and hands numpy arrays to the protocols.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe.errors import ProtocolError, StoreError
+from probe.store import DEFAULT_ROOT, EmbeddingStore, StoreSummary, list_stores, open_store
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unsplit": 3}
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Rows of one split."""
+
+    X: np.ndarray  # (n, d) float32 features
+    y: np.ndarray  # (n,) int64 class indices
+    ids: np.ndarray  # (n,) sample ids (str)
+    groups: np.ndarray | None  # (n,) group (patient) ids, when known
+
+    @property
+    def n(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """Everything a protocol needs from one store."""
+
+    dataset: str  # source name, e.g. "bloodmnist_28"
+    backbone: str
+    pooling: str
+    store_path: str
+    store_fingerprint: str
+    classes: tuple[str, ...]
+    task: str  # "multiclass", "binary" or "ordinal"
+    train: Pool
+    val: Pool | None  # None when the store has no validation rows
+    test: Pool  # the evaluation split
+    eval_split: str = "test"
+    notes: dict[str, Any] = field(default_factory=dict)  # e.g. rows dropped as invalid
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def _medmnist_key(spec: str) -> str:
+    name, _, size = spec.partition(":")[2].lower().partition("@")
+    return f"medmnist:{name}@{size or '28'}"
+
+
+def same_source(user_spec: str, stored_spec: str) -> bool:
+    """Whether a user's source specification names the source a store was extracted from."""
+    if user_spec.startswith("medmnist:") and stored_spec.startswith("medmnist:"):
+        return _medmnist_key(user_spec) == _medmnist_key(stored_spec)
+    for prefix in ("folder:", "csv:"):
+        if user_spec.startswith(prefix) and stored_spec.startswith(prefix):
+            a, b = user_spec[len(prefix) :], stored_spec[len(prefix) :]
+            return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(b)
+    return user_spec == stored_spec
+
+
+def find_store(
+    data: str, *, backbone: str, root: str | os.PathLike[str] = DEFAULT_ROOT, image_size: int | None = None
+) -> EmbeddingStore:
+    """The complete store of ``data`` embedded by ``backbone`` under ``root``.
+
+    Raises:
+        StoreError: none (says how to extract), only an incomplete one (says how to resume), or
+            several that differ (lists them; pick one with ``--store`` or ``--image-size``).
+    """
+    matches: list[tuple[StoreSummary, EmbeddingStore]] = []
+    for summary in list_stores(root):
+        if summary.backbone != backbone or not same_source(data, summary.dataset):
+            continue
+        store = open_store(summary.path, require_complete=False)
+        size = store.attrs.get("backbone", {}).get("preprocess", {}).get("image_size")
+        if image_size is None or size == image_size:
+            matches.append((summary, store))
+    done = [m for m in matches if m[0].complete]
+    if len(done) == 1:
+        return done[0][1]
+    if len(done) > 1:
+        lines = "; ".join(f"{s.path} ({_describe(st)})" for s, st in done)
+        raise StoreError(
+            f"several stores of {data} with {backbone}: {lines}; choose one with --store PATH or --image-size"
+        )
+    if matches:
+        cmd = matches[0][1].attrs.get("command", f"probe extract {data} --backbone {backbone}")
+        raise StoreError(f"the store of {data} with {backbone} ({matches[0][0].path}) is incomplete; resume it: {cmd}")
+    raise StoreError(
+        f"no store of {data} with backbone {backbone} under {Path(root)}; extract it first: "
+        f"probe extract {data} --backbone {backbone} (or pass --store PATH / --store-root DIR)"
+    )
+
+
+def _describe(store: EmbeddingStore) -> str:
+    pre = store.attrs.get("backbone", {}).get("preprocess", {})
+    return f"{pre.get('image_size', '?')} px {pre.get('resolution', '')}, {store.attrs.get('precision', '')}".strip()
+
+
+def _strings(values: np.ndarray | None) -> np.ndarray | None:
+    """Zarr string arrays (numpy StringDType) as plain fixed-width unicode arrays."""
+    return None if values is None else np.array([str(v) for v in values.tolist()])
+
+
+def load_eval_data(store: EmbeddingStore, *, pooling: str | None = None, eval_split: str = "test") -> EvalData:
+    """Split a store's features into train / val / evaluation pools for single-label probing.
+
+    Args:
+        store: a complete store.
+        pooling: which features (default: the store's first pooling).
+        eval_split: ``"test"`` (default) or ``"val"``.
+
+    Raises:
+        ProtocolError: multi-label labels, no train rows, or a split holding one class only.
+        StoreError: unknown pooling.
+    """
+    if not store.complete:
+        raise StoreError(f"store {store.path} is incomplete; resume it: {store.attrs.get('command', 'probe extract')}")
+    pooling = pooling or next(iter(store.poolings))
+    labels = np.asarray(store.labels)
+    if labels.ndim != 1:
+        raise ProtocolError(
+            f"{store.path} holds multi-label targets {labels.shape}; these heads need one label per image"
+        )
+    if eval_split not in ("test", "val"):
+        raise ProtocolError(f"evaluation split {eval_split!r}: use 'test' or 'val'")
+    X = store.features(pooling)
+    valid = np.asarray(store.valid).astype(bool)
+    split = np.asarray(store.split)
+    source = store.attrs.get("source", {})
+    name = str(source.get("name", "?"))
+    classes = tuple(str(c) for c in source.get("classes", []))
+    ids, groups, labels = _strings(store.ids), _strings(store.groups), labels.astype(np.int64)
+    assert ids is not None
+    pools: dict[str, Pool | None] = {}
+    for s in ("train", "val", "test"):
+        keep = valid & (split == SPLIT_CODES[s])
+        if keep.any():
+            pools[s] = Pool(X=X[keep], y=labels[keep], ids=ids[keep], groups=None if groups is None else groups[keep])
+        else:
+            pools[s] = None
+    train, test = pools["train"], pools[eval_split]
+    if train is None or test is None:
+        missing = "train" if train is None else eval_split
+        raise ProtocolError(
+            f"{name}: the store has no valid {missing} rows; probes need train and {eval_split} splits "
+            "(use a folder with train/ val/ test/ subfolders or a CSV with a split column)"
+        )
+    for pool_name, pool in (("train", train), (eval_split, test)):
+        present = np.unique(pool.y)
+        if present.size < 2:
+            label = classes[int(present[0])] if classes else str(present[0])
+            raise ProtocolError(
+                f"{name}: the {pool_name} split holds a single class ({label!r}); a classifier cannot be "
+                "trained or scored on it: check the labels/split columns of the source"
+            )
+    return EvalData(
+        dataset=name,
+        backbone=str(store.attrs.get("backbone", {}).get("name", "?")),
+        pooling=pooling,
+        store_path=store.path,
+        store_fingerprint=store.fingerprint,
+        classes=classes or tuple(str(c) for c in range(int(labels.max()) + 1)),
+        task=str(source.get("task", "multiclass")),
+        train=train,
+        val=pools["val"] if eval_split == "test" else None,
+        test=test,
+        eval_split=eval_split,
+        notes={"invalid_rows": int((~valid).sum())},
+    )

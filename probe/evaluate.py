@@ -1,0 +1,116 @@
+"""Library calls behind ``probe curve``, ``probe linear``, ``probe knn`` and ``probe fewshot``.
+
+``run_probes`` reads an existing store only (never images, never a backbone). ``run_curve`` first
+makes sure each backbone's store exists — extraction is a no-op for a complete store and resumes
+an interrupted one — and then probes it: extract once, probe many.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from probe.evaldata import find_store, load_eval_data
+from probe.protocols import PlanConfig, run_plan
+from probe.results import DEFAULT_DIR, ResultRow, append_results
+from probe.store import DEFAULT_ROOT, open_store
+
+
+@dataclass(frozen=True)
+class StoreChoice:
+    """Which store to probe: an explicit path, or the one found for (data, backbone) under a root."""
+
+    store: str | None = None  # explicit store path (wins over the lookup)
+    store_root: str = DEFAULT_ROOT  # where stores are looked up / written
+    image_size: int | None = None  # disambiguates stores of one backbone at several input sizes
+    pooling: str | None = None  # which stored features (default: the store's first pooling)
+    eval_split: str = "test"  # scored split
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """What a probing command did."""
+
+    rows: list[ResultRow]
+    stores: list[str]
+    results_file: str | None  # where the rows were appended (None with --no-save)
+    run_id: str
+    extractions: list[dict[str, Any]] = field(default_factory=list)  # probe extract --json objects
+
+
+def _save(rows: list[ResultRow], results_dir: str | os.PathLike[str] | None) -> str | None:
+    return None if results_dir is None else str(append_results(rows, results_dir))
+
+
+def run_probes(
+    data: str,
+    *,
+    backbone: str,
+    plan: PlanConfig,
+    choice: StoreChoice = StoreChoice(),
+    results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
+) -> ProbeRun:
+    """Probe the existing store of (``data``, ``backbone``) with ``plan`` and append the rows.
+
+    Raises:
+        StoreError: no such store (the message says how to extract it) or an incomplete one
+            (says how to resume).
+    """
+    store = (
+        open_store(choice.store)
+        if choice.store
+        else find_store(data, backbone=backbone, root=choice.store_root, image_size=choice.image_size)
+    )
+    run_id = uuid.uuid4().hex[:12]
+    rows = run_plan(load_eval_data(store, pooling=choice.pooling, eval_split=choice.eval_split), plan, run_id=run_id)
+    return ProbeRun(rows=rows, stores=[store.path], results_file=_save(rows, results_dir), run_id=run_id)
+
+
+def run_curve(
+    data: str,
+    *,
+    backbones: Sequence[str],
+    plan: PlanConfig,
+    choice: StoreChoice = StoreChoice(),
+    results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
+    extract_options: dict[str, Any] | None = None,
+) -> ProbeRun:
+    """Extract (when needed) and probe ``data`` with every backbone, appending rows per backbone.
+
+    Args:
+        data: source specification.
+        backbones: backbone names; each is extracted once into its fingerprinted store.
+        plan: heads, shots, seeds, metrics.
+        choice: store root, pooling and evaluation split (an explicit ``store`` is not allowed here).
+        results_dir: results folder (None: do not save).
+        extract_options: keyword arguments for :func:`probe.extract.extract` (data_root, image_size,
+            config, ...).
+    """
+    from probe.extract import ExtractConfig, extract
+
+    options = dict(extract_options or {})
+    config = options.pop("config", None) or ExtractConfig()
+    config = replace(config, store_root=choice.store_root)
+    run_id = uuid.uuid4().hex[:12]
+    rows: list[ResultRow] = []
+    stores, extractions = [], []
+    saved: str | None = None
+    for backbone in backbones:
+        result = extract(data, backbone=backbone, config=config, **options)
+        extractions.append(result.to_json())
+        store = open_store(result.store)
+        new = run_plan(load_eval_data(store, pooling=choice.pooling, eval_split=choice.eval_split), plan, run_id=run_id)
+        saved = _save(new, results_dir) or saved  # per backbone: a later failure keeps earlier rows
+        rows += new
+        stores.append(store.path)
+    return ProbeRun(rows=rows, stores=stores, results_file=saved, run_id=run_id, extractions=extractions)
+
+
+def default_report_dir(results_dir: str | os.PathLike[str]) -> Path:
+    """``results/`` → ``report/`` beside it."""
+    p = Path(results_dir)
+    return (p.parent if p.suffix == ".jsonl" else p).parent / "report"

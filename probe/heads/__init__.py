@@ -1,0 +1,29 @@
+"""Heads: scikit-learn estimators on stored features (kNN on FAISS, logistic regression, prototypes).
+
+Each head is importable on its own; this package imports them lazily so that using one never loads
+the others' dependencies (the linear head's batched solver imports torch, the kNN head FAISS).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["HEADS", "KNNProbe", "LinearProbe", "PrototypeProbe", "fit_linear_probes", "solve_logistic_batch"]
+
+_HOME = {
+    "KNNProbe": "probe.heads.knn",
+    "PrototypeProbe": "probe.heads.prototype",
+    "LinearProbe": "probe.heads.linear",
+    "fit_linear_probes": "probe.heads.linear",
+    "solve_logistic_batch": "probe.heads.linear",
+}
+
+#: head name → estimator class name (the protocol runners live in probe._head_runs).
+HEADS = {"knn": "KNNProbe", "linear": "LinearProbe", "prototype": "PrototypeProbe"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'probe.heads' has no attribute {name!r}")

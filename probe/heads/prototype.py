@@ -1,0 +1,128 @@
+"""Prototype probe: nearest class centroid, SimpleShot-style (centred, cosine) or plain Euclidean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from probe.errors import HeadError
+from probe.heads._validation import check_features, check_fitted, check_labels, labels_from_proba
+
+METHODS = ("simpleshot", "centroid")
+
+
+class PrototypeProbe(ClassifierMixin, BaseEstimator):
+    """Nearest-class-centroid classifier, the usual few-shot head.
+
+    - ``"simpleshot"`` (Wang et al., 2019, "CL2N"): subtract the training mean ``mean_``,
+      L2-normalise each row, average the rows of each class and L2-normalise those averages into
+      ``centroids_``. A query is centred on ``mean_`` and normalised the same way; its score for a
+      class is the cosine similarity to the class centroid.
+    - ``"centroid"``: ``centroids_`` are the class means of the raw features; the score for a class
+      is the negative squared Euclidean distance to its mean.
+
+    ``predict`` returns the class of highest score (ties go to the smallest label);
+    ``predict_proba`` is ``softmax(score / temperature)`` over classes. For ``"centroid"`` that is
+    the posterior of isotropic Gaussian classes of variance ``temperature / 2`` with equal priors, so
+    pick a temperature on the scale of the squared distances (the default 0.1 suits cosine scores).
+    Rows that are zero after centring stay zero (cosine similarity 0 to every centroid).
+
+    Args:
+        method: ``"simpleshot"`` or ``"centroid"``.
+        temperature: softmax temperature of ``predict_proba`` (> 0); it does not change ``predict``.
+
+    Attributes:
+        classes_: (n_classes,) sorted class labels.
+        centroids_: (n_classes, n_features) float64 class prototypes, rows in the order of ``classes_``.
+        mean_: (n_features,) float64 training mean (``"simpleshot"`` only).
+        n_features_in_: feature width seen at ``fit``.
+    """
+
+    def __init__(self, *, method: str = "simpleshot", temperature: float = 0.1) -> None:
+        self.method = method
+        self.temperature = temperature
+
+    def fit(self, X: Any, y: Any) -> PrototypeProbe:
+        """Compute the class prototypes of the support set.
+
+        Args:
+            X: (n_samples, n_features) support features; one row per class is enough.
+            y: (n_samples,) integer class labels.
+
+        Returns:
+            self.
+
+        Raises:
+            HeadError: unknown method, temperature <= 0, or invalid inputs.
+        """
+        self._check_params()
+        x = check_features(X).astype(np.float64)
+        labels = check_labels(y, n_samples=x.shape[0])
+        self.classes_, codes = np.unique(labels, return_inverse=True)
+        if self.method == "simpleshot":
+            self.mean_ = x.mean(axis=0)
+            x = _l2_normalize(x - self.mean_)
+        onehot = np.zeros((self.classes_.size, x.shape[0]))
+        onehot[codes, np.arange(x.shape[0])] = 1.0
+        centroids = (onehot @ x) / onehot.sum(axis=1, keepdims=True)
+        self.centroids_ = _l2_normalize(centroids) if self.method == "simpleshot" else centroids
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Score of each class: cosine similarity (simpleshot) or negative squared distance (centroid).
+
+        Args:
+            X: (n, n_features) query features.
+
+        Returns:
+            (n, n_classes) float64 scores, columns in the order of ``classes_``.
+        """
+        check_fitted(self, "centroids_")
+        x = check_features(X, n_features=self.n_features_in_).astype(np.float64)
+        c = self.centroids_
+        if self.method == "simpleshot":
+            return _l2_normalize(x - self.mean_) @ c.T
+        sq = (x * x).sum(axis=1)[:, None] - 2.0 * (x @ c.T) + (c * c).sum(axis=1)[None, :]
+        return -np.maximum(sq, 0.0)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Softmax of the class scores divided by ``temperature``.
+
+        Args:
+            X: (n, n_features) query features.
+
+        Returns:
+            (n, n_classes) float64 probabilities, columns in the order of ``classes_``.
+        """
+        z = self.decision_function(X) / float(self.temperature)
+        z = np.exp(z - z.max(axis=1, keepdims=True))  # shifting by the row max keeps exp finite
+        return z / z.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Label of the nearest prototype.
+
+        Args:
+            X: (n, n_features) query features.
+
+        Returns:
+            (n,) predicted labels (ties go to the smallest label).
+        """
+        # Arg-max of the raw scores: exp() can merge two close scores that the scores still separate.
+        return labels_from_proba(self.decision_function(X), self.classes_)
+
+    def _check_params(self) -> None:
+        if self.method not in METHODS:
+            raise HeadError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}.")
+        t = self.temperature
+        valid = isinstance(t, (int, float, np.integer, np.floating)) and not isinstance(t, bool) and 0 < t < np.inf
+        if not valid:
+            raise HeadError(f"temperature must be a finite number > 0; got {t!r}, e.g. temperature=0.1.")
+
+
+def _l2_normalize(x: np.ndarray) -> np.ndarray:
+    """(n, d) rows scaled to unit L2 norm; zero rows stay zero."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)

@@ -1,0 +1,456 @@
+"""Classification metrics, fast bootstrap intervals over the test set, and comparisons across seeds.
+
+Every metric is computed from per-sample resample counts, so a point estimate is the count vector of
+all ones and a bootstrap resample is the count vector of its draws. Confusion-matrix metrics come
+from one matrix product ``counts @ onehot(true * K + pred)``; AUROC is a weighted Mann–Whitney
+statistic (ties count one half) from one sort per class and cumulative sums of counts. All metrics
+are higher-is-better.
+
+Undefined values: ``recall[i]`` of a class absent from ``y_true`` and ``qwk`` when ``y_true`` and
+``y_pred`` hold the same single class are NaN; ``macro_auroc`` (no class with both positives and
+negatives) and ``medmnist_auc`` (a class without positives or negatives) raise :class:`MetricError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+from probe.errors import MetricError
+
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_f1": "macro F1",
+    "macro_auroc": "macro AUROC (one-vs-rest)",
+    "mcc": "Matthews correlation",
+    "qwk": "quadratic weighted kappa",
+    "medmnist_acc": "ACC (MedMNIST definition)",
+    "medmnist_auc": "AUC (MedMNIST definition)",
+    "per_class_recall": "per-class recall",
+}
+METRICS = tuple(METRIC_LABELS)  # valid names, besides "recall[<i>]" for class index i
+_RECALL = re.compile(r"recall\[(\d+)\]")
+_AUC_METRICS = ("macro_auroc", "medmnist_auc")
+_BLOCK_CELLS = 2**22  # resamples x samples per bootstrap block: bounds each (B, n) array to 16-32 MiB
+
+
+def metric_label(name: str) -> str:
+    """Human label of a metric name, e.g. ``"balanced accuracy"`` or ``"recall of class 3"``."""
+    match = _RECALL.fullmatch(name)
+    if match:
+        return f"recall of class {int(match.group(1))}"
+    if name not in METRIC_LABELS:
+        raise _unknown(name)
+    return METRIC_LABELS[name]
+
+
+def metric_direction(name: str) -> str:
+    """Return ``"higher"``: every metric here is higher-is-better (the name is validated)."""
+    metric_label(name)
+    return "higher"
+
+
+def resolve_metrics(metrics: str | Sequence[str], *, n_classes: int) -> tuple[str, ...]:
+    """Validate metric names and expand ``per_class_recall`` to ``recall[0]`` .. ``recall[K-1]``.
+
+    Args:
+        metrics: names from :data:`METRICS` or ``"recall[<i>]"``; a single string is one name.
+        n_classes: K, the number of proba columns.
+
+    Returns:
+        The names in order, duplicates removed.
+
+    Raises:
+        MetricError: an unknown name, or a recall index outside [0, K).
+    """
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not names:
+        raise MetricError(f"no metric requested; pass at least one of {', '.join(METRICS)}.")
+    out: list[str] = []
+    for name in names:
+        match = _RECALL.fullmatch(name) if isinstance(name, str) else None
+        if name == "per_class_recall":
+            out.extend(f"recall[{i}]" for i in range(n_classes))
+        elif match:
+            if int(match.group(1)) >= n_classes:
+                raise MetricError(f"metric {name!r} names a class outside 0..{n_classes - 1}; use a valid index.")
+            out.append(f"recall[{int(match.group(1))}]")
+        elif name in METRICS:
+            out.append(name)
+        else:
+            raise _unknown(name)
+    return tuple(dict.fromkeys(out))
+
+
+def compute_metrics(
+    y_true: Any,
+    proba: Any,
+    *,
+    metrics: str | Sequence[str],
+    n_classes: int | None = None,
+    y_pred: Any = None,
+) -> dict[str, float]:
+    """Compute metrics of one set of predictions.
+
+    Args:
+        y_true: (n,) int class indices in [0, K); an (n, 1) MedMNIST label array is accepted.
+        proba: (n, K) float class scores; AUROC uses them, and ``y_pred`` defaults to their arg-max
+            (ties to the smallest class index).
+        metrics: names from :data:`METRICS` or ``"recall[<i>]"``.
+        n_classes: K, checked against ``proba.shape[1]`` when given.
+        y_pred: (n,) int predicted classes used by the confusion-matrix metrics. ``medmnist_acc``
+            ignores it and follows the official code: ``proba[:, 1] > 0.5`` when K == 2, else arg-max.
+
+    Returns:
+        Metric name → value; ``per_class_recall`` appears expanded as ``recall[i]`` keys.
+
+    Raises:
+        MetricError: invalid inputs or names, or an AUROC that no class of ``y_true`` supports.
+    """
+    data, names = _prepare(y_true, proba, metrics, n_classes=n_classes, y_pred=y_pred)
+    values = _evaluate(data, names, np.ones((1, data.n), dtype=np.int32))
+    _check_auc_defined(data, values)
+    return {name: float(values[name][0]) for name in names}
+
+
+def bootstrap_distribution(
+    y_true: Any, proba: Any, *, metrics: str | Sequence[str], resamples: Any, y_pred: Any = None
+) -> dict[str, np.ndarray]:
+    """Metric values on explicit bootstrap resamples of the test set (paired across metrics).
+
+    Args:
+        y_true: (n,) int class indices; ``proba``, ``metrics`` and ``y_pred`` as in :func:`compute_metrics`.
+        resamples: (B, n) int row indices in [0, n); row b is the b-th resample.
+
+    Returns:
+        Metric name → (B,) float64 values, equal to :func:`compute_metrics` on ``rows[resamples[b]]``;
+        NaN where the metric is undefined on that resample (an AUROC class without positives, ...).
+    """
+    data, names = _prepare(y_true, proba, metrics, n_classes=None, y_pred=y_pred)
+    idx = np.asarray(resamples)
+    if idx.ndim != 2 or idx.shape[1] != data.n or idx.dtype.kind not in "iu":
+        raise MetricError(f"resamples must be (B, {data.n}) integer row indices; got {idx.dtype} {idx.shape}.")
+    if idx.size and (idx.min() < 0 or idx.max() >= data.n):
+        raise MetricError(f"resamples hold row indices outside [0, {data.n}); draw them with integers(0, n).")
+    return _evaluate(data, names, _counts(idx))
+
+
+def bootstrap_ci(
+    y_true: Any,
+    proba: Any,
+    *,
+    metrics: str | Sequence[str],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    y_pred: Any = None,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap confidence intervals over test samples, paired across metrics.
+
+    Resample b is row b of ``np.random.default_rng(seed).integers(0, n, (n_resamples, n))`` (drawn in
+    blocks to bound memory, which yields the same rows). A resample on which a metric is undefined is
+    left out of that metric's interval; a metric undefined on every resample gets (nan, nan).
+
+    Args:
+        y_true: (n,) int class indices; ``proba``, ``metrics`` and ``y_pred`` as in :func:`compute_metrics`.
+        n_resamples: B, the number of bootstrap resamples.
+        confidence: central coverage of the interval, in (0, 1).
+        seed: seed of the resampling generator.
+
+    Returns:
+        Metric name → (low, high).
+
+    Raises:
+        MetricError: as :func:`compute_metrics`, or a bad ``n_resamples`` / ``confidence``.
+    """
+    _check_confidence(confidence)
+    data, names = _prepare(y_true, proba, metrics, n_classes=None, y_pred=y_pred)
+    _check_auc_defined(data, _evaluate(data, names, np.ones((1, data.n), dtype=np.int32)))
+    parts = [_evaluate(data, names, _counts(idx)) for idx in _draw(seed, data.n, n_resamples)]
+    return {name: _percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
+
+
+def mean_ci(values: Any, *, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval across seeds or episodes.
+
+    Args:
+        values: (m,) float values; NaNs are ignored.
+        confidence: central coverage of the interval, in (0, 1).
+
+    Returns:
+        (mean, low, high); (v, nan, nan) with one value and (nan, nan, nan) with none.
+    """
+    _check_confidence(confidence)
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return (float("nan"),) * 3
+    mean = float(v.mean())
+    if v.size == 1:
+        return mean, float("nan"), float("nan")
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return mean, mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """System a minus system b, evaluated on the same seeds or points."""
+
+    mean_diff: float  # mean of a - b over the pairs
+    ci_low: float  # lower percentile-bootstrap bound of the mean difference (nan with < 2 pairs)
+    ci_high: float  # upper bound, likewise
+    wilcoxon_p: float  # two-sided Wilcoxon signed-rank p-value (nan with < 2 pairs or all differences 0)
+    n_pairs: int  # pairs used: those where both a and b are not NaN
+
+
+def paired_comparison(
+    a: Any, b: Any, *, n_resamples: int = 10000, seed: int = 0, confidence: float = 0.95
+) -> PairedComparison:
+    """Compare two systems pair by pair: bootstrap CI of the mean difference and a Wilcoxon test.
+
+    Args:
+        a: (m,) float scores of system a.
+        b: (m,) float scores of system b on the same seeds or points, in the same order.
+        n_resamples: bootstrap resamples of the pairs.
+        seed: seed of the resampling generator.
+        confidence: central coverage of the interval, in (0, 1).
+
+    Returns:
+        A :class:`PairedComparison`; pairs where a or b is NaN are dropped.
+
+    Raises:
+        MetricError: a and b differ in length or share no non-NaN pair, or bad arguments.
+    """
+    _check_confidence(confidence)
+    a_arr, b_arr = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a_arr.shape != b_arr.shape:
+        raise MetricError(f"a has {a_arr.size} values and b has {b_arr.size}; pass one value per seed for both.")
+    d = (a_arr - b_arr)[~(np.isnan(a_arr) | np.isnan(b_arr))]
+    if d.size == 0:
+        raise MetricError("a and b share no pair without NaN; evaluate both systems on the same seeds.")
+    nan = float("nan")
+    if d.size < 2:
+        return PairedComparison(float(d.mean()), nan, nan, nan, 1)
+    means = np.concatenate([d[idx].mean(axis=1) for idx in _draw(seed, d.size, n_resamples)])
+    low, high = _percentile_interval(means, confidence)
+    p = nan if not np.any(d) else float(scipy.stats.wilcoxon(d).pvalue)
+    return PairedComparison(float(d.mean()), low, high, p, int(d.size))
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation
+
+
+@dataclass(frozen=True)
+class _Data:
+    """Validated inputs: labels, the confusion cell of each sample, and the proba columns."""
+
+    n: int  # test samples
+    n_classes: int  # K, the proba columns
+    y_true: np.ndarray  # (n,) int64
+    proba: np.ndarray  # (n, K) float64
+    cells: np.ndarray  # (n,) int64, y_true * K + y_pred
+    medmnist_correct: np.ndarray  # (n,) float64, 1 where the official MedMNIST prediction is right
+
+
+def _prepare(
+    y_true: Any, proba: Any, metrics: str | Sequence[str], *, n_classes: int | None, y_pred: Any
+) -> tuple[_Data, tuple[str, ...]]:
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] < 2:
+        raise MetricError(f"proba must be (n, K) scores with n >= 1 and K >= 2 classes; got shape {p.shape}.")
+    k = p.shape[1]
+    if n_classes is not None and n_classes != k:
+        raise MetricError(f"n_classes={n_classes} but proba has {k} columns; pass one column per class.")
+    if not np.isfinite(p).all():
+        bad = np.flatnonzero(~np.isfinite(p).all(axis=1))
+        raise MetricError(f"proba holds NaN/inf in {bad.size} row(s) (first: {bad[:5].tolist()}); fix the head.")
+    yt = _check_labels(y_true, "y_true", n=p.shape[0], k=k)
+    yp = np.argmax(p, axis=1) if y_pred is None else _check_labels(y_pred, "y_pred", n=p.shape[0], k=k)
+    official = (p[:, 1] > 0.5).astype(np.int64) if k == 2 else np.argmax(p, axis=1)
+    data = _Data(p.shape[0], k, yt, p, yt * k + yp, (official == yt).astype(np.float64))
+    return data, resolve_metrics(metrics, n_classes=k)
+
+
+def _check_labels(y: Any, name: str, *, n: int, k: int) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise MetricError(f"{name} has shape {arr.shape} but proba has {n} rows; pass one class index per row.")
+    integral = arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
+    if arr.dtype.kind not in "iu" and not integral:
+        raise MetricError(f"{name} must hold integer class indices; got dtype {arr.dtype}. Encode labels first.")
+    if arr.min() < 0 or arr.max() >= k:
+        bad = arr[(arr < 0) | (arr >= k)]
+        raise MetricError(
+            f"{name} holds label {int(bad[0])} outside [0, {k}) (proba has {k} columns); "
+            "map labels to 0..K-1 and pass one proba column per class."
+        )
+    return arr.astype(np.int64)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise MetricError(f"confidence must lie in (0, 1); got {confidence}. Use e.g. 0.95.")
+
+
+def _check_auc_defined(data: _Data, values: dict[str, np.ndarray]) -> None:
+    present = np.unique(data.y_true).tolist()
+    for name in _AUC_METRICS:
+        if name in values and np.isnan(values[name][0]):
+            need = "both classes" if data.n_classes == 2 else "at least two classes"
+            need = "every class" if name == "medmnist_auc" and data.n_classes > 2 else need
+            raise MetricError(
+                f"{name} needs {need} in the test split, but y_true holds only classes {present}; "
+                "evaluate on a split with more classes or drop this metric."
+            )
+
+
+def _unknown(name: object) -> MetricError:
+    return MetricError(f"unknown metric {name!r}; choose from {', '.join(METRICS)} or 'recall[<i>]'.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# weighted computation: counts (B, n) int32, resample b drew row i counts[b, i] times
+
+
+def _draw(seed: int, n: int, n_resamples: int) -> Iterator[np.ndarray]:
+    """Yield the rows of ``default_rng(seed).integers(0, n, (n_resamples, n))`` block by block (same rows)."""
+    if int(n_resamples) < 1:
+        raise MetricError(f"n_resamples must be at least 1; got {n_resamples}.")
+    rng, block = np.random.default_rng(seed), max(1, _BLOCK_CELLS // n)
+    for start in range(0, int(n_resamples), block):
+        yield rng.integers(0, n, size=(min(block, int(n_resamples) - start), n))
+
+
+def _counts(idx: np.ndarray) -> np.ndarray:
+    b, n = idx.shape
+    flat = (idx.astype(np.int64) + (np.arange(b, dtype=np.int64) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.int32)
+
+
+def _evaluate(data: _Data, names: Sequence[str], counts: np.ndarray) -> dict[str, np.ndarray]:
+    k = data.n_classes
+    w = counts.astype(np.float32)  # float32 sums of integer counts are exact below 2**24 samples
+    onehot = np.zeros((data.n, k * k), dtype=np.float32)
+    onehot[np.arange(data.n), data.cells] = 1.0
+    conf = (w @ onehot).astype(np.float64).reshape(-1, k, k)  # rows: true class, columns: predicted
+    auc = _class_aucs(data, counts) if any(m in names for m in _AUC_METRICS) else None
+    recall = _recalls(conf)
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        match = _RECALL.fullmatch(name)
+        if match:
+            out[name] = recall[:, int(match.group(1))]
+        elif name == "medmnist_acc":
+            out[name] = w.astype(np.float64) @ data.medmnist_correct / data.n
+        elif name in _AUC_METRICS:
+            assert auc is not None
+            out[name] = _auc_summary(auc, name)
+        else:
+            out[name] = _CONFUSION_METRICS[name](conf)
+    return out
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.full(np.broadcast(num, den).shape, np.nan), where=den != 0)
+
+
+def _recalls(conf: np.ndarray) -> np.ndarray:
+    return _div(np.diagonal(conf, axis1=1, axis2=2), conf.sum(axis=2))
+
+
+def _accuracy(conf: np.ndarray) -> np.ndarray:
+    return np.trace(conf, axis1=1, axis2=2) / conf.sum(axis=(1, 2))
+
+
+def _balanced_accuracy(conf: np.ndarray) -> np.ndarray:
+    # As scikit-learn: mean recall over the classes present in y_true.
+    recall = _recalls(conf)
+    present = ~np.isnan(recall)
+    return np.where(present, recall, 0.0).sum(axis=1) / present.sum(axis=1)
+
+
+def _macro_f1(conf: np.ndarray) -> np.ndarray:
+    # As scikit-learn's default labels: classes absent from both y_true and y_pred are left out.
+    support = conf.sum(axis=2) + conf.sum(axis=1)
+    f1 = _div(2 * np.diagonal(conf, axis1=1, axis2=2), support)
+    return np.where(support > 0, f1, 0.0).sum(axis=1) / (support > 0).sum(axis=1)
+
+
+def _mcc(conf: np.ndarray) -> np.ndarray:
+    # Multiclass Matthews correlation (Gorodkin's R_K); 0 when either marginal is constant.
+    t, p = conf.sum(axis=2), conf.sum(axis=1)
+    n = conf.sum(axis=(1, 2))
+    cov_tp = np.trace(conf, axis1=1, axis2=2) * n - (t * p).sum(axis=1)
+    cov_tt, cov_pp = n**2 - (t * t).sum(axis=1), n**2 - (p * p).sum(axis=1)
+    den = np.sqrt(cov_tt) * np.sqrt(cov_pp)
+    return np.where(den > 0, _div(cov_tp, den), 0.0)
+
+
+def _qwk(conf: np.ndarray) -> np.ndarray:
+    # Weights use the class indices 0..K-1 (scikit-learn with labels=range(K)).
+    k = conf.shape[1]
+    weights = (np.arange(k)[:, None] - np.arange(k)[None, :]) ** 2.0
+    observed = np.einsum("bij,ij->b", conf, weights)
+    expected = np.einsum("bi,ij,bj->b", conf.sum(axis=2), weights, conf.sum(axis=1)) / conf.sum(axis=(1, 2))
+    return 1.0 - _div(observed, expected)
+
+
+_CONFUSION_METRICS = {f.__name__.lstrip("_"): f for f in (_accuracy, _balanced_accuracy, _macro_f1, _mcc, _qwk)}
+
+
+def _class_aucs(data: _Data, counts: np.ndarray) -> np.ndarray:
+    """One-vs-rest AUROC of each proba column: (B, K) float64, NaN where undefined (K == 2: column 1 only)."""
+    k = data.n_classes
+    out = np.full((counts.shape[0], k), np.nan)
+    for c in [1] if k == 2 else range(k):
+        out[:, c] = _weighted_auc(data.proba[:, c], data.y_true == c, counts)
+    return out
+
+
+def _weighted_auc(score: np.ndarray, positive: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Weighted Mann–Whitney AUROC, (B,) float64: P(score_pos > score_neg) + P(tie) / 2 under the counts.
+
+    With C the cumulative counts in score order, a positive i outranks ``(C[left_i] + C[right_i]) / 2``
+    weight, its tie group [left_i, right_i) counting half. Summed over positives this also counts the
+    positive-positive pairs, exactly Wpos**2 / 2; subtracting it leaves the positive-negative pairs.
+    Counts stay integers until the final division, so the result is exact up to one rounding.
+    """
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    pos = np.flatnonzero(positive[order])  # positives' places in score order, ascending: reads stay sequential
+    left = np.searchsorted(ranked, ranked[pos], side="left")
+    right = np.searchsorted(ranked, ranked[pos], side="right")
+    sorted_counts = np.take(counts, order, axis=1)
+    cum = np.zeros((counts.shape[0], score.size + 1), dtype=np.int32)  # sums of counts stay below n
+    np.cumsum(sorted_counts, axis=1, dtype=np.int32, out=cum[:, 1:])
+    w_pos = np.take(sorted_counts, pos, axis=1).astype(np.int64)
+    n_pos = w_pos.sum(axis=1)
+    twice = (w_pos * (np.take(cum, left, axis=1) + np.take(cum, right, axis=1))).sum(axis=1) - n_pos**2
+    return _div(twice.astype(np.float64), 2.0 * n_pos * (score.size - n_pos))
+
+
+def _auc_summary(auc: np.ndarray, name: str) -> np.ndarray:
+    if auc.shape[1] == 2:
+        return auc[:, 1]
+    if name == "medmnist_auc":  # the official mean over every class; undefined if one class is
+        return auc.mean(axis=1)
+    defined = ~np.isnan(auc)
+    return _div(np.where(defined, auc, 0.0).sum(axis=1), defined.sum(axis=1).astype(np.float64))
+
+
+def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    v = values[~np.isnan(values)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    alpha = 100 * (1 - confidence) / 2
+    low, high = np.percentile(v, [alpha, 100 - alpha])
+    return float(low), float(high)

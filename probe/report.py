@@ -1,0 +1,303 @@
+"""Reports from result rows: label-efficiency figures, curve tables and leaderboards in Markdown and HTML.
+
+A report is a derived artefact: :func:`write_report` overwrites ``report.md``, ``report.html`` and the
+figures of its folder, and reads nothing but the result rows it is given.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from probe._report_data import EPISODES, FRACTIONS, curve_points, metric_rows, rank, summarise
+from probe._report_plots import colour_keys, curve_figure, figure_bytes, style_keys
+from probe._report_render import Document, Section, Table, render_html, render_markdown
+from probe.errors import ConfigError, MetricError
+from probe.metrics import metric_label
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+MARKDOWN_FILE = "report.md"
+HTML_FILE = "report.html"
+FIGURES_DIR = "figures"
+NOTES = (
+    "Points and values are means over seeds; brackets and shaded bands are 95 % Student-t confidence "
+    "intervals across seeds. Where there is one seed, or every seed gave the same value (identical draws), "
+    "the bracket is that run's 95 % bootstrap interval over the test set (marked †).",
+)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The files one :func:`write_report` call wrote."""
+
+    markdown: Path  # report.md: figures linked from figures/
+    html: Path  # report.html: self-contained, figures embedded
+    figures: tuple[Path, ...]  # every figure file, each dataset in every requested format
+
+
+def summary_table(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
+    """Mean and 95 % CI across seeds of every point of every label-efficiency curve.
+
+    Args:
+        results: result rows (:func:`probe.results.load_results`).
+        metric: metric to summarise, e.g. ``"balanced_accuracy"``.
+
+    Returns:
+        One row per (dataset, backbone, pooling, head, regime, level), ordered by dataset, line and x,
+        with columns ``dataset, backbone, pooling, head, regime`` (``"episodes"`` or ``""``), ``level``
+        (``"1"``, ``"10%"``, ``"all"``, ...), ``x`` (labels per class), ``series`` (line label),
+        ``n_seeds, mean, ci_low, ci_high`` and ``ci_source`` (``"seeds"``, ``"bootstrap"`` or ``"none"``).
+
+    Raises:
+        ResultsError: no usable rows.
+        MetricError: ``metric`` is not in the results.
+    """
+    return summarise(curve_points(metric_rows(results, metric)))
+
+
+def leaderboard(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
+    """Per dataset, backbones (or heads, with a single backbone) ranked by their best configuration.
+
+    A unit's best configuration is the one with the highest seed mean at the largest label level
+    ("all" when present). Every other unit's best configuration is compared with the leader's on the
+    (regime, level, seed) points both have across the whole curve: ``delta`` = other − leader with a
+    paired-bootstrap CI, and a Wilcoxon signed-rank ``p_value``.
+
+    Args:
+        results: result rows (:func:`probe.results.load_results`).
+        metric: metric to rank by (higher is better).
+
+    Returns:
+        Columns ``dataset, rank, unit`` (``"backbone"`` or ``"head"``), ``name, config, backbone,
+        pooling, head, regime, level, x, n_seeds, mean, ci_low, ci_high, ci_source, delta, delta_low,
+        delta_high, p_value, n_pairs`` (comparison columns NaN for the leader).
+
+    Raises:
+        ResultsError: no usable rows.
+        MetricError: ``metric`` is not in the results.
+    """
+    points = curve_points(metric_rows(results, metric))
+    return rank(points, summarise(points))
+
+
+def write_report(
+    results: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    metric: str = "balanced_accuracy",
+    formats: Sequence[str] = ("png", "svg"),
+    title: str = "probe report",
+    source: str | None = None,
+) -> ReportFiles:
+    """Write ``report.md``, a self-contained ``report.html`` and one figure per dataset into ``out_dir``.
+
+    Args:
+        results: result rows (:func:`probe.results.load_results`).
+        out_dir: folder to write into (created when missing; earlier report files there are replaced).
+        metric: metric to plot and rank by.
+        formats: figure file formats, any of "png", "svg", "pdf"; the Markdown links the first.
+        title: report title.
+        source: where the results came from (a path), named in the provenance lines.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        ResultsError: the table is empty or unusable.
+        MetricError: ``metric`` is not in the results.
+        ConfigError: an unknown or empty figure format list.
+    """
+    fmts = _check_formats(formats)
+    rows = metric_rows(results, metric)
+    points = curve_points(rows)
+    summary = summarise(points)
+    board = rank(points, summary)
+    out = Path(out_dir)
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    label = _metric_label(metric)
+    figures: list[Path] = []
+    sections = []
+    for dataset, stem in _figure_stems(summary, metric).items():
+        files, png = _write_figures(summary, dataset=dataset, out=out, stem=stem, fmts=fmts, metric_label=label)
+        figures += files
+        tables = (
+            (f"Leaderboard ({label})", _leaderboard_table(board[board["dataset"] == dataset], metric_label=label)),
+            (f"Label-efficiency curve ({label})", _curve_table(summary[summary["dataset"] == dataset])),
+        )
+        alt = f"{label} against labels per class on {dataset}"
+        sections.append(Section(str(dataset), files[0].relative_to(out).as_posix(), png, alt, tables))
+    doc = Document(title, _provenance(results, rows, metric=metric, source=source), NOTES, tuple(sections))
+    md, page = out / MARKDOWN_FILE, out / HTML_FILE
+    md.write_text(render_markdown(doc), encoding="utf-8")
+    page.write_text(render_html(doc), encoding="utf-8")
+    return ReportFiles(markdown=md, html=page, figures=tuple(figures))
+
+
+def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    fmts = tuple(
+        dict.fromkeys(str(f).lower().lstrip(".") for f in ([formats] if isinstance(formats, str) else formats))
+    )
+    bad = [f for f in fmts if f not in FIGURE_FORMATS]
+    if bad or not fmts:
+        raise ConfigError(
+            f"figure formats {list(formats)!r} are not usable; pass one or more of {', '.join(FIGURE_FORMATS)}"
+        )
+    return fmts
+
+
+def _metric_label(metric: str) -> str:
+    try:
+        return metric_label(metric)
+    except MetricError:  # a metric this probe version does not know, from an older or newer results file
+        return metric
+
+
+def _figure_stems(summary: pd.DataFrame, metric: str) -> dict[str, str]:
+    """File stem per dataset, ``<dataset>-<metric>`` made filename-safe and unique."""
+    stems: dict[str, str] = {}
+    for dataset in sorted(summary["dataset"].unique(), key=str):
+        stem = f"{_slug(str(dataset))}-{_slug(metric)}"
+        n = 2
+        while stem in stems.values():
+            stem = f"{_slug(str(dataset))}-{n}-{_slug(metric)}"
+            n += 1
+        stems[dataset] = stem
+    return stems
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
+
+
+def _write_figures(
+    summary: pd.DataFrame, *, dataset: str, out: Path, stem: str, fmts: tuple[str, ...], metric_label: str
+) -> tuple[list[Path], bytes]:
+    """Write one dataset's figure in every format; returns the paths and the PNG bytes for the HTML."""
+    fig = curve_figure(
+        summary[summary["dataset"] == dataset],
+        title=f"{dataset}: {metric_label} vs labels per class",
+        metric_label=metric_label,
+        colour_order=colour_keys(summary),
+        style_order=sorted(set(style_keys(summary))),
+    )
+    png = figure_bytes(fig, "png")
+    paths = []
+    for fmt in fmts:
+        path = out / FIGURES_DIR / f"{stem}.{fmt}"
+        path.write_bytes(png if fmt == "png" else figure_bytes(fig, fmt))
+        paths.append(path)
+    return paths, png
+
+
+def _leaderboard_table(board: pd.DataFrame, *, metric_label: str) -> Table:
+    unit = str(board["unit"].iloc[0])
+    value, delta = f"{metric_label} [95 % CI]", "Δ vs leader [95 % CI]"
+    headers = ("#", unit, "best configuration", "level", value, "seeds", delta, "Wilcoxon p", "pairs")
+    rows = []
+    for r in board.itertuples(index=False):
+        leader = r.rank == 1
+        rows.append(
+            (
+                str(r.rank),
+                str(r.name),
+                str(r.config),
+                str(r.level),
+                _ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == "bootstrap"),
+                str(r.n_seeds),
+                "leader" if leader else _delta_text(r.delta, r.delta_low, r.delta_high, n_pairs=r.n_pairs),
+                "—" if leader or not math.isfinite(r.p_value) else _p_text(r.p_value),
+                "—" if leader else str(int(r.n_pairs)),
+            )
+        )
+    what = "backbone's best configuration" if unit == "backbone" else "head's best pooling"
+    note = (
+        f"Each {what} is ranked by its mean at its largest label level. Δ = that {unit} − the leader, paired "
+        "on the same label level and seed across the whole curve (every level both were run at), with a "
+        "paired-bootstrap 95 % CI and a Wilcoxon signed-rank p; — when fewer than 2 pairs."
+    )
+    return Table(headers, tuple(rows), note)
+
+
+def _curve_table(summary: pd.DataFrame) -> Table:
+    levels = summary.sort_values("x").drop_duplicates("level")
+    columns = [str(lv) for lv in levels["level"]]
+    headers = ["configuration"]
+    for lv, x in zip(levels["level"], levels["x"], strict=True):
+        headers.append(str(lv) if lv.isdigit() else f"{lv} ({x:,.0f}/class)")
+    rows = []
+    order = summary.sort_values(["backbone", "pooling", "head", "regime", "x"])
+    for series, group in order.groupby("series", sort=False):
+        cells = {
+            str(r.level): f"{_ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == 'bootstrap')} n={r.n_seeds}"
+            for r in group.itertuples(index=False)
+        }
+        rows.append((str(series), *(cells.get(c, "—") for c in columns)))
+    note = 'Columns are labels per class ("all": the whole training split); n = seeds; — not run.'
+    if (summary["regime"] == EPISODES).any():
+        note += " Episode lines average over few-shot episodes instead of class-balanced draws."
+    if (summary["regime"] == FRACTIONS).any():
+        note += " Fraction lines draw a stratified share of the training split (class imbalance kept)."
+    return Table(tuple(headers), tuple(rows), note)
+
+
+def _ci_text(mean: float, low: float, high: float, *, bootstrap: bool = False) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]" + ("†" if bootstrap else "")
+
+
+def _delta_text(delta: float, low: float, high: float, *, n_pairs: float) -> str:
+    if not n_pairs >= 2:
+        return "—"
+    return f"{delta:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _p_text(p: float) -> str:
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def _provenance(results: pd.DataFrame, rows: pd.DataFrame, *, metric: str, source: str | None) -> tuple[str, ...]:
+    """Lines naming the results reported: source, counts, stores, versions and when."""
+    lines = [f"Results: {source}"] if source else []
+    counts = f"{len(results)} result rows, {len(rows)} of them {metric}"
+    if "run_id" in results:
+        counts += f", from {_count(results['run_id'], 'run')}"
+    if "time" in results and results["time"].notna().any():
+        times = results["time"].dropna().astype(str)
+        counts += f", produced {times.min()} to {times.max()}"
+    lines.append(counts + f"; {_count(rows['dataset'], 'dataset')}, {_count(rows['backbone'], 'backbone')}.")
+    if "store_fingerprint" in rows:
+        stores = sorted({str(f)[:12] for f in rows["store_fingerprint"].dropna()})
+        lines.append(f"Embedding stores: {_listing(stores)}.")
+    versions = _versions(rows)
+    if versions:
+        lines.append("Versions: " + "; ".join(f"{k} {', '.join(v)}" for k, v in versions.items()) + ".")
+    lines.append(f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}.")
+    return tuple(lines)
+
+
+def _count(col: pd.Series, noun: str) -> str:
+    n = col.nunique()
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _listing(items: list[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "") if items else "none recorded"
+
+
+def _versions(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """probe and torch versions seen in the rows (several values mean mixed versions)."""
+    seen: dict[str, set[str]] = {"probe": set(), "torch": set()}
+    for entry in rows.get("versions", ()):
+        if isinstance(entry, dict):
+            for name, found in seen.items():
+                if entry.get(name):
+                    found.add(str(entry[name]))
+    return {name: sorted(v) for name, v in seen.items() if v}
