@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 from cli.extract import extract_command
@@ -29,6 +31,11 @@ app.command("results")(results_command)
 app.command("demo")(demo_command)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (warnings print as one ``warning: ...`` line, without source lines)."""
+    warnings.showwarning = _one_line_warning
     app()

@@ -79,12 +79,27 @@ def demo_command(
         str | None, typer.Option(envvar="PROBE_DATA_ROOT", help="folder holding bloodmnist.npz (optional)")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    image_size: Annotated[int, typer.Option(help="input side in pixels (224 = the backbone's own)")] = 128,
+    seeds: Annotated[int, typer.Option(help="draws per shot level")] = 5,
+    limit: Annotated[int | None, typer.Option(help="first N samples per split only (a quick look)")] = None,
+    out: Annotated[str, typer.Option(help="report folder")] = "report",
+    results: Annotated[str, typer.Option(help="results folder")] = "results",
+    store_root: Annotated[str, typer.Option(envvar="PROBE_STORE_ROOT", help="folder holding stores")] = "embeddings",
     json_out: Annotated[bool, typer.Option("--json", help='print {"results": [...], "report": ...}')] = False,
 ) -> None:
     """The main job, offline: real EfficientNet-Lite0 on BloodMNIST → kNN/linear/prototype curves → report."""
-    from probe.demo import run_demo
+    from probe.demo import DemoConfig, run_demo
+    from probe.protocols import PlanConfig
 
-    result = run_demo(data_root=data_root, device=device)
+    config = DemoConfig(
+        image_size=image_size,
+        plan=PlanConfig(seeds=seeds),
+        limit=limit,
+        report_dir=out,
+        results_dir=results,
+        store_root=store_root,
+    )
+    result = run_demo(config, data_root=data_root, device=device)
     if json_out:
         emit_json(
             {

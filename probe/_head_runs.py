@@ -141,32 +141,37 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
 def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """Logistic regression: few-shot draws in one batched solve (C by CV inside each support);
     the full train split with C chosen on the validation split (CV when the store has none)."""
-    from probe.heads.linear import LinearProbe, fit_linear_probes
+    from probe.heads.linear import LinearProbeConfig, fit_linear_probes
 
     cfg = plan.linear
-    options = {
-        "C": cfg.C,
-        "c_grid": cfg.c_grid,
-        "standardize": cfg.standardize,
-        "selection": cfg.selection,
-        "refit": cfg.refit,
-        "max_iter": cfg.max_iter,
-        "device": plan.device,
-        "seed": plan.seed,
-    }
+    options = LinearProbeConfig(
+        C=cfg.C,
+        c_grid=cfg.c_grid,
+        standardize=cfg.standardize,
+        selection="auto" if cfg.selection == "fixed" else cfg.selection,
+        refit=cfg.refit,
+        max_iter=cfg.max_iter,
+        device=plan.device,
+        seed=plan.seed,
+    )
     few = [t for t in tasks if t.draw.shots != ALL]
     full = [t for t in tasks if t.draw.shots == ALL]
     fitted: list[tuple[Task, Any, float]] = []
-    if few:
+    if few:  # C by cross-validation inside each support: the validation labels are never used
         t0 = time.perf_counter()
-        probes = fit_linear_probes(data.train.X, data.train.y, [t.draw.rows for t in few], **options)
+        probes = fit_linear_probes(data.train.X, data.train.y, [t.draw.rows for t in few], config=options)
         share = (time.perf_counter() - t0) / len(few)
         fitted += [(t, p, share) for t, p in zip(few, probes, strict=True)]
-    for task in full:
+    val = data.val
+    for task in full:  # full data: C on the validation split (CV inside train when there is none)
         t0 = time.perf_counter()
-        val = data.val
-        probe = LinearProbe(**options).fit(  # type: ignore[arg-type]
-            data.train.X, data.train.y, X_val=None if val is None else val.X, y_val=None if val is None else val.y
+        (probe,) = fit_linear_probes(
+            data.train.X,
+            data.train.y,
+            [task.draw.rows],
+            X_val=None if val is None else val.X,
+            y_val=None if val is None else val.y,
+            config=options,
         )
         fitted.append((task, probe, time.perf_counter() - t0))
     out = []

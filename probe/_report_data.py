@@ -128,6 +128,11 @@ def _fill_level_x(frame: pd.DataFrame) -> pd.Series:
     lpc = pd.to_numeric(frame["labels_per_class"], errors="coerce").astype(float)
     level_x = lpc.groupby([frame["dataset"], frame["level"]], dropna=False).transform("mean")
     x = frame["x"].astype(float).fillna(level_x)
+    # "all" always sits right of the largest shot level: with capped classes (shots above a class's
+    # size) the mean labels per class of the full split can be smaller than the largest shot count
+    is_all = frame["level"] == ALL
+    largest = frame["x"].astype(float).groupby(frame["dataset"]).transform("max")
+    x = x.where(~is_all | ~(x <= largest), 2 * largest)
     bad = frame.loc[~np.isfinite(x.to_numpy()) | (x <= 0)]
     if not bad.empty:
         first = bad.iloc[0]

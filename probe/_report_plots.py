@@ -58,6 +58,8 @@ def curve_figure(
     """
     summary = summary.reset_index(drop=True)  # positional index: group.index[0] indexes the key lists
     colour_of, style_of = colour_keys(summary), style_keys(summary)
+    if len(set(colour_of)) == 1:  # one backbone: colour the heads too, or their bands would be indistinguishable
+        colour_of, colour_order = style_of, style_order
     colours = _pick(_palette([*colour_order, *colour_of]), colour_of)
     styles = _pick(_line_styles([*style_order, *style_of]), style_of)
     band_alpha = 0.15 if summary["series"].nunique() <= PER_SERIES_LEGEND_MAX else 0.08  # many bands muddy

@@ -31,6 +31,7 @@ class DemoConfig:
     results_dir: str = "results"
     report_dir: str = "report"
     metric: str = "balanced_accuracy"  # the metric drawn and tabled
+    limit: int | None = None  # first N samples per split only (a quick look; None: the whole set)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ def run_demo(config: DemoConfig = DemoConfig(), *, data_root: str | None = None,
         extract_options={
             "data_root": root,
             "image_size": config.image_size,
+            "limit": config.limit,
             "config": ExtractConfig(device=device),
             "command": "probe demo",
         },

@@ -244,7 +244,18 @@ def paired_comparison(
 
 
 # ---------------------------------------------------------------------------------------------------
-# validation
+# validated inputs
+
+
+@dataclass(frozen=True)
+class _SortPlan:
+    """One proba column sorted once, reused by every bootstrap block."""
+
+    column: int  # class c: positives are y_true == c, scores proba[:, c]
+    order: np.ndarray  # (n,) sample indices by ascending score
+    pos: np.ndarray  # (n_pos,) places of the positives in that order, ascending
+    left: np.ndarray  # (n_pos,) first place of each positive's tie group
+    right: np.ndarray  # (n_pos,) one past its last place
 
 
 @dataclass(frozen=True)
@@ -254,9 +265,9 @@ class _Data:
     n: int  # test samples
     n_classes: int  # K, the proba columns
     y_true: np.ndarray  # (n,) int64
-    proba: np.ndarray  # (n, K) float64
-    cells: np.ndarray  # (n,) int64, y_true * K + y_pred
+    cells: np.ndarray  # (n, K * K) float32 one-hot of the confusion cell y_true * K + y_pred
     medmnist_correct: np.ndarray  # (n,) float64, 1 where the official MedMNIST prediction is right
+    auc_plans: tuple[_SortPlan, ...]  # one per proba column an AUROC needs (none when no AUROC is asked)
 
 
 def _prepare(
@@ -274,8 +285,12 @@ def _prepare(
     yt = _check_labels(y_true, "y_true", n=p.shape[0], k=k)
     yp = np.argmax(p, axis=1) if y_pred is None else _check_labels(y_pred, "y_pred", n=p.shape[0], k=k)
     official = (p[:, 1] > 0.5).astype(np.int64) if k == 2 else np.argmax(p, axis=1)
-    data = _Data(p.shape[0], k, yt, p, yt * k + yp, (official == yt).astype(np.float64))
-    return data, resolve_metrics(metrics, n_classes=k)
+    cells = np.zeros((p.shape[0], k * k), dtype=np.float32)
+    cells[np.arange(p.shape[0]), yt * k + yp] = 1.0
+    names = resolve_metrics(metrics, n_classes=k)
+    columns = ([1] if k == 2 else range(k)) if any(m in names for m in _AUC_METRICS) else []
+    plans = tuple(_sort_plan(c, p[:, c], yt == c) for c in columns)
+    return _Data(p.shape[0], k, yt, cells, (official == yt).astype(np.float64), plans), names
 
 
 def _check_labels(y: Any, name: str, *, n: int, k: int) -> np.ndarray:
@@ -339,9 +354,7 @@ def _counts(idx: np.ndarray) -> np.ndarray:
 def _evaluate(data: _Data, names: Sequence[str], counts: np.ndarray) -> dict[str, np.ndarray]:
     k = data.n_classes
     w = counts.astype(np.float32)  # float32 sums of integer counts are exact below 2**24 samples
-    onehot = np.zeros((data.n, k * k), dtype=np.float32)
-    onehot[np.arange(data.n), data.cells] = 1.0
-    conf = (w @ onehot).astype(np.float64).reshape(-1, k, k)  # rows: true class, columns: predicted
+    conf = (w @ data.cells).astype(np.float64).reshape(-1, k, k)  # rows: true class, columns: predicted
     auc = _class_aucs(data, counts) if any(m in names for m in _AUC_METRICS) else None
     recall = _recalls(conf)
     out: dict[str, np.ndarray] = {}
@@ -409,14 +422,21 @@ _CONFUSION_METRICS = {f.__name__.lstrip("_"): f for f in (_accuracy, _balanced_a
 
 def _class_aucs(data: _Data, counts: np.ndarray) -> np.ndarray:
     """One-vs-rest AUROC of each proba column: (B, K) float64, NaN where undefined (K == 2: column 1 only)."""
-    k = data.n_classes
-    out = np.full((counts.shape[0], k), np.nan)
-    for c in [1] if k == 2 else range(k):
-        out[:, c] = _weighted_auc(data.proba[:, c], data.y_true == c, counts)
+    out = np.full((counts.shape[0], data.n_classes), np.nan)
+    for plan in data.auc_plans:
+        out[:, plan.column] = _weighted_auc(plan, counts)
     return out
 
 
-def _weighted_auc(score: np.ndarray, positive: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _sort_plan(column: int, score: np.ndarray, positive: np.ndarray) -> _SortPlan:
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    pos = np.flatnonzero(positive[order])  # ascending, so the reads below stay sequential
+    left = np.searchsorted(ranked, ranked[pos], side="left")
+    return _SortPlan(column, order, pos, left, np.searchsorted(ranked, ranked[pos], side="right"))
+
+
+def _weighted_auc(plan: _SortPlan, counts: np.ndarray) -> np.ndarray:
     """Weighted Mann–Whitney AUROC, (B,) float64: P(score_pos > score_neg) + P(tie) / 2 under the counts.
 
     With C the cumulative counts in score order, a positive i outranks ``(C[left_i] + C[right_i]) / 2``
@@ -424,18 +444,15 @@ def _weighted_auc(score: np.ndarray, positive: np.ndarray, counts: np.ndarray) -
     positive-positive pairs, exactly Wpos**2 / 2; subtracting it leaves the positive-negative pairs.
     Counts stay integers until the final division, so the result is exact up to one rounding.
     """
-    order = np.argsort(score, kind="stable")
-    ranked = score[order]
-    pos = np.flatnonzero(positive[order])  # positives' places in score order, ascending: reads stay sequential
-    left = np.searchsorted(ranked, ranked[pos], side="left")
-    right = np.searchsorted(ranked, ranked[pos], side="right")
-    sorted_counts = np.take(counts, order, axis=1)
-    cum = np.zeros((counts.shape[0], score.size + 1), dtype=np.int32)  # sums of counts stay below n
+    n = counts.shape[1]
+    sorted_counts = np.take(counts, plan.order, axis=1, mode="clip")  # indices are valid: skip the check
+    cum = np.zeros((counts.shape[0], n + 1), dtype=np.int32)  # sums of counts stay below n
     np.cumsum(sorted_counts, axis=1, dtype=np.int32, out=cum[:, 1:])
-    w_pos = np.take(sorted_counts, pos, axis=1).astype(np.int64)
+    w_pos = np.take(sorted_counts, plan.pos, axis=1, mode="clip").astype(np.int64)
     n_pos = w_pos.sum(axis=1)
-    twice = (w_pos * (np.take(cum, left, axis=1) + np.take(cum, right, axis=1))).sum(axis=1) - n_pos**2
-    return _div(twice.astype(np.float64), 2.0 * n_pos * (score.size - n_pos))
+    below = np.take(cum, plan.left, axis=1, mode="clip") + np.take(cum, plan.right, axis=1, mode="clip")
+    twice = (w_pos * below).sum(axis=1) - n_pos**2
+    return _div(twice.astype(np.float64), 2.0 * n_pos * (n - n_pos))
 
 
 def _auc_summary(auc: np.ndarray, name: str) -> np.ndarray:

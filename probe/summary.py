@@ -17,7 +17,7 @@ def _level(row: Mapping[str, Any]) -> tuple[float, str]:
     shots = row.get("shots")
     if shots == "all":
         return (float("inf"), "all")
-    return (float(shots), str(shots))
+    return (float(str(shots)), str(shots))
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], *, metric: str = "balanced_accuracy") -> str:

@@ -1,16 +1,22 @@
 """Batched L-BFGS: many independent smooth problems minimised side by side, one evaluation per step.
 
 Every problem keeps its own history, step length, line search and stopping flag. The loop is
-asynchronous: one call of the objective evaluates each live problem at its own trial point, after
-which a problem whose trial point passes the Armijo test moves there and takes a new L-BFGS
-direction, and a problem whose trial point fails shrinks its step. No problem waits for another's
-line search, so the objective (a batched GEMM) is never called for a single straggler's sake.
+asynchronous: one call of the objective evaluates each live problem at its own trial point; a
+problem whose trial passes the Armijo test moves there and takes a new L-BFGS direction, one whose
+trial fails shrinks its step (safeguarded quadratic interpolation). No problem waits for
+another's line search.
+
+Directions use the compact representation of the inverse BFGS matrix (Byrd, Nocedal & Schnabel,
+1994), the form scipy's L-BFGS-B uses: two batched products with the stored pairs and two tiny
+(H, H) solves per problem, instead of the two-loop recursion's 4H vector operations. Each
+problem's pairs live in a ring buffer; slot timestamps give the time order the formula needs.
+Finished problems are dropped from the working set once they make up a quarter of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -22,15 +28,14 @@ HISTORY = 10
 MAX_BACKTRACKS = 50
 # Relative decrease below which progress has stalled (scikit-learn passes ftol=64*eps to scipy).
 STALL_FACTOR = 64.0
+# The working set is compacted once finished problems make up this fraction of it.
+COMPACT_DEAD_FRACTION = 0.25
 
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-"""``fun(x, live) -> (f, g)``: x (P, N) points, live (P,) bool; returns f (P,) and g (P, N).
-
-Rows where ``live`` is False may hold anything; the objective may skip computing them.
-"""
+"""``fun(x, ids) -> (f, g)``: points x (n, N) of problems ids (n,); values f (n,), gradients g (n, N)."""
 
 Stopper = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``stop(g, idx) -> (len(idx),) bool``: whether the problems ``idx`` with gradients g are converged."""
+"""``stop(g, ids) -> (n,) bool``: whether problems ids with gradients g (n, N) have converged."""
 
 
 @dataclass(frozen=True)
@@ -48,23 +53,27 @@ class LbfgsResult:
 
 
 @dataclass
-class _State:
-    """Mutable per-problem tensors of the loop (all indexed by problem on dim 0, history on dim 1)."""
+class _Work:
+    """Per-problem tensors of the working set, all indexed by working row on dim 0."""
 
-    x: torch.Tensor  # (P, N) current iterates
-    f: torch.Tensor  # (P,) objective at x
-    g: torch.Tensor  # (P, N) gradient at x
-    d: torch.Tensor  # (P, N) search directions
-    gd: torch.Tensor  # (P,) directional derivative g·d
-    step: torch.Tensor  # (P,) trial step along d
-    s: torch.Tensor  # (P, H, N) past steps (ring buffer)
-    y: torch.Tensor  # (P, H, N) past gradient changes
-    rho: torch.Tensor  # (P, H) 1 / (s·y); 0 marks an empty slot
-    slot: torch.Tensor  # (P,) int64 next ring slot to write
-    n_iter: torch.Tensor  # (P,) int64 accepted iterations
-    backtracks: torch.Tensor  # (P,) int64 failed trials in the current line search
-    live: torch.Tensor  # (P,) bool still iterating
-    converged: torch.Tensor  # (P,) bool stopping test passed
+    ids: torch.Tensor  # (n,) problem indices
+    x: torch.Tensor  # (n, N) iterates
+    f: torch.Tensor  # (n,) objective at x
+    g: torch.Tensor  # (n, N) gradient at x
+    d: torch.Tensor  # (n, N) search directions
+    gd: torch.Tensor  # (n,) directional derivative g·d
+    step: torch.Tensor  # (n,) trial step along d
+    pairs: torch.Tensor  # (n, 2H, N) ring buffer: steps s in [:H], gradient changes y in [H:]
+    stamp: torch.Tensor  # (n, H) int64 insertion time of each slot, -1 when empty
+    sty: torch.Tensor  # (n, H, H) s_i·y_j
+    yty: torch.Tensor  # (n, H, H) y_i·y_j
+    clock: torch.Tensor  # (n,) int64 pairs inserted so far
+    n_iter: torch.Tensor  # (n,) int64 accepted iterations
+    backtracks: torch.Tensor  # (n,) int64 failed trials of the current line search
+    alive: torch.Tensor  # (n,) bool still iterating
+
+    def keep(self, rows: torch.Tensor) -> _Work:
+        return _Work(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
 
 def minimize_lbfgs(
@@ -77,137 +86,191 @@ def minimize_lbfgs(
         x0: (P, N) starting points.
         stop: the per-problem stopping test (see :data:`Stopper`), applied at every accepted point.
         max_iter: iterations after which a problem stops unconverged.
-        live: (P,) problems to solve; the others (padding) are left at x0 and reported unconverged.
+        live: (P,) problems to solve; the others (padding) stay at x0, unconverged.
 
     Returns:
-        The final iterates, values, iteration counts and convergence flags.
+        The final iterates, values, iteration counts and convergence flags of all P problems.
     """
-    P, N = x0.shape
-    dev = x0.device
-    live = torch.ones(P, dtype=torch.bool, device=dev) if live is None else live.clone()
-    f, g = fun(x0, live)
-    st = _State(
+    P, dev, dt = x0.shape[0], x0.device, x0.dtype
+    out = LbfgsResult(
         x=x0.clone(),
+        f=torch.zeros(P, dtype=dt, device=dev),
+        n_iter=torch.zeros(P, dtype=torch.long, device=dev),
+        converged=torch.zeros(P, dtype=torch.bool, device=dev),
+    )
+    ids = torch.arange(P, device=dev) if live is None else live.nonzero().squeeze(1)
+    if ids.numel() == 0:
+        return out
+    w = _start(fun, x0[ids], ids)
+    done = stop(w.g, ids)
+    _finish(w, out, done, done)
+    while True:
+        dead = ~w.alive
+        if bool(dead.all()):
+            return out
+        if float(dead.sum()) >= COMPACT_DEAD_FRACTION * dead.numel():
+            w = w.keep(w.alive.nonzero().squeeze(1))
+        _step(w, out, fun, stop, max_iter)
+
+
+def _start(fun: Objective, x: torch.Tensor, ids: torch.Tensor) -> _Work:
+    """The working set at the starting points x (n, N): steepest descent, empty histories."""
+    (n, N), dt, dev = x.shape, x.dtype, x.device
+    f, g = fun(x, ids)
+    return _Work(
+        ids=ids,
+        x=x,
         f=f,
         g=g,
         d=-g,
         gd=-(g * g).sum(1),
-        step=torch.zeros(P, dtype=x0.dtype, device=dev),
-        s=torch.zeros(P, HISTORY, N, dtype=x0.dtype, device=dev),
-        y=torch.zeros(P, HISTORY, N, dtype=x0.dtype, device=dev),
-        rho=torch.zeros(P, HISTORY, dtype=x0.dtype, device=dev),
-        slot=torch.zeros(P, dtype=torch.long, device=dev),
-        n_iter=torch.zeros(P, dtype=torch.long, device=dev),
-        backtracks=torch.zeros(P, dtype=torch.long, device=dev),
-        live=live,
-        converged=torch.zeros(P, dtype=torch.bool, device=dev),
+        step=_first_step(g),
+        pairs=torch.zeros(n, 2 * HISTORY, N, dtype=dt, device=dev),
+        stamp=torch.full((n, HISTORY), -1, dtype=torch.long, device=dev),
+        sty=torch.zeros(n, HISTORY, HISTORY, dtype=dt, device=dev),
+        yty=torch.zeros(n, HISTORY, HISTORY, dtype=dt, device=dev),
+        clock=torch.zeros(n, dtype=torch.long, device=dev),
+        n_iter=torch.zeros(n, dtype=torch.long, device=dev),
+        backtracks=torch.zeros(n, dtype=torch.long, device=dev),
+        alive=torch.ones(n, dtype=torch.bool, device=dev),
     )
-    idx = live.nonzero().squeeze(1)
-    done = stop(g[idx], idx)
-    st.converged[idx] = done
-    st.live[idx[done]] = False
-    if max_iter < 1:
-        st.live[:] = False
-    _restart(st, st.live.nonzero().squeeze(1))
-    while bool(st.live.any()):
-        xt = st.x + st.step[:, None] * st.d
-        ft, gt = fun(xt, st.live)
-        ok = st.live & torch.isfinite(ft) & (ft <= st.f + ARMIJO_C1 * st.step * st.gd)
-        bad = st.live & ~ok
-        if bool(ok.any()):
-            _accept(st, ok.nonzero().squeeze(1), xt, ft, gt, stop, max_iter)
-        if bool(bad.any()):
-            _backtrack(st, bad.nonzero().squeeze(1), ft)
-    return LbfgsResult(x=st.x, f=st.f, n_iter=st.n_iter, converged=st.converged)
 
 
-def _restart(st: _State, idx: torch.Tensor) -> None:
-    """Forget the history of problems ``idx`` and point them down their gradient (first step 1/|g|)."""
-    st.rho[idx] = 0.0
-    g = st.g[idx]
-    gg = (g * g).sum(1)
-    st.d[idx] = -g
-    st.gd[idx] = -gg
-    # scipy's first step has length one along the gradient, which scales it to the data.
-    st.step[idx] = torch.clamp(gg.rsqrt(), max=1.0).nan_to_num(nan=1.0, posinf=1.0)
-    st.backtracks[idx] = 0
+def _first_step(g: torch.Tensor) -> torch.Tensor:
+    """scipy's first step: unit length along the gradient (at most 1)."""
+    return torch.clamp((g * g).sum(1).rsqrt(), max=1.0).nan_to_num(nan=1.0, posinf=1.0)
 
 
-def _accept(
-    st: _State, idx: torch.Tensor, xt: torch.Tensor, ft: torch.Tensor, gt: torch.Tensor, stop: Stopper, max_iter: int
+def _finish(w: _Work, out: LbfgsResult, rows: torch.Tensor, converged: torch.Tensor) -> None:
+    """Record problems at rows (bool mask) as finished."""
+    idx = rows.nonzero().squeeze(1)
+    pid = w.ids[idx]
+    out.x[pid] = w.x[idx]
+    out.f[pid] = w.f[idx]
+    out.n_iter[pid] = w.n_iter[idx]
+    out.converged[pid] = converged[idx]
+    w.alive[idx] = False
+
+
+def _step(w: _Work, out: LbfgsResult, fun: Objective, stop: Stopper, max_iter: int) -> None:
+    """One evaluation for every live problem, then accept or backtrack each."""
+    xt = torch.addcmul(w.x, w.step[:, None], w.d)
+    ft, gt = _evaluate_alive(fun, xt, w)
+    ok = w.alive & torch.isfinite(ft) & (ft <= w.f + ARMIJO_C1 * w.step * w.gd)
+    bad = w.alive & ~ok
+    s, y = xt - w.x, gt - w.g
+    scale = torch.clamp(torch.maximum(w.f.abs(), ft.abs()), min=1.0)
+    stalled = (w.f - ft) <= STALL_FACTOR * torch.finfo(ft.dtype).eps * scale
+    # Backtracking: minimiser of the quadratic through f(0), f'(0), f(step), kept in [0.1, 0.5] step.
+    denom = 2.0 * (ft - w.f - w.gd * w.step)
+    quad = -w.gd * w.step * w.step / denom
+    quad = torch.where(torch.isfinite(quad) & (denom > 0), quad, 0.1 * w.step)
+    shrunk = torch.minimum(torch.maximum(quad, 0.1 * w.step), 0.5 * w.step)
+    # Accepted rows move to their trial point: take the trial tensors whole, restore the others.
+    stay = (~ok).nonzero().squeeze(1)
+    xt[stay], gt[stay] = w.x[stay], w.g[stay]
+    w.x, w.g, w.f = xt, gt, torch.where(ok, ft, w.f)
+    w.n_iter += ok
+    ab = _insert_pairs(w, ok, s, y)
+    conv = torch.zeros_like(ok)
+    acc = ok.nonzero().squeeze(1)
+    conv[acc] = stop(gt[acc], w.ids[acc])
+    w.backtracks = torch.where(bad, w.backtracks + 1, torch.zeros_like(w.backtracks))
+    spent = bad & (w.backtracks >= MAX_BACKTRACKS)
+    has_pairs = (w.stamp >= 0).any(1)
+    # A stalled quasi-Newton direction gets another chance as steepest descent; a stalled gradient
+    # step means no decrease is measurable any more, so the problem stops there.
+    finished = (ok & (conv | stalled | (w.n_iter >= max_iter))) | (spent & ~has_pairs)
+    _next_directions(w, ab, fresh=ok & ~finished, bad=bad, shrunk=shrunk, reset=spent & has_pairs)
+    if bool(finished.any()):
+        _finish(w, out, finished, conv)
+
+
+def _next_directions(
+    w: _Work, ab: torch.Tensor, *, fresh: torch.Tensor, bad: torch.Tensor, shrunk: torch.Tensor, reset: torch.Tensor
 ) -> None:
-    """Move problems ``idx`` to their trial points, update their history and pick new directions."""
-    s = xt[idx] - st.x[idx]
-    y = gt[idx] - st.g[idx]
-    sy = (s * y).sum(1)
-    yy = (y * y).sum(1)
-    # A pair with no positive curvature (flat directions such as a shared intercept shift) would
-    # break the inverse-Hessian model; it is skipped, as scipy does.
-    keep = sy > torch.finfo(s.dtype).eps * yy
-    ki, slot = idx[keep], st.slot[idx[keep]]
-    st.s[ki, slot] = s[keep]
-    st.y[ki, slot] = y[keep]
-    st.rho[ki, slot] = 1.0 / sy[keep]
-    st.slot[ki] = (slot + 1) % HISTORY
-    f_old = st.f[idx]
-    st.x[idx] = xt[idx]
-    st.f[idx] = ft[idx]
-    st.g[idx] = gt[idx]
-    st.n_iter[idx] += 1
-    st.backtracks[idx] = 0
-    conv = stop(gt[idx], idx)
-    st.converged[idx] = conv
-    scale = torch.maximum(torch.maximum(f_old.abs(), ft[idx].abs()), torch.ones_like(f_old))
-    stalled = (f_old - ft[idx]) <= STALL_FACTOR * torch.finfo(s.dtype).eps * scale
-    finished = conv | stalled | (st.n_iter[idx] >= max_iter)
-    st.live[idx[finished]] = False
-    go = idx[~finished]
-    if go.numel():
-        _new_direction(st, go)
+    """New L-BFGS directions (step 1) for ``fresh`` rows, shorter steps for ``bad`` ones, restarts."""
+    d = _direction(w, ab)
+    gd = torch.linalg.vecdot(w.g, d)
+    restart = reset | (fresh & ~(gd < 0))
+    old = (~fresh).nonzero().squeeze(1)
+    d[old] = w.d[old]
+    w.d = d
+    w.gd = torch.where(fresh, gd, w.gd)
+    w.step = torch.where(fresh, torch.ones_like(w.step), torch.where(bad, shrunk, w.step))
+    if bool(restart.any()):
+        r = restart.nonzero().squeeze(1)
+        w.stamp[r] = -1
+        w.d[r] = -w.g[r]
+        w.gd[r] = -torch.linalg.vecdot(w.g[r], w.g[r])
+        w.step[r] = _first_step(w.g[r])
+        w.backtracks[r] = 0
 
 
-def _new_direction(st: _State, idx: torch.Tensor) -> None:
-    """Two-loop recursion for problems ``idx`` (newest pair first), step 1 along the result."""
-    q = -st.g[idx]
-    s, y, rho = st.s[idx], st.y[idx], st.rho[idx]
-    order = [(st.slot[idx] - 1 - j) % HISTORY for j in range(HISTORY)]
-    rows = torch.arange(idx.numel(), device=q.device)
-    alphas = []
-    for k in order:
-        a = rho[rows, k] * (s[rows, k] * q).sum(1)
-        q -= a[:, None] * y[rows, k]
-        alphas.append(a)
-    newest = order[0]
-    yy = (y[rows, newest] ** 2).sum(1)
-    # Initial inverse Hessian gamma*I with gamma = s·y / y·y of the newest pair (1 without history).
-    gamma = torch.where((rho[rows, newest] > 0) & (yy > 0), 1.0 / (rho[rows, newest] * yy), torch.ones_like(yy))
-    q *= gamma[:, None]
-    for k, a in zip(reversed(order), reversed(alphas), strict=True):
-        b = rho[rows, k] * (y[rows, k] * q).sum(1)
-        q += (a - b)[:, None] * s[rows, k]
-    gd = (st.g[idx] * q).sum(1)
-    st.d[idx] = q
-    st.gd[idx] = gd
-    st.step[idx] = 1.0
-    uphill = ~(gd < 0)
-    if bool(uphill.any()):
-        _restart(st, idx[uphill])
+def _evaluate_alive(fun: Objective, xt: torch.Tensor, w: _Work) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objective at the trial points of live rows (finished rows get f = inf, g = 0)."""
+    if bool(w.alive.all()):
+        return fun(xt, w.ids)
+    rows = w.alive.nonzero().squeeze(1)
+    f, g = fun(xt[rows], w.ids[rows])
+    ft = torch.full_like(w.f, torch.inf)
+    gt = torch.zeros_like(w.g)
+    ft[rows], gt[rows] = f, g
+    return ft, gt
 
 
-def _backtrack(st: _State, idx: torch.Tensor, ft: torch.Tensor) -> None:
-    """Shrink the steps of problems ``idx`` whose trial failed (safeguarded quadratic interpolation)."""
-    step, f0, gd, f1 = st.step[idx], st.f[idx], st.gd[idx], ft[idx]
-    # Minimiser of the quadratic through f(0), f'(0) and f(step), kept inside [0.1, 0.5] * step.
-    denom = 2.0 * (f1 - f0 - gd * step)
-    quad = -gd * step * step / denom
-    new = torch.where(torch.isfinite(quad) & (denom > 0), quad, 0.1 * step)
-    st.step[idx] = torch.minimum(torch.maximum(new, 0.1 * step), 0.5 * step)
-    st.backtracks[idx] += 1
-    spent = st.backtracks[idx] >= MAX_BACKTRACKS
-    if bool(spent.any()):
-        sp = idx[spent]
-        has_history = (st.rho[sp] > 0).any(1)
-        # A stalled quasi-Newton direction gets one more chance as steepest descent; a stalled
-        # gradient step means no decrease is measurable any more, so the problem stops there.
-        st.live[sp[~has_history]] = False
-        _restart(st, sp[has_history])
+def _insert_pairs(w: _Work, ok: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Store (s, y) of accepted problems with positive curvature, update the s·y and y·y tables.
+
+    Returns:
+        (n, 2H) [S; Y] @ g for the (already updated) gradients, for :func:`_direction`.
+    """
+    sy, yy = torch.linalg.vecdot(s, y), torch.linalg.vecdot(y, y)
+    # Pairs without positive curvature (flat directions such as a shared intercept shift) would
+    # break the inverse-Hessian model; they are skipped, as scipy does.
+    upd = ok & (sy > torch.finfo(s.dtype).eps * yy)
+    rows = upd.nonzero().squeeze(1)
+    slot = w.clock[rows] % HISTORY
+    w.pairs[rows, slot] = s[rows]
+    w.pairs[rows, HISTORY + slot] = y[rows]
+    w.stamp[rows, slot] = w.clock[rows]
+    w.clock[rows] += 1
+    # One pass over all stored pairs gives the new table entries and the direction's S·g, Y·g.
+    prod = torch.bmm(w.pairs, torch.stack([s, y, w.g], dim=2))
+    s_dot, y_dot = prod[rows, :HISTORY], prod[rows, HISTORY:]  # (r, H, 3): [.·s, .·y, .·g]
+    w.sty[rows, :, slot] = s_dot[:, :, 1]  # s_i · y_new
+    w.sty[rows, slot, :] = y_dot[:, :, 0]  # s_new · y_j
+    w.yty[rows, :, slot] = y_dot[:, :, 1]
+    w.yty[rows, slot, :] = y_dot[:, :, 1]
+    return prod[:, :, 2]
+
+
+def _direction(w: _Work, ab: torch.Tensor) -> torch.Tensor:
+    """-H g for every working row, H the compact inverse BFGS matrix with H0 = gamma * I.
+
+    Args:
+        w: the working set (pairs, tables, gradients).
+        ab: (n, 2H) [S; Y] @ g.
+    """
+    valid = w.stamp >= 0
+    both = valid[:, :, None] & valid[:, None, :]
+    eye = torch.eye(HISTORY, dtype=w.g.dtype, device=w.g.device)
+    # R: s_i·y_j for pairs with i inserted no later than j (upper triangular in time order);
+    # empty slots get a unit diagonal and no coupling, so they contribute nothing.
+    earlier = both & (w.stamp[:, :, None] <= w.stamp[:, None, :])
+    R = torch.where(earlier, w.sty, torch.zeros_like(w.sty)) + torch.diag_embed((~valid).to(w.g.dtype))
+    D = torch.diagonal(w.sty, dim1=1, dim2=2) * valid
+    yty = torch.where(both, w.yty, torch.zeros_like(w.yty))
+    newest = w.stamp.argmax(1, keepdim=True)
+    sy_new = D.gather(1, newest).squeeze(1)
+    yy_new = torch.diagonal(yty, dim1=1, dim2=2).gather(1, newest).squeeze(1)
+    gamma = torch.where(valid.any(1) & (yy_new > 0), sy_new / yy_new.clamp(min=torch.finfo(eye.dtype).tiny), 1.0)
+    ab = ab * valid.repeat(1, 2)
+    a, b = ab[:, :HISTORY], ab[:, HISTORY:]
+    u = torch.linalg.solve(R, a)
+    rhs = D * u + gamma[:, None] * (torch.bmm(yty, u[:, :, None]).squeeze(2) - b)
+    p1 = torch.linalg.solve(R.transpose(1, 2), rhs)
+    coeffs = torch.cat([-p1, gamma[:, None] * u], dim=1)
+    return torch.baddbmm(
+        (-gamma)[:, None, None] * w.g[:, :, None], w.pairs.transpose(1, 2), coeffs[:, :, None]
+    ).squeeze(2)

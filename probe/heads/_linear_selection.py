@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from probe.errors import HeadError
-from probe.heads._logistic import DEVICES, LinearProblem, LinearSolution, solve_logistic_batch
+from probe.heads._logistic import DEVICES, PRECISIONS, LinearProblem, LinearSolution, solve_logistic_batch
 
 # Coarse grid: nine decades 1e-4 ... 1e4 around scikit-learn's default C = 1.
 COARSE_GRID = tuple(10.0**k for k in range(-4, 5))
@@ -54,6 +54,8 @@ class LinearProbeConfig:
     tol: float = 1e-4
     # "auto" (CUDA when available), "cpu" or "cuda".
     device: str = "auto"
+    # dtype of the feature products: "auto" (float64 on CPU, float32 on CUDA), "float64", "float32".
+    precision: str = "auto"
     # Seed of the CV fold split.
     seed: int = 0
     # Rough memory budget of one batched solve chunk.
@@ -66,7 +68,9 @@ class LinearProbeConfig:
         elif not _positive(self.C):
             raise HeadError(f"C must be a finite number > 0 or 'auto'; got {self.C!r}.")
         elif self.selection != "auto":
-            raise HeadError(f"C={self.C!r} fixes the penalty; pass C='auto' to choose it by selection={self.selection!r}.")
+            raise HeadError(
+                f"C={self.C!r} fixes the penalty; pass C='auto' to choose it by selection={self.selection!r}."
+            )
         if self.c_grid is not None:
             grid = tuple(self.c_grid)
             if not grid or not all(_positive(c) for c in grid):
@@ -77,12 +81,13 @@ class LinearProbeConfig:
             ("refit", self.refit, REFITS),
             ("select_metric", self.select_metric, METRICS),
             ("device", self.device, DEVICES),
+            ("precision", self.precision, PRECISIONS),
         ):
             if value not in allowed:
                 raise HeadError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}.")
-        for name, value, low in (("cv_folds", self.cv_folds, 2), ("max_iter", self.max_iter, 1)):
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
-                raise HeadError(f"{name} must be an int >= {low}; got {value!r}.")
+        for key, number, low in (("cv_folds", self.cv_folds, 2), ("max_iter", self.max_iter, 1)):
+            if not isinstance(number, int | np.integer) or isinstance(number, bool) or number < low:
+                raise HeadError(f"{key} must be an int >= {low}; got {number!r}.")
         if not _positive(self.tol):
             raise HeadError(f"tol must be a finite number > 0; got {self.tol!r} (scikit-learn's default is 1e-4).")
 
@@ -164,7 +169,10 @@ def _plan_cv(ctx: Context, rows: np.ndarray, final_rows: np.ndarray, folds: int)
     splits = list(splitter.split(np.zeros((rows.size, 1)), ctx.y[rows]))
     sols = yield [_problem(ctx, rows[train], C) for train, _ in splits for C in grid]
     per_fold = np.array(
-        [[_score(sols[f * len(grid) + j], ctx, rows[test]) for j in range(len(grid))] for f, (_, test) in enumerate(splits)]
+        [
+            [_score(sols[f * len(grid) + j], ctx, rows[test]) for j in range(len(grid))]
+            for f, (_, test) in enumerate(splits)
+        ]
     )
     scores = {C: float(s) for C, s in zip(grid, per_fold.mean(0), strict=True)}
     C = _best(scores)
@@ -223,6 +231,7 @@ def select_and_fit(ctx: Context, supports: Sequence[np.ndarray], *, n_classes: i
             max_iter=ctx.cfg.max_iter,
             tol=ctx.cfg.tol,
             device=ctx.cfg.device,
+            precision=ctx.cfg.precision,
             batch_memory_mb=ctx.cfg.batch_memory_mb,
         )
         nxt: dict[int, list[LinearProblem]] = {}

@@ -18,23 +18,29 @@ import torch
 
 from probe.heads._lbfgs import Stopper
 
-# Groups are re-packed without their finished members once at most this fraction is still live.
-COMPACT_RATIO = 0.5
+# Design matrices are re-packed without finished groups once at most this fraction is still needed
+# (a re-pack costs about one pass over them, as does every evaluation).
+COMPACT_RATIO = 0.8
+# A row-space problem's exact feature-space gradient check runs once its predicted max-norm is
+# within this factor of the tolerance.
+CHECK_SLACK = 2.0
 
 
 @dataclass(frozen=True)
 class GroupData:
     """A group's design matrix and its problems' labels (tensors on the solving device)."""
 
-    # (m, r) standardised rows, or their row-space coordinates R.T when ``basis`` is set.
+    # (m, r) standardised rows, or their row-space coordinates R.T when ``reflectors`` is set; its
+    # dtype is the one the products run in.
     z: torch.Tensor
-    # (d, r) orthonormal basis of the row space (W = basis @ B), or None for feature space.
-    basis: torch.Tensor | None
-    # (d,) standardisation mean (zeros when not standardising).
+    # Householder reflectors (d, r) and their scales (r,) from ``torch.geqrf(Xs.T)``: they hold
+    # the orthonormal row-space basis V (W = V @ B) without forming it; None for feature space.
+    reflectors: tuple[torch.Tensor, torch.Tensor] | None
+    # (d,) float64 standardisation mean (zeros when not standardising).
     mean: torch.Tensor
-    # (d,) standardisation scale (ones when not standardising).
+    # (d,) float64 standardisation scale (ones when not standardising).
     scale: torch.Tensor
-    # (m,) sample weights.
+    # (m,) float64 sample weights.
     weight: torch.Tensor
     # Per problem: (m,) int64 class indices.
     labels: list[np.ndarray]
@@ -42,8 +48,18 @@ class GroupData:
     Cs: list[float]
 
 
+def to_features(data: GroupData, B: torch.Tensor) -> torch.Tensor:
+    """Feature-space weights ``V @ B`` (d, k) of row-space coordinates B (r, k); B itself otherwise."""
+    if data.reflectors is None:
+        return B
+    a, tau = data.reflectors
+    padded = torch.zeros(a.shape[0], B.shape[1], dtype=a.dtype, device=a.device)
+    padded[: B.shape[0]] = B
+    return torch.ormqr(a, tau, padded, left=True, transpose=False)
+
+
 def _encode(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Present classes, per-row column (the extra column K for the binary reference), binary flag."""
+    """Present classes, per-row score column (-1: the binary reference class), binary flag."""
     present = np.unique(y)
     if present.size == 2:
         return present, np.where(y == present[1], 0, -1), True
@@ -51,7 +67,7 @@ def _encode(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
 
 
 class ChunkObjective:
-    """The batched objective ``fun(x, live) -> (f, g)`` of one chunk (see :mod:`probe.heads._lbfgs`)."""
+    """The batched objective ``fun(x, ids) -> (f, g)`` of one chunk (see :mod:`probe.heads._lbfgs`)."""
 
     def __init__(self, data: list[GroupData]) -> None:
         dev, dtype = data[0].z.device, data[0].z.dtype
@@ -63,7 +79,7 @@ class ChunkObjective:
         self.classes = [[e[0] for e in enc] for enc in encoded]
         self.K = K = max(e[0].size - int(e[2]) for enc in encoded for e in enc)
         self.z = torch.zeros(G, m, r, dtype=dtype, device=dev)
-        self.weight = torch.zeros(G, m, dtype=dtype, device=dev)
+        self.weight = torch.zeros(G, m, dtype=torch.float64, device=dev)
         ycol = np.zeros((G, m, Q), dtype=np.int64)
         cols = np.zeros((G, Q, K), dtype=bool)
         cols[:, :, 0] = True  # padding problems act as harmless one-column problems
@@ -82,33 +98,62 @@ class ChunkObjective:
                 live[gi, qi] = True
         self.ycol = torch.from_numpy(ycol).to(dev)
         self.cols = torch.from_numpy(cols).to(dev)
-        self.extra = torch.from_numpy(extra).to(dev, dtype)
-        self.C = torch.from_numpy(Cs).to(dev, dtype)
+        self.extra = torch.from_numpy(extra).to(dev)
+        self.C = torch.from_numpy(Cs).to(dev)
         self.live = torch.from_numpy(live.reshape(-1)).to(dev)
-        self.sel = torch.arange(G, device=dev)
-        self._packed = (self.z, self.weight, self.ycol, self.cols, self.extra, self.C)
+        self._zsel = torch.arange(G, device=dev)
+        self._z, self._weight = self.z, self.weight
+        self._layout_for: torch.Tensor | None = None
+        self._layout: tuple[torch.Tensor, ...] = ()
 
     def x0(self) -> torch.Tensor:
         """(P, N) zero starting point (scikit-learn's)."""
         G = self.z.shape[0]
-        return torch.zeros(G * self.Q, (self.r + 1) * self.K, dtype=self.z.dtype, device=self.z.device)
+        return torch.zeros(G * self.Q, (self.r + 1) * self.K, dtype=torch.float64, device=self.z.device)
 
-    def __call__(self, x: torch.Tensor, live: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        G, Q, r, K = self.z.shape[0], self.Q, self.r, self.K
-        glive = live.view(G, Q).any(1)
-        if int(glive.sum()) <= COMPACT_RATIO * self.sel.numel():
-            self.sel = glive.nonzero().squeeze(1)
-            self._packed = tuple(t[self.sel] for t in (self.z, self.weight, self.ycol, self.cols, self.extra, self.C))
-        xv = x.view(G, Q, r + 1, K)
-        if self.sel.numel() == G:
-            f, g = self._evaluate(xv, *self._packed)
-            return f.reshape(-1), g.reshape(G * Q, -1)
-        f_sel, g_sel = self._evaluate(xv[self.sel], *self._packed)
-        f = torch.zeros(G, Q, dtype=x.dtype, device=x.device)
-        g = torch.zeros_like(xv)
-        f[self.sel] = f_sel
-        g[self.sel] = g_sel
-        return f.reshape(-1), g.reshape(G * Q, -1)
+    def __call__(self, x: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if ids is not self._layout_for:
+            self._pack(ids)
+        rows, slot, ycol, cols, extra, C = self._layout
+        shape = (self._z.shape[0], cols.shape[1], self.r + 1, self.K)
+        if shape[0] * shape[1] == ids.numel():  # every slot taken, in order: no copies
+            f, g = self._evaluate(x.view(shape), self._z, self._weight, ycol, cols, extra, C)
+            return f.reshape(-1), g.reshape(ids.numel(), -1)
+        xv = torch.zeros(shape, dtype=x.dtype, device=x.device)
+        xv[rows, slot] = x.view(-1, self.r + 1, self.K)
+        f, g = self._evaluate(xv, self._z, self._weight, ycol, cols, extra, C)
+        return f[rows, slot], g[rows, slot].reshape(ids.numel(), -1)
+
+    def _pack(self, ids: torch.Tensor) -> None:
+        """Lay out the working problems ids (ascending) as (groups, slots): finished problems leave.
+
+        The design matrices are re-packed once half their groups are finished; the per-problem
+        tensors (labels, columns, C) every time, so a group evaluates only its working problems.
+        """
+        gid, qid = ids // self.Q, ids % self.Q
+        needed = torch.unique(gid)
+        if needed.numel() <= COMPACT_RATIO * self._zsel.numel():
+            self._zsel, self._z, self._weight = needed, self.z[needed], self.weight[needed]
+        G = self._zsel.numel()
+        pos = torch.full((self.z.shape[0],), -1, dtype=torch.long, device=ids.device)
+        pos[self._zsel] = torch.arange(G, device=ids.device)
+        rows = pos[gid]
+        counts = torch.bincount(rows, minlength=G)
+        slot = torch.arange(ids.numel(), device=ids.device) - (torch.cumsum(counts, 0) - counts)[rows]
+        # Empty slots borrow problem 0 of their group (every group has one); their output is unused.
+        qmap = torch.zeros(G, int(counts.max()), dtype=torch.long, device=ids.device)
+        qmap[rows, slot] = qid
+        zs = self._zsel
+        m = self.ycol.shape[1]
+        self._layout = (
+            rows,
+            slot,
+            self.ycol[zs].gather(2, qmap[:, None, :].expand(G, m, -1)),
+            self.cols[zs].gather(1, qmap[:, :, None].expand(-1, -1, self.K)),
+            self.extra[zs].gather(1, qmap),
+            self.C[zs].gather(1, qmap),
+        )
+        self._layout_for = ids
 
     def _evaluate(
         self,
@@ -120,65 +165,85 @@ class ChunkObjective:
         extra: torch.Tensor,
         C: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Objective and gradient of the packed groups; xv (g, Q, r + 1, K) -> (g, Q), (g, Q, r + 1, K)."""
+        """Objective and gradient of the packed groups; xv (g, Q, r + 1, K) -> (g, Q), (g, Q, r + 1, K).
+
+        Only the two products run in the design matrix's dtype (float32 on CUDA); the softmax, the
+        sums and the gradient are float64, so the objective stays accurate enough for the line
+        search near the optimum even at tiny C. The cross-entropy is ``(max - picked) + log1p(sum of the other
+        exp(logit - max))`` and the true class's residual is minus the other probabilities, which
+        keeps both accurate when a fit is nearly separable (a plain ``lse - picked`` or ``p - 1``
+        cancels to noise there).
+        """
         G, m, r = z.shape
-        Q, K = self.Q, self.K
+        Q, K, dt = xv.shape[1], self.K, z.dtype
         W = xv[:, :, :r, :]
-        Wg = W.permute(0, 2, 1, 3).reshape(G, r, Q * K)
-        b = xv[:, :, r, :].reshape(G, 1, Q * K)
-        logits = torch.baddbmm(b, z, Wg).view(G, m, Q, K).masked_fill(~cols[:, None], -torch.inf)
+        Wg = W.permute(0, 2, 1, 3).reshape(G, r, Q * K).to(dt)
+        b = xv[:, :, r, :].reshape(G, 1, Q * K).to(dt)
+        logits = torch.baddbmm(b, z, Wg).view(G, m, Q, K).double().masked_fill(~cols[:, None], -torch.inf)
         full = torch.cat([logits, extra[:, None, :, None].expand(G, m, Q, 1)], dim=3)
-        lse = torch.logsumexp(full, dim=3)
-        picked = full.gather(3, ycol[..., None]).squeeze(3)
-        f = C * ((lse - picked) * weight[:, :, None]).sum(1) + 0.5 * (W * W).sum((2, 3))
-        resid = torch.exp(full - lse[..., None])
-        resid.scatter_add_(3, ycol[..., None], torch.full_like(picked[..., None], -1.0))
-        resid = resid[..., :K] * (weight[:, :, None, None] * C[:, None, :, None])
-        gW = torch.bmm(z.transpose(1, 2), resid.reshape(G, m, Q * K)).view(G, r, Q, K).permute(0, 2, 1, 3)
-        g = torch.cat([gW + W, resid.sum(1)[:, :, None, :]], dim=2)
-        return f, g * cols[:, :, None, :]
+        top, arg = full.max(dim=3, keepdim=True)
+        e = torch.exp(full - top)
+        rest = e.scatter(3, arg, 0.0).sum(3)  # sum over all but the largest logit
+        y = ycol[..., None]
+        ce = (top.squeeze(3) - full.gather(3, y).squeeze(3)) + torch.log1p(rest)
+        f = C * (ce * weight[:, :, None]).sum(1) + 0.5 * (W * W).sum((2, 3))
+        p = (e / (1.0 + rest)[..., None]).scatter(3, y, 0.0)
+        resid = p.scatter(3, y, -p.sum(3, keepdim=True))[..., :K]
+        resid = resid * (weight[:, :, None, None] * C[:, None, :, None])
+        gW = torch.bmm(z.transpose(1, 2), resid.reshape(G, m, Q * K).to(dt)).view(G, r, Q, K).permute(0, 2, 1, 3)
+        g = torch.empty_like(xv)
+        torch.add(gW, W, out=g[:, :, :r])
+        g[:, :, r] = resid.sum(1)
+        return f, g.mul_(cols[:, :, None, :])
 
     def unpack(self, x: torch.Tensor, gi: int, data: GroupData) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Original-space (k, d) coefficients and (k,) intercepts of group ``gi``'s problems."""
         xv = x.view(-1, self.Q, self.r + 1, self.K)[gi]
         rg = data.z.shape[1]
-        coefs, intercepts = [], []
-        for qi, present in enumerate(self.classes[gi]):
-            k = int(self.cols[gi, qi].sum())
-            B, b = xv[qi, :rg, :k], xv[qi, self.r, :k]
-            W = B if data.basis is None else data.basis @ B
-            coef = (W / data.scale[:, None]).T
-            intercept = b - (data.mean / data.scale) @ W
-            coefs.append(coef.double().cpu().numpy())
-            intercepts.append(intercept.double().cpu().numpy())
-        return coefs, intercepts
+        k = self.cols[gi].sum(1).tolist()
+        B = xv[:, :rg].permute(1, 0, 2).reshape(rg, -1)  # (r_g, Q * K)
+        W = to_features(data, B).view(-1, self.Q, self.K)  # (d, Q, K)
+        coef = (W / data.scale[:, None, None]).permute(1, 2, 0)  # (Q, K, d)
+        intercept = xv[:, self.r] - torch.einsum("d,dqk->qk", data.mean / data.scale, W)
+        coef_np, intercept_np = coef.double().cpu().numpy(), intercept.double().cpu().numpy()
+        n = len(self.classes[gi])
+        return [coef_np[q, : k[q]] for q in range(n)], [intercept_np[q, : k[q]] for q in range(n)]
 
 
 def make_stopper(obj: ChunkObjective, data: list[GroupData], tol: float) -> Stopper:
     """scikit-learn's test: max |gradient| of objective / (C * sum(w)) <= tol, in feature space.
 
-    Row-space gradients are mapped back to feature space (``basis @ g``) only when their column
-    norms leave the answer open: max |V g| <= |g| always, and max |V g| >= |g| / sqrt(d).
+    A row-space gradient g (columns g_k) maps to ``V @ g`` in feature space, which costs as much as
+    an evaluation, so it is computed only when the answer is open and likely yes. Always
+    ``max_k |g_k| / sqrt(d) <= max |V g| <= max_k |g_k|``; in between, each problem remembers the
+    ratio ``max |V g| / max_k |g_k|`` of its last exact check and is checked again once that ratio
+    predicts a pass (within CHECK_SLACK). The test is exact whenever it says yes; a ratio that
+    drifts can only postpone a stop, never advance it.
     """
     Q, r, K = obj.Q, obj.r, obj.K
     sw = torch.stack([g.weight.sum() for g in data])
     limit = (tol * obj.C * sw[:, None]).reshape(-1)
+    d = data[0].mean.shape[0]
+    ratio = torch.full_like(limit, d**-0.5)
 
-    def stop(grad: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def stop(grad: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         gv = grad.view(-1, r + 1, K)
-        lim = limit[idx]
+        lim = limit[ids]
         b_ok = gv[:, r].abs().amax(1) <= lim
-        if data[0].basis is None:
+        if data[0].reflectors is None:
             return b_ok & (gv[:, :r].abs().amax((1, 2)) <= lim)
         col = gv[:, :r].norm(dim=1).amax(1)
-        d = data[0].basis.shape[0]
         ok = b_ok & (col <= lim)
-        open_ = b_ok & ~ok & (col <= lim * d**0.5)
-        for j in open_.nonzero().squeeze(1).tolist():
-            g_data = data[int(idx[j]) // Q]
-            assert g_data.basis is not None
-            rg = g_data.basis.shape[1]
-            ok[j] = bool((g_data.basis @ gv[j, :rg]).abs().max() <= lim[j])
+        open_ = b_ok & ~ok & (col <= lim * d**0.5) & (col * ratio[ids] <= CHECK_SLACK * lim)
+        js = open_.nonzero().squeeze(1)
+        groups = ids[js] // Q
+        for gi in torch.unique(groups).tolist():
+            jg = js[groups == gi]
+            rg = data[gi].z.shape[1]
+            gw = gv[jg, :rg].permute(1, 0, 2).reshape(rg, -1)  # (r_g, c * K)
+            top = to_features(data[gi], gw).abs().view(d, jg.numel(), K).amax((0, 2))
+            ok[jg] = top <= lim[jg]
+            ratio[ids[jg]] = top / col[jg]
         return ok
 
     return stop

@@ -63,7 +63,8 @@ def test_knn_linear_fewshot_json(synth_store: str, tmp_path: Path) -> None:
     assert {r["head"] for r in rows} == {"knn-k5", "knn-k20"} and {r["shots"] for r in rows} == {"all"}
     rows = _schema(_ok(["linear", *common]))
     assert {r["head"] for r in rows} == {"linear"} and rows[0]["params"]["selection"].startswith("val")
-    rows = _schema(_ok(["fewshot", *common, "--shots", "1,5", "--episodes", "3"]))
+    few = [a for a in common if a not in ("--bootstrap", "50")]  # episodes: CI across episodes, no bootstrap
+    rows = _schema(_ok(["fewshot", *few, "--shots", "1,5", "--episodes", "3"]))
     assert {(r["protocol"], r["head"]) for r in rows} == {("episodes", "prototype")}
     out = _ok(["results", results, "--json", "--head", "prototype"])
     assert {r["head"] for r in out["results"]} == {"prototype"}
