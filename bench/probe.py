@@ -119,31 +119,79 @@ def sklearn_select(X: np.ndarray, y: np.ndarray, *, seed: int, max_iter: int) ->
     return best_c, LogisticRegression(C=best_c, max_iter=max_iter).fit(sc.transform(X), y), sc
 
 
+def in_child(fn, *args):  # type: ignore[no-untyped-def]
+    """Run a scikit-learn measurement in a fresh process: torch's OpenMP threads in this one keep
+    spinning after a parallel region and would steal the cores scikit-learn's BLAS needs."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def sk_few_shot(X, y, Xte, yte, supports, max_iter):  # type: ignore[no-untyped-def]
+    """The scikit-learn loop of the few-shot sweep: (test accuracies, seconds)."""
+    t0 = time.perf_counter()
+    accs = []
+    for i, rows in enumerate(supports):
+        _, model, sc = sklearn_select(X[rows], y[rows], seed=i, max_iter=max_iter)
+        accs.append(float((model.predict(sc.transform(Xte)) == yte).mean()))  # type: ignore[attr-defined]
+    return accs, time.perf_counter() - t0
+
+
+def sk_grid(X, y, Xv, yv, Xte, yte, max_iter):  # type: ignore[no-untyped-def]
+    """The scikit-learn loop of the full-data grid: (best C, test accuracy, objective, seconds)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    t0 = time.perf_counter()
+    sc = StandardScaler().fit(X)
+    Xs, Xvs = sc.transform(X), sc.transform(Xv)
+    val = [float((LogisticRegression(C=c, max_iter=max_iter).fit(Xs, y).predict(Xvs) == yv).mean()) for c in GRID]
+    best = GRID[int(np.argmax(val))]
+    sk = LogisticRegression(C=best, max_iter=max_iter).fit(Xs, y)
+    acc = float((sk.predict(sc.transform(Xte)) == yte).mean())
+    seconds = time.perf_counter() - t0
+    return best, acc, objective(sk, Xs, y, best), seconds
+
+
+def sk_knn(X, y, Xte, ks):  # type: ignore[no-untyped-def]
+    """scikit-learn brute-force cosine kNN, one model per k: (predictions per k, seconds)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    t0 = time.perf_counter()
+    out = {
+        k: KNeighborsClassifier(n_neighbors=k, algorithm="brute", metric="cosine").fit(X, y).predict(Xte) for k in ks
+    }
+    return out, time.perf_counter() - t0
+
+
 def few_shot(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     from probe.heads.linear import LinearProbeConfig, fit_linear_probes
     from probe.sampling import draw_shot_levels
 
     (X, y), (Xte, yte) = ds["train"], ds["test"]
     k = int(y.max()) + 1
-    supports = [
-        d.rows for s in range(args.seeds) for d in draw_shot_levels(ds["ids"], y, shots=SHOTS, seed=s, n_classes=k)
-    ]
-    t0 = time.perf_counter()
-    probes = fit_linear_probes(X, y, supports, config=LinearProbeConfig(c_grid=GRID, device=args.device))
-    ours_acc = [float((p.predict(Xte) == yte).mean()) for p in probes]
-    t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sk_acc = []
-    for i, rows in enumerate(supports):
-        _, model, sc = sklearn_select(X[rows], y[rows], seed=i, max_iter=args.max_iter)
-        sk_acc.append(float((model.predict(sc.transform(Xte)) == yte).mean()))  # type: ignore[attr-defined]
-    t_sk = time.perf_counter() - t0
-    diff = np.abs(np.array(ours_acc) - np.array(sk_acc))
+    levels = [draw_shot_levels(ds["ids"], y, shots=SHOTS, seed=s, n_classes=k) for s in range(args.seeds)]
+    supports = [d.rows for draws in levels for d in draws]
+    picked = supports[:: args.sk_every]
+    sk_acc, t_sk = in_child(sk_few_shot, X, y, Xte, yte, picked, args.max_iter)
+    times, accs = {}, {}
+    for precision in ("float64", "float32"):
+        t0 = time.perf_counter()
+        cfg = LinearProbeConfig(c_grid=GRID, device=args.device, precision=precision)
+        probes = fit_linear_probes(X, y, supports, config=cfg)
+        accs[precision] = [float((p.predict(Xte) == yte).mean()) for p in probes]
+        times[precision] = time.perf_counter() - t0
+    ours = np.array(accs["float64"][:: args.sk_every])
+    diff = np.abs(ours - np.array(sk_acc))
     return {
         "fits": len(supports),
-        "ours": t_ours,
-        "sk": t_sk,
-        "acc_ours": np.mean(ours_acc),
+        "ours": times["float64"],
+        "ours32": times["float32"],
+        "sk": t_sk * len(supports) / len(picked),
+        "sk_measured": len(picked),
+        "acc_ours": ours.mean(),
         "acc_sk": np.mean(sk_acc),
         "mean_abs_diff": diff.mean(),
         "max_abs_diff": diff.max(),
@@ -151,29 +199,21 @@ def few_shot(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-a
 
 
 def full_grid(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
     from probe.heads.linear import LinearProbe
 
     (X, y), (Xv, yv), (Xte, yte) = ds["train"], ds["val"], ds["test"]
+    best, acc_sk, sk_obj, t_sk = in_child(sk_grid, X, y, Xv, yv, Xte, yte, args.max_iter)
+    t32 = time.perf_counter()
+    LinearProbe(C="auto", c_grid=GRID, device=args.device, precision="float32").fit(X, y, X_val=Xv, y_val=yv)
+    t32 = time.perf_counter() - t32
     t0 = time.perf_counter()
-    ours = LinearProbe(C="auto", c_grid=GRID, device=args.device).fit(X, y, X_val=Xv, y_val=yv)
+    ours = LinearProbe(C="auto", c_grid=GRID, device=args.device, precision="float64").fit(X, y, X_val=Xv, y_val=yv)
     acc_ours = float((ours.predict(Xte) == yte).mean())
     t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sc = StandardScaler().fit(X)
-    Xs, Xvs = sc.transform(X), sc.transform(Xv)
-    val = [float((LogisticRegression(C=c, max_iter=args.max_iter).fit(Xs, y).predict(Xvs) == yv).mean()) for c in GRID]
-    best = GRID[int(np.argmax(val))]
-    sk = LogisticRegression(C=best, max_iter=args.max_iter).fit(Xs, y)
-    acc_sk = float((sk.predict(sc.transform(Xte)) == yte).mean())
-    t_sk = time.perf_counter() - t0
-    gap = float("nan")
-    if best == ours.C_:
-        gap = (ours.objective_ - objective(sk, Xs, y, best)) / objective(sk, Xs, y, best)
+    gap = (ours.objective_ - sk_obj) / sk_obj if best == ours.C_ else float("nan")
     return {
         "ours": t_ours,
+        "ours32": t32,
         "sk": t_sk,
         "C_ours": ours.C_,
         "C_sk": best,
@@ -195,22 +235,16 @@ def objective(model, Xs: np.ndarray, y: np.ndarray, C: float) -> float:  # type:
 
 
 def knn(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
-    from sklearn.neighbors import KNeighborsClassifier
-
     from probe.heads.knn import KNNProbe
 
     (X, y), (Xte, _) = ds["train"], ds["test"]
     out: dict = {}  # type: ignore[type-arg]
     for label, ks in (("k=20", (20,)), ("k=10,20,100,200", (10, 20, 100, 200))):
+        sk, t_sk = in_child(sk_knn, X, y, Xte, ks)
+        KNNProbe(k=20).fit(X[:100], y[:100]).predict(Xte[:10])  # warm-up: FAISS / BLAS thread start
         t0 = time.perf_counter()
         ours = KNNProbe(k=list(ks), vote="uniform", device=args.device).fit(X, y).predict_all(Xte)
         t_ours = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sk = {
-            k: KNeighborsClassifier(n_neighbors=k, algorithm="brute", metric="cosine").fit(X, y).predict(Xte)
-            for k in ks
-        }
-        t_sk = time.perf_counter() - t0
         out[label] = {
             "ours": t_ours,
             "sk": t_sk,
@@ -242,6 +276,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=None, help="pick (or extract) the store at this size")
     ap.add_argument("--seeds", type=int, default=10, help="seeds of the few-shot sweep")
     ap.add_argument("--max-iter", type=int, default=1000)
+    ap.add_argument("--sk-every", type=int, default=1, help="time scikit-learn on every n-th support, extrapolate")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--parts", default="fewshot,grid,knn,curve")
     ap.add_argument("--skip-synthetic", action="store_true")
@@ -277,7 +312,8 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:  # type: ignor
         "",
         f"- command: `{re.sub(r' +', ' ', cmd)}`",
         f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`{gpu}; Python {platform.python_version()}",
-        f"- software: torch {torch.__version__}; every figure below comes from this one run, side by side",
+        f"- software: torch {torch.__version__}; every figure below comes from this one run, side by side; "
+        "scikit-learn runs with its default threads in a fresh process (no torch threads competing)",
         f"- date: {time.strftime('%Y-%m-%d')}; few-shot sweep: shots {', '.join(map(str, SHOTS))} "
         f"x {args.seeds} seeds, CV grid 1e-4..1e4 (9 C)",
         "",
@@ -288,16 +324,18 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:  # type: ignor
         if "fewshot" in r:
             f = r["fewshot"]
             lines.append(
-                f"| {r['name']} | few-shot sweep ({f['fits']} supports, CV + refit) | {f['ours']:.1f} s "
-                f"| {f['sk']:.1f} s | {f['sk'] / f['ours']:.1f}x "
+                f"| {r['name']} | few-shot sweep ({f['fits']} supports, CV + refit) | {f['ours']:.1f} s f64, "
+                f"{f['ours32']:.1f} s f32 | {f['sk']:.1f} s ({f['sk_measured']} timed) "
+                f"| {f['sk'] / f['ours']:.1f}x f64, {f['sk'] / f['ours32']:.1f}x f32 "
                 f"| mean test acc {100 * f['acc_ours']:.2f} % vs {100 * f['acc_sk']:.2f} %; "
                 f"per support mean abs diff {100 * f['mean_abs_diff']:.2f} pp, max {100 * f['max_abs_diff']:.2f} pp |"
             )
         if "grid" in r:
             g = r["grid"]
             lines.append(
-                f"| {r['name']} | full-data C grid ({g['fits']} fits) | {g['ours']:.1f} s | {g['sk']:.1f} s "
-                f"| {g['sk'] / g['ours']:.1f}x | C {g['C_ours']:g} vs {g['C_sk']:g}; "
+                f"| {r['name']} | full-data C grid ({g['fits']} fits) | {g['ours']:.1f} s f64, {g['ours32']:.1f} s f32 "
+                f"| {g['sk']:.1f} s | {g['sk'] / g['ours']:.1f}x f64, {g['sk'] / g['ours32']:.1f}x f32 "
+                f"| C {g['C_ours']:g} vs {g['C_sk']:g}; "
                 f"test acc {100 * g['acc_ours']:.2f} % vs {100 * g['acc_sk']:.2f} %; "
                 f"objective rel. gap {g['objective_gap']:.1e} |"
             )

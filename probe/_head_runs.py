@@ -134,6 +134,7 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
         "n_iter": int(np.max(probe.n_iter_)),
         "converged": bool(np.all(probe.converged_)),
         "solver": "probe-lbfgs-batched",
+        "precision": cfg.precision,
     }
 
 
@@ -151,6 +152,7 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
         selection="auto" if cfg.selection == "fixed" else cfg.selection,
         refit=cfg.refit,
         max_iter=cfg.max_iter,
+        precision=cfg.precision,
         device=plan.device,
         seed=plan.seed,
     )

@@ -47,6 +47,7 @@ class LinearConfig:
     refit: str = "train"  # after choosing C on val: refit on "train" or "train+val"
     standardize: bool = True  # z-score features with the training rows' statistics
     max_iter: int = 1000  # L-BFGS iterations per problem
+    precision: str = "auto"  # solver precision: "auto" (float64 on CPU, float32 on CUDA), "float32", "float64"
 
 
 @dataclass(frozen=True)
