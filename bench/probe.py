@@ -46,6 +46,9 @@ _cpu_name, _write_section = _extract._cpu_name, _extract._write_section
 
 SHOTS = (1, 2, 4, 8, 16, 32, 64)
 GRID = tuple(10.0**k for k in range(-4, 5))
+#: scikit-learn's BLAS/OpenMP threads. 1 is its fastest setting on this 2-core VM (its default
+#: threading ran the few-shot loop ~7x slower here), so the comparison is against its best.
+SK_THREADS = int(os.environ.get("BENCH_SK_THREADS", "1"))
 
 
 def synthetic(seed: int = 0, n_train: int = 20000, dim: int = 768, n_classes: int = 10):  # type: ignore[no-untyped-def]
@@ -126,7 +129,14 @@ def in_child(fn, *args):  # type: ignore[no-untyped-def]
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+        return pool.submit(_limited, fn, SK_THREADS, *args).result()
+
+
+def _limited(fn, threads, *args):  # type: ignore[no-untyped-def]
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads):
+        return fn(*args)
 
 
 def sk_few_shot(X, y, Xte, yte, supports, max_iter):  # type: ignore[no-untyped-def]
@@ -313,7 +323,8 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:  # type: ignor
         f"- command: `{re.sub(r' +', ' ', cmd)}`",
         f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`{gpu}; Python {platform.python_version()}",
         f"- software: torch {torch.__version__}; every figure below comes from this one run, side by side; "
-        "scikit-learn runs with its default threads in a fresh process (no torch threads competing)",
+        f"scikit-learn runs in a fresh process with {SK_THREADS} BLAS/OpenMP thread(s) (BENCH_SK_THREADS; 1 is its "
+        "fastest setting here: its default threading ran the few-shot loop about 7x slower)",
         f"- date: {time.strftime('%Y-%m-%d')}; few-shot sweep: shots {', '.join(map(str, SHOTS))} "
         f"x {args.seeds} seeds, CV grid 1e-4..1e4 (9 C)",
         "",
