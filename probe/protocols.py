@@ -99,8 +99,8 @@ class PlanConfig:
 def check_metric_names(names: Sequence[str]) -> None:
     """Raise :class:`~probe.errors.MetricError` for a name :mod:`probe.metrics` does not know."""
     for name in names:
-        if name not in M.METRICS and name != "per_class_recall" and not re.fullmatch(r"recall\[\d+\]", name):
-            raise MetricError(f"unknown metric {name!r}; choose from {', '.join(M.METRICS)}, per_class_recall")
+        if name not in M.METRICS and not re.fullmatch(r"recall\[\d+\]", name):
+            raise MetricError(f"unknown metric {name!r}; choose from {', '.join(M.METRICS)}, recall[<class index>]")
 
 
 def build_tasks(data: EvalData, plan: PlanConfig) -> list[Task]:

@@ -21,6 +21,27 @@ from probe.errors import ResultsError
 if TYPE_CHECKING:
     import pandas as pd
 
+#: Fields every row has at least (the ``--json`` schema of the evaluating commands).
+REQUIRED_FIELDS = frozenset(
+    {
+        "dataset",
+        "backbone",
+        "pooling",
+        "head",
+        "protocol",
+        "shots",
+        "fraction",
+        "seed",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n_train",
+        "n_test",
+        "params",
+        "store_fingerprint",
+    }
+)
 DEFAULT_DIR = "results"
 RESULTS_FILE = "results.jsonl"
 SCHEMA = "probe.results/1"

@@ -10,28 +10,12 @@ import pytest
 from probe.errors import HeadError, MetricError, ProtocolError, StoreError, UnknownHeadError
 from probe.evaldata import find_store, load_eval_data
 from probe.protocols import KNNConfig, PlanConfig, run_plan
+from probe.results import REQUIRED_FIELDS
 from probe.sampling import CapWarning
 from probe.store import open_store
 from tests.conftest import gaussian_features, write_feature_store
 
-REQUIRED = {
-    "dataset",
-    "backbone",
-    "pooling",
-    "head",
-    "protocol",
-    "shots",
-    "fraction",
-    "seed",
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n_train",
-    "n_test",
-    "params",
-    "store_fingerprint",
-}
+REQUIRED = REQUIRED_FIELDS
 FAST = {"bootstrap": 50, "metrics": ("accuracy", "balanced_accuracy", "macro_auroc")}
 
 

@@ -93,3 +93,9 @@ def labels_from_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """
     # np.argmax returns the first maximum, i.e. the smallest label because classes are sorted.
     return classes[np.argmax(proba, axis=1)]
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """(n, d) rows scaled to unit L2 norm in ``x``'s dtype; zero rows stay zero."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1).astype(x.dtype))

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from probe.errors import DeviceError, HeadError
-from probe.heads._validation import check_features, check_fitted, check_labels, labels_from_proba
+from probe.heads._validation import check_features, check_fitted, check_labels, l2_normalize, labels_from_proba
 
 VOTES = ("temperature", "uniform", "distance")
 DEVICES = ("auto", "cpu", "cuda")
@@ -93,7 +93,7 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         self._check_params(ks, n_train=xb.shape[0])
         device = _resolve_device(self.device, max(ks))
         if self.normalize:
-            xb = _l2_normalize(xb)
+            xb = l2_normalize(xb)
         self.classes_, self.y_encoded_ = np.unique(labels, return_inverse=True)
         self.index_, self._gpu_resources = _build_index(xb, device)
         self.device_ = device
@@ -123,7 +123,7 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         self._check_k(k)
         xq = check_features(X, n_features=self.n_features_in_)
         if self.normalize:
-            xq = _l2_normalize(xq)
+            xq = l2_normalize(xq)
         sims, indices = self.index_.search(xq, k)
         missing = indices < 0
         if missing.any():  # FAISS pads with -1 when it finds fewer than k rows; -1 must never vote
@@ -264,12 +264,6 @@ def _is_positive_number(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         return False
     return bool(0 < value < np.inf)
-
-
-def _l2_normalize(x: np.ndarray) -> np.ndarray:
-    """(n, d) rows scaled to unit L2 norm; zero rows stay zero."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1).astype(x.dtype))
 
 
 def _gpu_unavailable_reason() -> str | None:

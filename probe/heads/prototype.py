@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from probe.errors import HeadError
-from probe.heads._validation import check_features, check_fitted, check_labels, labels_from_proba
+from probe.heads._validation import check_features, check_fitted, check_labels, l2_normalize, labels_from_proba
 
 METHODS = ("simpleshot", "centroid")
 
@@ -63,11 +63,11 @@ class PrototypeProbe(ClassifierMixin, BaseEstimator):
         self.classes_, codes = np.unique(labels, return_inverse=True)
         if self.method == "simpleshot":
             self.mean_ = x.mean(axis=0)
-            x = _l2_normalize(x - self.mean_)
+            x = l2_normalize(x - self.mean_)
         onehot = np.zeros((self.classes_.size, x.shape[0]))
         onehot[codes, np.arange(x.shape[0])] = 1.0
         centroids = (onehot @ x) / onehot.sum(axis=1, keepdims=True)
-        self.centroids_ = _l2_normalize(centroids) if self.method == "simpleshot" else centroids
+        self.centroids_ = l2_normalize(centroids) if self.method == "simpleshot" else centroids
         self.n_features_in_ = x.shape[1]
         return self
 
@@ -84,7 +84,7 @@ class PrototypeProbe(ClassifierMixin, BaseEstimator):
         x = check_features(X, n_features=self.n_features_in_).astype(np.float64)
         c = self.centroids_
         if self.method == "simpleshot":
-            return _l2_normalize(x - self.mean_) @ c.T
+            return l2_normalize(x - self.mean_) @ c.T
         sq = (x * x).sum(axis=1)[:, None] - 2.0 * (x @ c.T) + (c * c).sum(axis=1)[None, :]
         return -np.maximum(sq, 0.0)
 
@@ -120,9 +120,3 @@ class PrototypeProbe(ClassifierMixin, BaseEstimator):
         valid = isinstance(t, (int, float, np.integer, np.floating)) and not isinstance(t, bool) and 0 < t < np.inf
         if not valid:
             raise HeadError(f"temperature must be a finite number > 0; got {t!r}, e.g. temperature=0.1.")
-
-
-def _l2_normalize(x: np.ndarray) -> np.ndarray:
-    """(n, d) rows scaled to unit L2 norm; zero rows stay zero."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)

@@ -9,26 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from probe.results import REQUIRED_FIELDS
 
 runner = CliRunner()
-ROW_KEYS = {
-    "dataset",
-    "backbone",
-    "pooling",
-    "head",
-    "protocol",
-    "shots",
-    "fraction",
-    "seed",
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n_train",
-    "n_test",
-    "params",
-    "store_fingerprint",
-}
+ROW_KEYS = REQUIRED_FIELDS
 FAST = ["--bootstrap", "50", "--json"]
 
 
