@@ -24,9 +24,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from probe.backbones import Backbone, Preprocessor
-from probe.errors import ConfigError, DeviceError, ImageDecodeError, ProbeError, StoreError
+from probe.errors import ConfigError, DeviceError, ImageDecodeError, ProbeError, SourceError, StoreError
 from probe.provenance import canonical_hash, library_versions
-from probe.sources import SPLITS, Source, open_source
+from probe.sources import SPLITS, SlicePolicy, Source, open_source
 from probe.store import (
     COMPRESSIONS,
     DEFAULT_ROOT,
@@ -103,6 +103,7 @@ class ExtractResult:
     noop: bool = False  # the store was already complete
     skipped: int = 0  # samples masked invalid by --on-error skip
     rows_computed: int = 0  # rows this run pushed through the model
+    images_computed: int = 0  # images embedded (rows x their views for multi-view sources)
     write_seconds: float = 0.0  # time the writer thread spent writing chunks
     device: str = ""
     precision: str = ""
@@ -164,21 +165,37 @@ def _autocast(precision: str, device: torch.device) -> Any:
 
 
 class _Rows(Dataset[tuple[int, torch.Tensor, str]]):
-    """Decoded, preprocessed rows; a failing image comes back as zeros plus its error text."""
+    """Decoded, preprocessed images, one per item (a row, or one view of a row of a multi-view source);
+    a failing image comes back as zeros plus its error text."""
 
-    def __init__(self, source: Source, preprocessor: Preprocessor) -> None:
+    def __init__(self, source: Source, preprocessor: Preprocessor, items: np.ndarray) -> None:
         self.source = source
         self.preprocessor = preprocessor
+        self.items = items
         self.shape = (3, preprocessor.config.image_size, preprocessor.config.image_size)
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.items)
 
-    def __getitem__(self, row: int) -> tuple[int, torch.Tensor, str]:
+    def __getitem__(self, item: int) -> tuple[int, torch.Tensor, str]:
+        row, view = (int(v) for v in self.items[item])
         try:
-            return row, self.preprocessor(self.source.load_image(row)), ""
+            return item, self.preprocessor(self.source.load_view(row, view)), ""
         except ImageDecodeError as exc:
-            return row, torch.zeros(self.shape), str(exc)
+            return item, torch.zeros(self.shape), str(exc)
+
+
+def source_items(source: Source) -> np.ndarray:
+    """(m, 2) int64 (row, view) pairs to embed, row-major; one per row for single-image sources.
+
+    Raises:
+        SourceError: a sample of a multi-view source has no view at all.
+    """
+    mask = source.view_mask()
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if empty.size:
+        raise SourceError(f"sample {source.ids[int(empty[0])]!r} of {source.spec} has no image in any view; drop it")
+    return np.argwhere(mask).astype(np.int64)
 
 
 def default_workers(device: torch.device) -> int:
@@ -198,12 +215,44 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers decode; the main process's threads run the model
 
 
-def _batches(writer: StoreWriter, chunks: Sequence[int], batch_size: int) -> list[list[int]]:
+def _chunk_items(writer: StoreWriter, items: np.ndarray, chunk: int) -> tuple[int, int]:
+    """First and one-past-last item of a chunk (items are sorted by row)."""
+    start, stop = writer.chunk_bounds(chunk)
+    return int(np.searchsorted(items[:, 0], start)), int(np.searchsorted(items[:, 0], stop))
+
+
+def _batches(writer: StoreWriter, items: np.ndarray, chunks: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Item batches of the chunks, none crossing a chunk (so a resumed run repeats them exactly)."""
     out: list[list[int]] = []
     for c in chunks:
-        start, stop = writer.chunk_bounds(c)
-        out.extend(list(range(s, min(s + batch_size, stop))) for s in range(start, stop, batch_size))
+        lo, hi = _chunk_items(writer, items, c)
+        out.extend(list(range(s, min(s + batch_size, hi))) for s in range(lo, hi, batch_size))
     return out
+
+
+class _ChunkBuffer:
+    """Features of one chunk being computed: (rows, n_views, dim) per pooling, NaN until written."""
+
+    def __init__(self, writer: StoreWriter, items: np.ndarray, chunk: int) -> None:
+        self.chunk = chunk
+        self.start, stop = writer.chunk_bounds(chunk)
+        n_views = len(writer.views or ("image",))
+        shape = (stop - self.start, n_views)
+        self.feats = {p: np.full((*shape, d), np.nan, dtype=writer.dtype) for p, d in writer.poolings.items()}
+        self.present = np.zeros(shape, dtype=bool)
+        lo, hi = _chunk_items(writer, items, chunk)
+        self.remaining = hi - lo
+        self.multi_view = writer.views is not None
+
+    def payload(self) -> tuple[int, dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+        """(chunk, features, valid, present) for :meth:`StoreWriter.write_chunk`."""
+        valid = np.asarray(self.present.any(axis=1), dtype=bool)
+        if self.multi_view:
+            return self.chunk, self.feats, valid, self.present
+        return self.chunk, {p: f[:, 0] for p, f in self.feats.items()}, valid, None
+
+
+_Payload = tuple[int, dict[str, np.ndarray], np.ndarray, np.ndarray | None]
 
 
 class _ChunkWriter:
@@ -211,7 +260,7 @@ class _ChunkWriter:
 
     def __init__(self, writer: StoreWriter) -> None:
         self.writer = writer
-        self.queue: queue.Queue[tuple[int, dict[str, np.ndarray], np.ndarray] | None] = queue.Queue(maxsize=2)
+        self.queue: queue.Queue[_Payload | None] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
         self.seconds = 0.0
         self.thread = threading.Thread(target=self._run, name="probe-store-writer", daemon=True)
@@ -227,10 +276,10 @@ class _ChunkWriter:
                 except BaseException as exc:
                     self.error = exc
 
-    def put(self, chunk: int, feats: dict[str, np.ndarray], valid: np.ndarray) -> None:
+    def put(self, payload: _Payload) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put((chunk, feats, valid))
+        self.queue.put(payload)
 
     def close(self, *, raise_error: bool = True) -> None:
         """Write what is queued, stop the thread, and re-raise its error (if ``raise_error``)."""
@@ -267,6 +316,8 @@ def store_fingerprint(
         "store_dtype": store_dtype,
         "versions": {"torch": torch.__version__, "model_library": library},
     }
+    if source.views is not None:  # only multi-view stores carry the key: 2D fingerprints stay as they were
+        inputs["views"] = {"kind": source.view_kind, "names": list(source.views)}
     return canonical_hash(inputs), inputs
 
 
@@ -278,13 +329,14 @@ def _run_chunks(
     cfg: ExtractConfig,
     device: torch.device,
     precision: str,
-) -> tuple[int, float]:
-    """Compute and write the pending chunks; returns (rows computed, writer seconds)."""
-    dataset = _Rows(source, Preprocessor(backbone.preprocess))
+) -> tuple[int, int, float]:
+    """Compute and write the pending chunks; returns (rows computed, images computed, writer seconds)."""
+    items = source_items(source)
+    dataset = _Rows(source, Preprocessor(backbone.preprocess), items)
     workers = cfg.num_workers if cfg.num_workers is not None else default_workers(device)
     loader: DataLoader[Any] = DataLoader(
         dataset,
-        batch_sampler=_batches(writer, pending, cfg.batch_size),
+        batch_sampler=_batches(writer, items, pending, cfg.batch_size),
         num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=_worker_init if workers else None,
@@ -294,18 +346,14 @@ def _run_chunks(
     model = backbone.pooler.to(device)
     if backbone.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    np_dtype = writer.dtype
     bg = _ChunkWriter(writer)
-    total = sum(writer.chunk_bounds(c)[1] - writer.chunk_bounds(c)[0] for c in pending)
+    total = sum(hi - lo for lo, hi in (_chunk_items(writer, items, c) for c in pending))
     bar = _progress(total, cfg.progress, desc=f"extract {backbone.name}")
     chunk_iter = iter(pending)
-    chunk = next(chunk_iter)
-    start, stop = writer.chunk_bounds(chunk)
-    buf = {p: np.empty((stop - start, d), dtype=np_dtype) for p, d in writer.poolings.items()}
-    valid = np.ones(stop - start, dtype=bool)
-    computed = 0
+    buf = _ChunkBuffer(writer, items, next(chunk_iter))
+    rows_done = images = 0
     try:
-        for rows, x, errors in loader:
+        for ks, x, errors in loader:
             bad = [i for i, e in enumerate(errors) if e]
             if bad and cfg.on_error == "raise":
                 raise ImageDecodeError(errors[bad[0]])
@@ -314,39 +362,45 @@ def _run_chunks(
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode(), _autocast(precision, device):
                 out = model(x)
-            lo, hi = int(rows[0]) - start, int(rows[-1]) - start + 1
-            good = np.ones(len(rows), dtype=bool)
+            good = np.ones(len(ks), dtype=bool)
             good[bad] = False
+            pairs = items[ks.numpy()]
+            rows, views = pairs[good, 0] - buf.start, pairs[good, 1]
             for p in writer.poolings:
-                feats = out[p].float().cpu().numpy().astype(np_dtype, copy=False)
-                finite = np.isfinite(feats).all(axis=1)
-                if not finite[good].all():
-                    first = int(rows[int(np.flatnonzero(good & ~finite)[0])])
-                    raise ProbeError(
-                        f"{backbone.name} produced non-finite {p} features for sample {source.ids[first]!r} "
-                        f"(in {np_dtype} storage); try --precision fp32 or --store-dtype float32"
-                    )
-                feats[bad] = np.nan
-                buf[p][lo:hi] = feats
-            valid[[lo + i for i in bad]] = False
-            computed += len(rows)
-            bar.update(len(rows))
-            if hi == stop - start:
-                bg.put(chunk, buf, valid)
+                feats = out[p].float().cpu().numpy().astype(writer.dtype, copy=False)
+                _check_finite(feats, good, pairs, source, backbone.name, p)
+                buf.feats[p][rows, views] = feats[good]
+            buf.present[rows, views] = True
+            buf.remaining -= len(ks)
+            images += len(ks)
+            bar.update(len(ks))
+            if buf.remaining == 0:
+                bg.put(buf.payload())
+                rows_done += buf.present.shape[0]
                 nxt = next(chunk_iter, None)
                 if nxt is None:
                     break
-                chunk = nxt
-                start, stop = writer.chunk_bounds(chunk)
-                buf = {p: np.empty((stop - start, d), dtype=np_dtype) for p, d in writer.poolings.items()}
-                valid = np.ones(stop - start, dtype=bool)
+                buf = _ChunkBuffer(writer, items, nxt)
     except BaseException:
         bar.close()
         bg.close(raise_error=False)  # keep the original error; finished chunks are already written
         raise
     bar.close()
     bg.close()
-    return computed, bg.seconds
+    return rows_done, images, bg.seconds
+
+
+def _check_finite(
+    feats: np.ndarray, good: np.ndarray, pairs: np.ndarray, source: Source, backbone: str, pooling: str
+) -> None:
+    finite = np.isfinite(feats).all(axis=1)
+    if not finite[good].all():
+        row, view = (int(v) for v in pairs[int(np.flatnonzero(good & ~finite)[0])])
+        where = f"sample {source.ids[row]!r}" + (f" view {source.views[view]!r}" if source.views else "")
+        raise ProbeError(
+            f"{backbone} produced non-finite {pooling} features for {where} (in {feats.dtype} storage); "
+            "try --precision fp32 or --store-dtype float32"
+        )
 
 
 def _progress(total: int, enabled: bool, *, desc: str) -> Any:
@@ -407,8 +461,8 @@ def extract_embeddings(
                 precision=precision,
             )
         resumed_from = writer.chunk_bounds(pending[0])[0] if pending and len(pending) < writer.n_chunks else 0
-        computed, write_s = (
-            _run_chunks(source, backbone, writer, pending, cfg, device, precision) if pending else (0, 0.0)
+        computed, images, write_s = (
+            _run_chunks(source, backbone, writer, pending, cfg, device, precision) if pending else (0, 0, 0.0)
         )
         seconds = time.perf_counter() - t0
         runs = list(writer.attrs.get("runs", []))
@@ -431,9 +485,10 @@ def extract_embeddings(
         fingerprint=fingerprint,
         resumed_from=resumed_from,
         seconds=round(seconds, 3),
-        images_per_second=round(computed / seconds, 2) if seconds > 0 else 0.0,
+        images_per_second=round(images / seconds, 2) if seconds > 0 else 0.0,
         skipped=total_skipped,
         rows_computed=computed,
+        images_computed=images,
         write_seconds=round(write_s, 3),
         device=str(device),
         precision=precision,
@@ -493,6 +548,7 @@ def _open_or_create(
         chunk_rows=cfg.resolved_chunk_rows(),
         dtype=cfg.store_dtype,
         compression=cfg.compression,
+        views=source.views,
     )
     return StoreWriter.create(
         path,
@@ -518,6 +574,7 @@ def extract(
     limit: int | None = None,
     pretrained: bool = True,
     command: str | None = None,
+    slices: SlicePolicy | None = None,
 ) -> ExtractResult:
     """Open ``data``, build ``backbone`` and extract: the library call behind ``probe extract``.
 
@@ -533,12 +590,13 @@ def extract(
         limit: keep the first ``limit`` samples per split.
         pretrained: ``False`` for random weights (smoke tests).
         command: the command line, recorded for resume hints.
+        slices: which slices of 3D volumes to embed, along which axis (default: all, the source's axis).
     """
     from probe.backbones import check_backbone_name, load_backbone
 
     cfg = config or ExtractConfig()
     resolve_device(cfg.device)  # fail fast, before data and weights are loaded
     check_backbone_name(backbone)
-    src = open_source(data, data_root=data_root, rgba=rgba, limit=limit)  # type: ignore[arg-type]
+    src = open_source(data, data_root=data_root, rgba=rgba, limit=limit, slices=slices)  # type: ignore[arg-type]
     bb = load_backbone(backbone, weights=weights, image_size=image_size, resolution=resolution, pretrained=pretrained)
     return extract_embeddings(src, bb, cfg, command=command)

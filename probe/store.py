@@ -2,7 +2,9 @@
 
 Layout of a store group::
 
-    features/<pooling>   (n, dim) float32 or float16, chunks of (chunk_rows, dim), uncompressed or lz4
+    features/<pooling>   (n, dim) float32 or float16, chunks of (chunk_rows, dim), uncompressed or lz4;
+                         (n, n_views, dim) for multi-view sources (slices of volumes, modalities)
+    present              (n, n_views) bool, multi-view stores only: which views were embedded
     labels               (n,) int64, or (n, n_classes) for multi-label
     split                (n,) int8 codes into attrs["splits"]
     ids                  (n,) str
@@ -116,6 +118,7 @@ class StoreLayout:
     chunk_rows: int  # rows per chunk (the resume granularity)
     dtype: str = "float32"  # feature dtype: float32 or float16
     compression: str = "none"  # "none" or "lz4" (blosc)
+    views: tuple[str, ...] | None = None  # view names of multi-view sources (features get a views axis)
 
     @property
     def n_chunks(self) -> int:
@@ -188,6 +191,7 @@ class StoreWriter:
         self.n_chunks = -(-self.n_rows // self.chunk_rows)
         self.dtype = np.dtype(attrs["dtype"])
         self.poolings: dict[str, int] = dict(attrs["poolings"])
+        self.views: tuple[str, ...] | None = tuple(attrs["views"]) if attrs.get("views") else None
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -221,11 +225,12 @@ class StoreWriter:
         g = zarr.open_group(path, mode="w", attributes={"format": FORMAT, "state": "creating"})
         comp = _compressors(layout.compression)
         n = layout.n_rows
+        inner = () if layout.views is None else (len(layout.views),)
         for name, dim in layout.poolings.items():
             g.create_array(
                 f"features/{name}",
-                shape=(n, dim),
-                chunks=(layout.chunk_rows, dim),
+                shape=(n, *inner, dim),
+                chunks=(layout.chunk_rows, *inner, dim),
                 dtype=layout.dtype,
                 compressors=comp,
                 fill_value=np.nan,
@@ -236,6 +241,10 @@ class StoreWriter:
             if values is not None:  # variable-length UTF-8 (fixed-width unicode has no v3 spec)
                 g.create_array(name, shape=(n,), chunks=(max(n, 1),), dtype=str)[:] = np.asarray(values, dtype=str)
         g.create_array("valid", shape=(n,), chunks=(layout.chunk_rows,), dtype=bool, fill_value=False)
+        if layout.views is not None:
+            g.create_array(
+                "present", shape=(n, *inner), chunks=(layout.chunk_rows, *inner), dtype=bool, fill_value=False
+            )
         g.create_array("done", shape=(layout.n_chunks,), chunks=(1,), dtype=bool, fill_value=False, compressors=None)
         g.attrs.update(
             {
@@ -246,6 +255,7 @@ class StoreWriter:
                 "poolings": dict(layout.poolings),
                 "dtype": layout.dtype,
                 "compression": layout.compression,
+                **({"views": list(layout.views)} if layout.views is not None else {}),
                 "state": "extracting",
                 "complete": False,
             }
@@ -267,18 +277,24 @@ class StoreWriter:
         start = chunk * self.chunk_rows
         return start, min(start + self.chunk_rows, self.n_rows)
 
-    def write_chunk(self, chunk: int, features: Mapping[str, np.ndarray], valid: np.ndarray) -> None:
+    def write_chunk(
+        self, chunk: int, features: Mapping[str, np.ndarray], valid: np.ndarray, present: np.ndarray | None = None
+    ) -> None:
         """Write one whole chunk of every pooling, then mark it done.
 
         Args:
             chunk: chunk index.
-            features: pooling -> (rows_in_chunk, dim) array.
+            features: pooling -> (rows_in_chunk, dim) array, or (rows_in_chunk, n_views, dim).
             valid: (rows_in_chunk,) bool, False for skipped samples.
+            present: (rows_in_chunk, n_views) bool, the views embedded (multi-view stores only).
         """
         start, stop = self.chunk_bounds(chunk)
         for name in self.poolings:
             _array(self.group, f"features/{name}")[start:stop] = features[name]
         _array(self.group, "valid")[start:stop] = valid
+        if self.views is not None:
+            assert present is not None, "a multi-view store needs the presence of every view"
+            _array(self.group, "present")[start:stop] = present
         _array(self.group, "done")[chunk] = True
 
     def finish(self, extra_attrs: Mapping[str, Any]) -> None:
@@ -329,8 +345,16 @@ class EmbeddingStore:
     def classes(self) -> list[str]:
         return list(self.attrs["source"]["classes"])
 
+    @property
+    def views(self) -> tuple[str, ...] | None:
+        """View names of a multi-view store (slices, modalities), else None."""
+        return tuple(self.attrs["views"]) if self.attrs.get("views") else None
+
     def features(self, pooling: str) -> np.ndarray:
-        """(n, dim) features of one pooling (NaN rows where ``valid`` is False)."""
+        """(n, dim) features of one pooling (NaN rows where ``valid`` is False).
+
+        Multi-view stores give (n, n_views, dim), NaN where a view is absent (see ``present``).
+        """
         if pooling not in self.poolings:
             raise StoreError(
                 f"store {self.path} has no pooling {pooling!r}; it has {', '.join(self.poolings)} "
@@ -339,7 +363,7 @@ class EmbeddingStore:
         return np.asarray(_array(self.group, f"features/{pooling}")[:])
 
     def array(self, name: str) -> np.ndarray:
-        """A row-aligned array: ``labels``, ``split``, ``ids``, ``groups``, ``valid``."""
+        """A row-aligned array: ``labels``, ``split``, ``ids``, ``groups``, ``valid``, ``present``."""
         if name not in self.group:
             raise StoreError(f"store {self.path} has no array {name!r}")
         return np.asarray(_array(self.group, name)[:])
@@ -429,6 +453,7 @@ def describe_store(path: str | os.PathLike[str]) -> dict[str, Any]:
         "rows": store.n_rows,
         "valid_rows": int(np.count_nonzero(store.valid)),
         "poolings": store.poolings,
+        **({"views": list(store.views)} if store.views else {}),
         "dtype": a.get("dtype"),
         "chunk_rows": a.get("chunk_rows"),
         "fingerprint": a.get("fingerprint"),

@@ -5,18 +5,37 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from probe.errors import RegistryError, UnknownSourceError
+from probe.errors import ConfigError, RegistryError, UnknownSourceError
 from probe.sources._base import SPLITS, Source, SubsetSource, limit_per_split, split_code
+from probe.sources._options import check_option_keys, split_spec_options
+from probe.sources.dicom import DICOM_OPTION_KEYS, open_dicom, open_dicom_csv
 from probe.sources.files import FileListSource, open_folder, open_manifest
 from probe.sources.images import RgbaPolicy, read_image
-from probe.sources.medmnist import MedMNISTSource
+from probe.sources.medmnist import MedMNISTSource, medmnist_info, parse_flag
+from probe.sources.multilabel import (
+    MultiLabelFileSource,
+    MultiLabelOptions,
+    is_multilabel_manifest,
+    open_multilabel_manifest,
+)
+from probe.sources.multimodal import MultiModalSource, modality_columns, open_multimodal_manifest, read_header
+from probe.sources.nifti import NiftiSource
+from probe.sources.splitting import SplitConfig, make_splits
+from probe.sources.volumes import MedMNIST3DSource, SlicePolicy, VolumeSource, with_slices
 
 __all__ = [
     "SPLITS",
     "FileListSource",
+    "MedMNIST3DSource",
     "MedMNISTSource",
+    "MultiLabelFileSource",
+    "MultiLabelOptions",
+    "MultiModalSource",
+    "NiftiSource",
+    "SlicePolicy",
     "Source",
     "SubsetSource",
+    "VolumeSource",
     "limit_per_split",
     "open_source",
     "read_image",
@@ -28,13 +47,15 @@ __all__ = [
 #: A factory receives the part after the prefix and the common options.
 SourceFactory = Callable[..., Source]
 _SOURCES: dict[str, SourceFactory] = {}
+_OPTION_KEYS: dict[str, tuple[str, ...]] = {}  # spec options (``?key=value``) a factory accepts as ``options=``
 
 
-def register_source(prefix: str, factory: SourceFactory) -> None:
-    """Register a source factory under ``prefix`` (refuses duplicates)."""
+def register_source(prefix: str, factory: SourceFactory, *, options: tuple[str, ...] = ()) -> None:
+    """Register a source factory under ``prefix`` (refuses duplicates); ``options``: spec option keys it takes."""
     if prefix in _SOURCES:
         raise RegistryError(f"source prefix {prefix!r} is already registered")
     _SOURCES[prefix] = factory
+    _OPTION_KEYS[prefix] = options
 
 
 def source_prefixes() -> list[str]:
@@ -43,6 +64,9 @@ def source_prefixes() -> list[str]:
 
 
 def _medmnist(arg: str, *, data_root: str | None, rgba: RgbaPolicy) -> Source:
+    flag, _ = parse_flag(arg)
+    if medmnist_info()[flag]["ndim"] == 3:
+        return MedMNIST3DSource(arg, data_root=data_root)
     return MedMNISTSource(arg, data_root=data_root)
 
 
@@ -50,13 +74,29 @@ def _folder(arg: str, *, data_root: str | None, rgba: RgbaPolicy) -> Source:
     return open_folder(arg, rgba=rgba)
 
 
-def _csv(arg: str, *, data_root: str | None, rgba: RgbaPolicy) -> Source:
+def _csv(arg: str, *, data_root: str | None, rgba: RgbaPolicy, options: dict[str, str] | None = None) -> Source:
+    if options:  # window/frames: a manifest listing DICOM files
+        return open_dicom_csv(arg, options=options, rgba=rgba)
+    if modality_columns(read_header(arg)):
+        return open_multimodal_manifest(arg, rgba=rgba)
+    if is_multilabel_manifest(arg):
+        return open_multilabel_manifest(arg, options=MultiLabelOptions(), rgba=rgba)
     return open_manifest(arg, rgba=rgba)
+
+
+def _dicom(arg: str, *, data_root: str | None, rgba: RgbaPolicy, options: dict[str, str] | None = None) -> Source:
+    return open_dicom(arg, options=options, rgba=rgba)
+
+
+def _nifti(arg: str, *, data_root: str | None, rgba: RgbaPolicy) -> Source:
+    return NiftiSource(arg)
 
 
 register_source("medmnist", _medmnist)
 register_source("folder", _folder)
-register_source("csv", _csv)
+register_source("csv", _csv, options=DICOM_OPTION_KEYS)
+register_source("dicom", _dicom, options=DICOM_OPTION_KEYS)
+register_source("nifti", _nifti)
 
 
 def open_source(
@@ -65,6 +105,8 @@ def open_source(
     data_root: str | os.PathLike[str] | None = None,
     rgba: RgbaPolicy = "composite",
     limit: int | None = None,
+    slices: SlicePolicy | None = None,
+    multilabel: MultiLabelOptions | None = None,
 ) -> Source:
     """Open a data source from its specification.
 
@@ -73,9 +115,16 @@ def open_source(
         data_root: folder holding dataset files (MedMNIST ``.npz``).
         rgba: alpha-channel policy for image files.
         limit: keep only the first ``limit`` samples of each split.
+        slices: which slices of 3D volumes to embed (an error for 2D sources unless the default).
+        multilabel: label columns and uncertain/blank policies of a multi-label ``csv:`` manifest
+            (None: a manifest is multi-label when its header has ``label:<name>`` columns).
+
+    Any source takes ``?split=TRAIN,VAL,TEST&split_seed=N`` (group-aware splits of its unsplit rows,
+    see :mod:`probe.sources.splitting`); ``dicom:`` and ``csv:`` also take ``window`` and ``frames``.
 
     Raises:
         UnknownSourceError: the prefix is not registered.
+        ConfigError: an option the source does not accept, or a bad option value.
     """
     prefix, sep, arg = spec.partition(":")
     if not sep or prefix not in _SOURCES:
@@ -83,5 +132,18 @@ def open_source(
             f"unknown data source {spec!r}; write PREFIX:ARGUMENT with a prefix among "
             f"{', '.join(source_prefixes())} (e.g. medmnist:bloodmnist, folder:/data/isic)"
         )
-    source = _SOURCES[prefix](arg, data_root=None if data_root is None else str(data_root), rgba=rgba)
+    arg, options = split_spec_options(arg, prefix=prefix)
+    split = SplitConfig.pop_from(options)
+    check_option_keys(options, _OPTION_KEYS[prefix], spec=spec)
+    extra = {"options": options} if options else {}
+    if multilabel is not None:  # label columns or uncertainty policies given explicitly: csv manifests only
+        if prefix != "csv":
+            raise ConfigError(f"--label-columns/--uncertain/--blank apply to csv: manifests, not {spec!r}; drop them")
+        source: Source = open_multilabel_manifest(arg, options=multilabel, rgba=rgba)
+    else:
+        source = _SOURCES[prefix](arg, data_root=None if data_root is None else str(data_root), rgba=rgba, **extra)
+    if split is not None:
+        source = make_splits(source, split)
+    if slices is not None:
+        source = with_slices(source, slices)
     return source if limit is None else limit_per_split(source, limit)

@@ -46,6 +46,9 @@ class Source(abc.ABC):
         labels: (n,) int64 class indices, or (n, n_classes) int64 0/1 for multi-label.
         splits: (n,) int8 split codes (see :data:`SPLITS`).
         groups: group (patient) id per sample, or ``None`` when unknown.
+        views: names of the views of every sample (slices of a volume, modalities of a study), or
+            ``None`` for one image per sample; multi-view sources implement :meth:`load_view`.
+        view_kind: ``"slices"`` or ``"modalities"`` for multi-view sources, else ``""``.
     """
 
     spec: str
@@ -56,9 +59,25 @@ class Source(abc.ABC):
     labels: np.ndarray
     splits: np.ndarray
     groups: list[str] | None
+    views: tuple[str, ...] | None = None
+    view_kind: str = ""
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def view_mask(self) -> np.ndarray:
+        """(n, n_views) bool: which views each sample has (known before decoding; all True by default)."""
+        return np.ones((len(self), len(self.views or ("image",))), dtype=bool)
+
+    def load_view(self, index: int, view: int) -> np.ndarray:
+        """Decode view ``view`` of sample ``index`` (single-image sources: view 0 is the image).
+
+        Returns:
+            (H, W, 3) uint8, or (H, W, 3) float32 in [0, 1].
+        """
+        if self.views is not None:
+            raise NotImplementedError(f"{type(self).__name__} has views but does not implement load_view")
+        return self.load_image(index)
 
     @abc.abstractmethod
     def load_image(self, index: int) -> np.ndarray:
@@ -77,6 +96,10 @@ class Source(abc.ABC):
 
     def decode_options(self) -> dict[str, Any]:
         """Decoding choices that change pixels (e.g. the alpha policy); they enter the fingerprint."""
+        return {}
+
+    def label_policy(self) -> dict[str, Any]:
+        """Choices that change labels (the multi-label uncertain/blank policy); fingerprinted and stored."""
         return {}
 
     @abc.abstractmethod
@@ -98,6 +121,8 @@ class Source(abc.ABC):
         h.update(np.ascontiguousarray(self.splits, dtype=np.int8).tobytes())
         h.update("\0".join(self.groups or []).encode())
         h.update("\0".join(self.classes).encode())
+        if self.label_policy():  # only multi-label sources have one: older fingerprints are unchanged
+            h.update(str(sorted(self.label_policy().items())).encode())
         return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
@@ -111,6 +136,8 @@ class Source(abc.ABC):
             "n_samples": len(self),
             "split_counts": counts,
             "has_groups": self.groups is not None,
+            **_label_record(self),
+            **({"views": list(self.views), "view_kind": self.view_kind} if self.views is not None else {}),
         }
 
 
@@ -129,12 +156,22 @@ class SubsetSource(Source):
         self.labels = base.labels[idx]
         self.splits = base.splits[idx]
         self.groups = None if base.groups is None else [base.groups[i] for i in idx]
+        self.views, self.view_kind = base.views, base.view_kind
 
     def load_image(self, index: int) -> np.ndarray:
         return self.base.load_image(int(self.indices[index]))
 
+    def view_mask(self) -> np.ndarray:
+        return self.base.view_mask()[self.indices]
+
+    def load_view(self, index: int, view: int) -> np.ndarray:
+        return self.base.load_view(int(self.indices[index]), view)
+
     def decode_options(self) -> dict[str, Any]:
         return self.base.decode_options()
+
+    def label_policy(self) -> dict[str, Any]:
+        return self.base.label_policy()
 
     def location(self, index: int) -> str:
         return self.base.location(int(self.indices[index]))
@@ -158,3 +195,14 @@ def limit_per_split(source: Source, limit: int) -> Source:
     if len(keep) == len(source):
         return source
     return SubsetSource(source, keep, label=f"first{limit}")
+
+
+def _label_record(source: Source) -> dict[str, Any]:
+    """Multi-label provenance: the label policy and, per label, positives, negatives and ignored entries."""
+    if source.labels.ndim != 2:
+        return {}
+    counts = {
+        name: {"positive": int((col == 1).sum()), "negative": int((col == 0).sum()), "ignored": int((col < 0).sum())}
+        for name, col in zip(source.classes, source.labels.T, strict=True)
+    }
+    return {"label_policy": source.label_policy(), "label_counts": counts}

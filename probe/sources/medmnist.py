@@ -193,13 +193,15 @@ class MedMNISTSource(Source):
         download: whether to try the official download when no local file is found.
     """
 
+    NDIM = 2  # image dimensionality this class reads (3D subsets: probe.sources.volumes.MedMNIST3DSource)
+
     def __init__(self, name: str, *, data_root: str | os.PathLike[str] | None = None, download: bool = True) -> None:
         flag, size = parse_flag(name)
         info = medmnist_info()[flag]
-        if info["ndim"] == 3:
+        if info["ndim"] != self.NDIM:
             raise SourceError(
-                f"3D MedMNIST subset {flag!r} is not yet supported for extraction (volumes need "
-                "slice-wise embedding); use a 2D subset such as bloodmnist"
+                f"MedMNIST subset {flag!r} holds {info['ndim']}D images; open it with "
+                f"open_source('medmnist:{flag}') (3D subsets are embedded slice-wise)"
             )
         self.path = resolve_file(flag, size, data_root=data_root, download=download)
         self.flag, self.size = flag, size
@@ -247,11 +249,14 @@ class MedMNISTSource(Source):
                 split, start = name, first
         return split, index - start
 
-    def load_image(self, index: int) -> np.ndarray:
+    def _array(self, index: int) -> np.ndarray:
         split, row = self._locate(index)
         if split not in self._images:
             self._images[split] = load_images(self.path, f"{split}_images", self._md5)
-        return to_three_channels(np.array(self._images[split][row]))
+        return np.array(self._images[split][row])
+
+    def load_image(self, index: int) -> np.ndarray:
+        return to_three_channels(self._array(index))
 
     def location(self, index: int) -> str:
         split, row = self._locate(index)
