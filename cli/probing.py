@@ -7,9 +7,18 @@ from typing import Annotated
 import typer
 
 from cli._common import command_line, emit_json, split_list, user_errors
+from cli.extract import Blank, LabelColumns, SliceAxis, Slices, Uncertain, multilabel_options, slice_policy
 from probe.errors import ConfigError
 from probe.evaluate import ProbeRun, StoreChoice, run_curve, run_probes
-from probe.protocols import DEFAULT_METRICS, KNNConfig, LinearConfig, PlanConfig, PrototypeConfig
+from probe.fusion import ViewConfig
+from probe.protocols import (
+    DEFAULT_METRICS,
+    KNNConfig,
+    LabelSpreadConfig,
+    LinearConfig,
+    PlanConfig,
+    PrototypeConfig,
+)
 
 Backbone = Annotated[str, typer.Option(help="registered name (probe models), timm:<model> or hf:<repo>")]
 Pooling = Annotated[str | None, typer.Option(help="stored pooling to probe (default: the store's first)")]
@@ -74,13 +83,17 @@ def curve_command(
     backbone: Annotated[
         str, typer.Option(help="comma list of backbones; each is extracted once")
     ] = "efficientnet_lite0",
-    heads: Annotated[str, typer.Option(help="comma list of knn, linear, prototype")] = "knn,linear,prototype",
+    heads: Annotated[
+        str, typer.Option(help="comma list of knn, linear, prototype, labelspread (semi-supervised)")
+    ] = "knn,linear,prototype",
     shots: Annotated[str, typer.Option(help="labels per class, comma list; 'all' = whole train split")] = (
         "1,2,4,8,16,32,64,all"
     ),
     fractions: Annotated[str | None, typer.Option(help="stratified label fractions, e.g. 0.01,0.1,1.0")] = None,
     seeds: Annotated[int, typer.Option(help="draws per shot level")] = 5,
     k: K = "20",
+    spread_neighbors: Annotated[int, typer.Option(help="labelspread: kNN-graph neighbours per train row")] = 20,
+    spread_alpha: Annotated[float, typer.Option(help="labelspread: spreading strength in (0, 1)")] = 0.99,
     data_root: Annotated[
         str | None, typer.Option(envvar="PROBE_DATA_ROOT", help="folder holding dataset files")
     ] = None,
@@ -88,6 +101,23 @@ def curve_command(
     weights: Annotated[str | None, typer.Option(help="local .safetensors/.pth weights (air-gapped sites)")] = None,
     random_weights: Annotated[bool, typer.Option(help="random init instead of pretrained (smoke tests)")] = False,
     limit: Annotated[int | None, typer.Option(help="extract only the first N samples of each split")] = None,
+    label_columns: LabelColumns = None,
+    uncertain: Uncertain = None,
+    blank: Blank = None,
+    slice_axis: SliceAxis = None,
+    slices: Slices = None,
+    fusion: Annotated[
+        str | None,
+        typer.Option(
+            help="multi-view stores: mean, max, meanmax or concat (default: mean for slices, concat for modalities)"
+        ),
+    ] = None,
+    modality_dropout: Annotated[
+        float, typer.Option(help="multi-modal: the linear head also trains on copies with modalities dropped (p)")
+    ] = 0.0,
+    ablate: Annotated[
+        bool, typer.Option(help="multi-modal: also score the test split with each modality removed")
+    ] = True,
     pooling: Pooling = None,
     store_root: StoreRoot = "embeddings",
     results: Results = "results",
@@ -114,6 +144,8 @@ def curve_command(
         strict=strict,
         device=device,
         knn=KNNConfig(k=parse_numbers(k, option="--k", kind=int)),
+        labelspread=LabelSpreadConfig(n_neighbors=spread_neighbors, alpha=spread_alpha),
+        views=ViewConfig(fusion=fusion, modality_dropout=modality_dropout, ablate=ablate),
     )
     run = run_curve(
         data,
@@ -129,6 +161,8 @@ def curve_command(
             "limit": limit,
             "config": ExtractConfig(device=device, poolings=(pooling,) if pooling else None),
             "command": command_line(),
+            "multilabel": multilabel_options(label_columns, uncertain, blank),
+            "slices": slice_policy(slices, slice_axis),
         },
     )
     finish(run, json_out=json_out)

@@ -2,7 +2,8 @@
 
 One runner per head. Runners take the plan's draws and do the least work that answers them all:
 kNN answers every k from one search per draw, the linear head fits every few-shot draw (with its
-cross-validation problems) in one batched solve, and prototypes are a mean per class.
+cross-validation problems) in one batched solve, prototypes are a mean per class, and label
+spreading builds one graph of the train split for every draw and solves them all at once.
 """
 
 from __future__ import annotations
@@ -191,3 +192,54 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
         )
     order = {id(t): i for i, t in enumerate(tasks)}
     return sorted(out, key=lambda e: order[id(e.task)])
+
+
+@register_runner("labelspread")
+def run_labelspread(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
+    """Label spreading: a draw's rows are labelled, every other train row is unlabelled (its label is
+    never read); one kNN graph of the train split and one batched solve serve every draw."""
+    from probe.heads.labelspread import LabelSpreadingProbe, fit_label_spreading, predict_proba_shared
+
+    cfg = plan.labelspread
+    k = min(cfg.n_neighbors, data.train.n - 1)
+    estimator = LabelSpreadingProbe(
+        n_neighbors=k,
+        alpha=cfg.alpha,
+        weight=cfg.weight,
+        power=cfg.power,
+        class_mass=cfg.class_mass,
+        max_iter=cfg.max_iter,
+        tol=cfg.tol,
+        device="cpu" if plan.device == "cpu" else "auto",
+    )
+    t0 = time.perf_counter()
+    probes = fit_label_spreading(data.train.X, data.train.y, [t.draw.rows for t in tasks], estimator=estimator)
+    probas = predict_proba_shared(probes, data.test.X)
+    share = (time.perf_counter() - t0) / len(tasks)
+    out = []
+    for task, probe, proba in zip(tasks, probes, probas, strict=True):
+        params = {
+            "n_neighbors": k,
+            "n_neighbors_requested": cfg.n_neighbors,
+            "alpha": cfg.alpha,
+            "weight": cfg.weight,
+            "power": cfg.power,
+            "class_mass": cfg.class_mass,
+            "tol": cfg.tol,
+            "n_unlabeled": data.train.n - probe.n_labeled_,
+            "n_iter": int(probe.n_iter_),
+            "converged": bool(probe.converged_),
+            "graph": "knn-cosine-symmetric",
+            "induction": "knn-weighted-spread-labels",
+            "index": type(probe.index_.index_).__name__,
+        }
+        out.append(
+            Evaluation(
+                task=task,
+                head="labelspread",
+                params=params,
+                proba=full_proba(proba, probe.classes_, data.n_classes),
+                seconds=share,
+            )
+        )
+    return out

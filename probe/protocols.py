@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from probe import _multilabel_runs as MLR
 from probe import metrics as M
+from probe import metrics_multilabel as ML
 from probe._head_runs import HEAD_RUNNERS, Evaluation, Task
 from probe.errors import MetricError, ProtocolError, UnknownHeadError
 from probe.evaldata import EvalData
+from probe.fusion import ViewConfig
 from probe.provenance import library_versions
 from probe.results import ResultRow
 from probe.sampling import ALL, check_shots, draw_fraction, draw_queries, draw_shot_levels
@@ -59,6 +62,25 @@ class PrototypeConfig:
 
 
 @dataclass(frozen=True)
+class LabelSpreadConfig:
+    """Label-spreading head settings (semi-supervised: train rows outside a draw are unlabelled)."""
+
+    n_neighbors: int = 20  # graph neighbours per row and per query (capped at train rows - 1)
+    alpha: float = 0.99  # spreading strength in (0, 1): larger trusts the graph more than the labels
+    weight: str = "cosine"  # edge weight: "cosine" (max(sim, 0) ** power) or "connectivity" (1)
+    power: float = 3.0  # exponent of the cosine edge weight
+    class_mass: bool = True  # rescale each class's spread mass to its share of the labelled rows
+    tol: float = 1e-6  # relative residual at which the conjugate-gradient solve stops
+    max_iter: int = 500  # conjugate-gradient iterations at most
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ProtocolError(f"--spread-alpha {self.alpha} must lie in (0, 1), e.g. 0.99")
+        if self.n_neighbors < 1:
+            raise ProtocolError(f"--spread-neighbors {self.n_neighbors} must be >= 1, e.g. 20")
+
+
+@dataclass(frozen=True)
 class PlanConfig:
     """What to evaluate: heads × label levels × seeds, and how to score it."""
 
@@ -76,6 +98,8 @@ class PlanConfig:
     knn: KNNConfig = field(default_factory=KNNConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     prototype: PrototypeConfig = field(default_factory=PrototypeConfig)
+    labelspread: LabelSpreadConfig = field(default_factory=LabelSpreadConfig)
+    views: ViewConfig = field(default_factory=ViewConfig)  # fusion, modality dropout, ablation (multi-view)
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -99,8 +123,11 @@ class PlanConfig:
 def check_metric_names(names: Sequence[str]) -> None:
     """Raise :class:`~probe.errors.MetricError` for a name :mod:`probe.metrics` does not know."""
     for name in names:
-        if name not in M.METRICS and not re.fullmatch(r"recall\[\d+\]", name):
-            raise MetricError(f"unknown metric {name!r}; choose from {', '.join(M.METRICS)}, recall[<class index>]")
+        if name not in M.METRICS and not re.fullmatch(r"recall\[\d+\]", name) and not ML.is_metric_name(name):
+            raise MetricError(
+                f"unknown metric {name!r}; choose from {', '.join(M.METRICS)}, recall[<class index>] "
+                f"(multi-label: {', '.join(ML.METRIC_LABELS)}, auroc[<label>], ap[<label>], f1[<label>])"
+            )
 
 
 def build_tasks(data: EvalData, plan: PlanConfig) -> list[Task]:
@@ -134,7 +161,9 @@ def build_tasks(data: EvalData, plan: PlanConfig) -> list[Task]:
 
 
 def plan_metrics(data: EvalData, plan: PlanConfig) -> tuple[str, ...]:
-    """The plan's metrics, with quadratic kappa added for ordinal datasets."""
+    """The plan's metrics, with quadratic kappa added for ordinal datasets (multi-label: see metrics_multilabel)."""
+    if data.task == "multilabel":
+        return MLR.plan_metrics(data, tuple(plan.metrics), default=tuple(plan.metrics) == DEFAULT_METRICS)
     names = tuple(plan.metrics)
     if data.task == "ordinal" and "qwk" not in names:
         names += ("qwk",)
@@ -148,6 +177,13 @@ def run_plan(data: EvalData, plan: PlanConfig, *, run_id: str | None = None) -> 
         One row per (head, draw, metric), in head → draw → metric order.
     """
     run_id = run_id or uuid.uuid4().hex[:12]
+    if data.views:  # multi-view stores: modality ablation rows and modality dropout (probe._view_plan)
+        from probe._view_plan import needs_view_plan, run_view_plan
+
+        if needs_view_plan(data, plan):
+            return run_view_plan(data, plan, run_id=run_id)
+    elif plan.views.modality_dropout > 0:
+        raise ProtocolError("--modality-dropout applies to multi-modal stores; this store has one image per sample")
     tasks = build_tasks(data, plan)
     if not tasks:
         raise ProtocolError("the plan has no draws: give numeric --shots with --episodes, or 'all'")
@@ -155,7 +191,8 @@ def run_plan(data: EvalData, plan: PlanConfig, *, run_id: str | None = None) -> 
     versions = library_versions(*VERSIONED)
     rows: list[ResultRow] = []
     for head in plan.heads:
-        for ev in HEAD_RUNNERS[head](data, tasks, plan):
+        runner = MLR.multilabel_runner(head) if data.task == "multilabel" else HEAD_RUNNERS[head]
+        for ev in runner(data, tasks, plan):
             rows.extend(score(data, ev, names=names, plan=plan, run_id=run_id, versions=versions))
     return rows
 
@@ -167,12 +204,18 @@ def score(
     task = ev.task
     sel = task.eval_rows if task.eval_rows is not None else slice(None)
     y_true, proba = data.test.y[sel], ev.proba[sel]
-    values = M.compute_metrics(y_true, proba, metrics=names)
-    cis: dict[str, tuple[float, float]] = {}
     n_boot = 0 if task.protocol == "episodes" else plan.bootstrap
-    if n_boot:
-        cis = M.bootstrap_ci(y_true, proba, metrics=names, n_resamples=n_boot, seed=task.draw.seed)
+    cis: dict[str, tuple[float, float]] = {}
+    if data.task == "multilabel":  # per-label and macro values, F1 at the runner's tuned thresholds
+        values, cis = MLR.score_values(data, ev, y_true, proba, names=tuple(names), n_boot=n_boot)
+    else:
+        values = M.compute_metrics(y_true, proba, metrics=names)
+        if n_boot:
+            cis = M.bootstrap_ci(y_true, proba, metrics=names, n_resamples=n_boot, seed=task.draw.seed)
     n_train = int(task.draw.rows.size)
+    per_class = n_train / data.n_classes
+    if data.task == "multilabel":  # x of a multi-label draw: positives per label
+        per_class = MLR.positives_per_label(data.train.y[task.draw.rows])
     common: dict[str, Any] = {
         "dataset": data.dataset,
         "backbone": data.backbone,
@@ -186,7 +229,7 @@ def score(
         "n_train": n_train,
         "n_test": int(y_true.shape[0]),
         "n_classes": data.n_classes,
-        "labels_per_class": n_train / data.n_classes,
+        "labels_per_class": per_class,
         "params": {**ev.params, **({"caps": task.draw.caps} if task.draw.caps else {}), **data.notes},
         "split": data.eval_split,
         "store_fingerprint": data.store_fingerprint,

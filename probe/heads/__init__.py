@@ -1,4 +1,5 @@
-"""Heads: scikit-learn estimators on stored features (kNN on FAISS, logistic regression, prototypes).
+"""Heads: scikit-learn estimators on stored features (kNN on FAISS, logistic regression, prototypes,
+label spreading over a kNN graph).
 
 Each head is importable on its own; this package imports them lazily so that using one never loads
 the others' dependencies (the linear head's batched solver imports torch, the kNN head FAISS).
@@ -9,18 +10,34 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["HEADS", "KNNProbe", "LinearProbe", "PrototypeProbe", "fit_linear_probes", "solve_logistic_batch"]
+__all__ = [
+    "HEADS",
+    "KNNProbe",
+    "LabelSpreadingProbe",
+    "LinearProbe",
+    "PrototypeProbe",
+    "fit_label_spreading",
+    "fit_linear_probes",
+    "solve_logistic_batch",
+]
 
 _HOME = {
     "KNNProbe": "probe.heads.knn",
     "PrototypeProbe": "probe.heads.prototype",
+    "LabelSpreadingProbe": "probe.heads.labelspread",
+    "fit_label_spreading": "probe.heads.labelspread",
     "LinearProbe": "probe.heads.linear",
     "fit_linear_probes": "probe.heads.linear",
     "solve_logistic_batch": "probe.heads.linear",
 }
 
 #: head name → estimator class name (the protocol runners live in probe._head_runs).
-HEADS = {"knn": "KNNProbe", "linear": "LinearProbe", "prototype": "PrototypeProbe"}
+HEADS = {
+    "knn": "KNNProbe",
+    "linear": "LinearProbe",
+    "prototype": "PrototypeProbe",
+    "labelspread": "LabelSpreadingProbe",
+}
 
 
 def __getattr__(name: str) -> Any:
