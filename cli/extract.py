@@ -9,6 +9,36 @@ import typer
 
 from cli._common import command_line, emit_json, split_list, user_errors
 from probe.extract import ExtractConfig, extract
+from probe.sources import MultiLabelOptions, SlicePolicy
+
+LabelColumns = Annotated[
+    str | None,
+    typer.Option(help="multi-label csv: comma list of 1/0/-1 label columns (default: columns named label:<name>)"),
+]
+Uncertain = Annotated[
+    str | None, typer.Option(help="multi-label: -1 (uncertain) entries are ignore (masked; default), zeros or ones")
+]
+Blank = Annotated[str | None, typer.Option(help="multi-label: empty entries are zeros (default) or ignore")]
+
+
+def multilabel_options(label_columns: str | None, uncertain: str | None, blank: str | None) -> MultiLabelOptions | None:
+    """The multi-label options of the command line (None when none was given)."""
+    if label_columns is None and uncertain is None and blank is None:
+        return None
+    return MultiLabelOptions(
+        label_columns=split_list(label_columns), uncertain=uncertain or "ignore", blank=blank or "zeros"
+    )
+
+
+SliceAxis = Annotated[
+    int | None, typer.Option(help="3D volumes: array axis to slice (default: 0 for MedMNIST 3D, 2 = axial for NIfTI)")
+]
+Slices = Annotated[str | None, typer.Option(help="3D volumes: slices to embed: all (default), every:N or central:K")]
+
+
+def slice_policy(slices: str | None, slice_axis: int | None) -> SlicePolicy | None:
+    """The slice policy of the command line (None when no slice option was given)."""
+    return None if slices is None and slice_axis is None else SlicePolicy.parse(slices, axis=slice_axis)
 
 
 class Resolution(str, Enum):
@@ -83,6 +113,11 @@ def extract_command(
     ] = OnError.raise_,
     rgba: Annotated[Rgba, typer.Option(help="alpha channel: composite on black, or reject")] = Rgba.composite,
     limit: Annotated[int | None, typer.Option(help="keep the first N samples of each split")] = None,
+    slice_axis: SliceAxis = None,
+    slices: Slices = None,
+    label_columns: LabelColumns = None,
+    uncertain: Uncertain = None,
+    blank: Blank = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
@@ -115,6 +150,8 @@ def extract_command(
         limit=limit,
         pretrained=not random_weights,
         command=command_line(),
+        slices=slice_policy(slices, slice_axis),
+        multilabel=multilabel_options(label_columns, uncertain, blank),
     )
     if json_out:
         emit_json(result.to_json())

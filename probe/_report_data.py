@@ -54,7 +54,39 @@ def metric_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     rows = rows[np.isfinite(pd.to_numeric(rows["value"], errors="coerce").to_numpy(float))]
     if rows.empty:
         raise ResultsError(f"every {metric!r} value in the results is missing (NaN); report another metric")
-    return rows
+    return rows[~ablated(rows)]  # modality-ablation rows are reported apart (see ablation_summary)
+
+
+def ablated(rows: pd.DataFrame) -> np.ndarray:
+    """(n,) bool: rows scored with a modality removed at test time (``params.ablate`` set)."""
+    params = rows["params"] if "params" in rows else [None] * len(rows)
+    return np.array([isinstance(p, dict) and p.get("ablate") is not None for p in params], dtype=bool)
+
+
+def ablation_summary(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Seed summaries of the modality-ablation rows beside the configurations they ablate.
+
+    Each ablated configuration (dataset, backbone, pooling, head) appears once as evaluated
+    (``removed`` = ``""``) and once per modality removed from the test split; the head of the
+    ablated lines reads ``"<head> without <modality>"``.
+
+    Returns:
+        :func:`summarise` columns plus ``removed``; empty when the results hold no ablation rows.
+    """
+    rows = results[results["metric"] == metric] if "metric" in results else results.iloc[:0]
+    rows = rows[np.isfinite(pd.to_numeric(rows["value"], errors="coerce").to_numpy(float))]
+    mask = ablated(rows)
+    if not mask.any():
+        return pd.DataFrame()
+    keys = ["dataset", "backbone", "pooling", "head"]
+    configs = rows.loc[mask, keys].drop_duplicates()
+    base = rows[~mask].merge(configs, on=keys, how="inner").assign(removed="")
+    cut = rows[mask].assign(removed=[p["ablate"] for p in rows.loc[mask, "params"]])
+    frame = pd.concat([base, cut], ignore_index=True)
+    frame["head"] = [h if not r else f"{h} without {r}" for h, r in zip(frame["head"], frame["removed"], strict=True)]
+    summary = summarise(curve_points(frame))
+    removed = {h: r for h, r in zip(frame["head"], frame["removed"], strict=True)}
+    return summary.assign(removed=[removed[h] for h in summary["head"]])
 
 
 def curve_points(rows: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ backbone, checks it can support a classification probe, and hands numpy arrays t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,11 @@ class Pool:
     """Rows of one split."""
 
     X: np.ndarray  # (n, d) float32 features
-    y: np.ndarray  # (n,) int64 class indices
+    y: np.ndarray  # (n,) int64 class indices; (n, C) 1/0/-1 (ignored) for multi-label
     ids: np.ndarray  # (n,) sample ids (str)
     groups: np.ndarray | None  # (n,) group (patient) ids, when known
+    views: np.ndarray | None = None  # (n, n_views, dim) per-view features of multi-view stores (X is their fusion)
+    present: np.ndarray | None = None  # (n, n_views) bool, which views each row has
 
     @property
     def n(self) -> int:
@@ -43,12 +45,15 @@ class EvalData:
     store_path: str
     store_fingerprint: str
     classes: tuple[str, ...]
-    task: str  # "multiclass", "binary" or "ordinal"
+    task: str  # "multiclass", "binary", "ordinal" or "multilabel" (classes are then the label names)
     train: Pool
     val: Pool | None  # None when the store has no validation rows
     test: Pool  # the evaluation split
     eval_split: str = "test"
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. rows dropped as invalid
+    views: tuple[str, ...] = ()  # view names of a multi-view store (slices, modalities); () for images
+    view_kind: str = ""  # "slices" or "modalities" for multi-view stores
+    fusion: str = ""  # how the views were fused into X (see probe.fusion)
 
     @property
     def n_classes(self) -> int:
@@ -64,7 +69,7 @@ def same_source(user_spec: str, stored_spec: str) -> bool:
     """Whether a user's source specification names the source a store was extracted from."""
     if user_spec.startswith("medmnist:") and stored_spec.startswith("medmnist:"):
         return _medmnist_key(user_spec) == _medmnist_key(stored_spec)
-    for prefix in ("folder:", "csv:"):
+    for prefix in ("folder:", "csv:", "nifti:"):
         if user_spec.startswith(prefix) and stored_spec.startswith(prefix):
             a, b = user_spec[len(prefix) :], stored_spec[len(prefix) :]
             return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(b)
@@ -115,29 +120,33 @@ def _strings(values: np.ndarray | None) -> np.ndarray | None:
     return None if values is None else np.array([str(v) for v in values.tolist()])
 
 
-def load_eval_data(store: EmbeddingStore, *, pooling: str | None = None, eval_split: str = "test") -> EvalData:
-    """Split a store's features into train / val / evaluation pools for single-label probing.
+def load_eval_data(
+    store: EmbeddingStore, *, pooling: str | None = None, eval_split: str = "test", fusion: str | None = None
+) -> EvalData:
+    """Split a store's features into train / val / evaluation pools (single-label or multi-label).
 
     Args:
         store: a complete store.
         pooling: which features (default: the store's first pooling).
         eval_split: ``"test"`` (default) or ``"val"``.
+        fusion: multi-view stores: how views become X (:data:`probe.fusion.FUSIONS`; None: the view
+            kind's default); the rows' pooling then reads ``<pooling>:<fusion>``.
 
     Raises:
-        ProtocolError: multi-label labels, no train rows, or a split holding one class only.
+        ProtocolError: 2-D labels without task "multilabel", no train rows, a split holding one class
+            only, or (multi-label) no label with both states in a split.
         StoreError: unknown pooling.
     """
     if not store.complete:
         raise StoreError(f"store {store.path} is incomplete; resume it: {store.attrs.get('command', 'probe extract')}")
     pooling = pooling or next(iter(store.poolings))
     labels = np.asarray(store.labels)
-    if labels.ndim != 1:
-        raise ProtocolError(
-            f"{store.path} holds multi-label targets {labels.shape}; these heads need one label per image"
-        )
+    multilabel = labels.ndim == 2 and store.attrs.get("source", {}).get("task") == "multilabel"
+    if labels.ndim != 1 and not multilabel:
+        raise ProtocolError(f"{store.path} holds labels of shape {labels.shape} without task 'multilabel'")
     if eval_split not in ("test", "val"):
         raise ProtocolError(f"evaluation split {eval_split!r}: use 'test' or 'val'")
-    X = store.features(pooling)
+    X, views = _view_features(store, pooling, fusion)
     valid = np.asarray(store.valid).astype(bool)
     split = np.asarray(store.split)
     source = store.attrs.get("source", {})
@@ -149,7 +158,8 @@ def load_eval_data(store: EmbeddingStore, *, pooling: str | None = None, eval_sp
     for s in ("train", "val", "test"):
         keep = valid & (split == SPLIT_CODES[s])
         if keep.any():
-            pools[s] = Pool(X=X[keep], y=labels[keep], ids=ids[keep], groups=None if groups is None else groups[keep])
+            pool = Pool(X=X[keep], y=labels[keep], ids=ids[keep], groups=None if groups is None else groups[keep])
+            pools[s] = pool if views is None else replace(pool, views=views[0][keep], present=views[1][keep])
         else:
             pools[s] = None
     train, test = pools["train"], pools[eval_split]
@@ -160,6 +170,9 @@ def load_eval_data(store: EmbeddingStore, *, pooling: str | None = None, eval_sp
             "(use a folder with train/ val/ test/ subfolders or a CSV with a split column)"
         )
     for pool_name, pool in (("train", train), (eval_split, test)):
+        if multilabel:
+            _check_multilabel_pool(name, pool_name, pool, classes)
+            continue
         present = np.unique(pool.y)
         if present.size < 2:
             label = classes[int(present[0])] if classes else str(present[0])
@@ -170,14 +183,65 @@ def load_eval_data(store: EmbeddingStore, *, pooling: str | None = None, eval_sp
     return EvalData(
         dataset=name,
         backbone=str(store.attrs.get("backbone", {}).get("name", "?")),
-        pooling=pooling,
+        pooling=pooling if views is None else f"{pooling}:{views[2]}",
         store_path=store.path,
         store_fingerprint=store.fingerprint,
-        classes=classes or tuple(str(c) for c in range(int(labels.max()) + 1)),
+        classes=classes or tuple(str(c) for c in range(labels.shape[1] if multilabel else int(labels.max()) + 1)),
         task=str(source.get("task", "multiclass")),
         train=train,
         val=pools["val"] if eval_split == "test" else None,
         test=test,
         eval_split=eval_split,
-        notes={"invalid_rows": int((~valid).sum())},
+        notes={"invalid_rows": int((~valid).sum()), **_label_notes(source), **_view_notes(store, views)},
+        **_view_fields(store, views),
     )
+
+
+def _view_features(
+    store: EmbeddingStore, pooling: str, fusion: str | None
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, str] | None]:
+    """(X, None) for image stores; (fused X, (per-view features, presence, fusion)) for multi-view ones."""
+    from probe.fusion import default_fusion, fuse_views
+
+    if store.views is None:
+        if fusion is not None:
+            raise ProtocolError(
+                f"--fusion {fusion} applies to multi-view stores (volumes, modalities); {store.path} holds one "
+                "image per sample: drop --fusion"
+            )
+        return store.features(pooling), None
+    method = fusion or default_fusion(str(store.attrs.get("source", {}).get("view_kind", "")))
+    feats, present = store.features(pooling), np.asarray(store.array("present"), dtype=bool)
+    return fuse_views(feats, present, method), (feats, present, method)
+
+
+def _view_fields(store: EmbeddingStore, views: tuple[np.ndarray, np.ndarray, str] | None) -> dict[str, Any]:
+    if views is None or store.views is None:
+        return {}
+    kind = str(store.attrs.get("source", {}).get("view_kind", ""))
+    return {"views": store.views, "view_kind": kind, "fusion": views[2]}
+
+
+def _view_notes(store: EmbeddingStore, views: tuple[np.ndarray, np.ndarray, str] | None) -> dict[str, Any]:
+    """Row parameters of a multi-view store: the fusion, and the stored slice policy for volumes."""
+    if views is None:
+        return {}
+    decode = store.attrs.get("fingerprint_inputs", {}).get("source", {}).get("decode", {})
+    extra = {k: decode[k] for k in ("slice_axis", "slices") if k in decode}
+    return {"fusion": views[2], **extra}
+
+
+def _check_multilabel_pool(name: str, pool_name: str, pool: Pool, classes: tuple[str, ...]) -> None:
+    """A multi-label pool needs at least one label with both a positive and a negative entry."""
+    both = ((pool.y == 1).any(axis=0)) & ((pool.y == 0).any(axis=0))
+    if not both.any():
+        raise ProtocolError(
+            f"{name}: in the {pool_name} split no label ({', '.join(classes)}) has both positive and negative "
+            "entries; a head cannot be trained or scored on it: check the label columns and the uncertain policy"
+        )
+
+
+def _label_notes(source: dict[str, Any]) -> dict[str, Any]:
+    """Row parameters from the source's labelling: the multi-label uncertain/blank policy."""
+    policy = source.get("label_policy")
+    return {"label_policy": dict(policy)} if policy else {}

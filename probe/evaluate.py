@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from probe.evaldata import find_store, load_eval_data
+from probe.evaldata import EvalData, find_store, load_eval_data
 from probe.protocols import PlanConfig, run_plan
 from probe.results import DEFAULT_DIR, ResultRow, append_results
-from probe.store import DEFAULT_ROOT, open_store
+from probe.store import DEFAULT_ROOT, EmbeddingStore, open_store
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ def _save(rows: list[ResultRow], results_dir: str | os.PathLike[str] | None) -> 
     return None if results_dir is None else str(append_results(rows, results_dir))
 
 
+def _eval_data(store: EmbeddingStore, choice: StoreChoice, plan: PlanConfig) -> EvalData:
+    return load_eval_data(store, pooling=choice.pooling, eval_split=choice.eval_split, fusion=plan.views.fusion)
+
+
 def run_probes(
     data: str,
     *,
@@ -66,7 +70,7 @@ def run_probes(
         else find_store(data, backbone=backbone, root=choice.store_root, image_size=choice.image_size)
     )
     run_id = uuid.uuid4().hex[:12]
-    rows = run_plan(load_eval_data(store, pooling=choice.pooling, eval_split=choice.eval_split), plan, run_id=run_id)
+    rows = run_plan(_eval_data(store, choice, plan), plan, run_id=run_id)
     return ProbeRun(rows=rows, stores=[store.path], results_file=_save(rows, results_dir), run_id=run_id)
 
 
@@ -103,7 +107,7 @@ def run_curve(
         result = extract(data, backbone=backbone, config=config, **options)
         extractions.append(result.to_json())
         store = open_store(result.store)
-        new = run_plan(load_eval_data(store, pooling=choice.pooling, eval_split=choice.eval_split), plan, run_id=run_id)
+        new = run_plan(_eval_data(store, choice, plan), plan, run_id=run_id)
         saved = _save(new, results_dir) or saved  # per backbone: a later failure keeps earlier rows
         rows += new
         stores.append(store.path)

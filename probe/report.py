@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from probe._report_data import EPISODES, FRACTIONS, curve_points, metric_rows, rank, summarise
+from probe._report_data import EPISODES, FRACTIONS, ablation_summary, curve_points, metric_rows, rank, summarise
 from probe._report_plots import colour_keys, curve_figure, figure_bytes, style_keys
 from probe._report_render import Document, Section, Table, render_html, render_markdown
 from probe.errors import ConfigError, MetricError
@@ -118,6 +118,7 @@ def write_report(
     points = curve_points(rows)
     summary = summarise(points)
     board = rank(points, summary)
+    ablation = ablation_summary(results, metric)
     out = Path(out_dir)
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
     label = _metric_label(metric)
@@ -130,6 +131,9 @@ def write_report(
             (f"Leaderboard ({label})", _leaderboard_table(board[board["dataset"] == dataset], metric_label=label)),
             (f"Label-efficiency curve ({label})", _curve_table(summary[summary["dataset"] == dataset])),
         )
+        if not ablation.empty and (ablation["dataset"] == dataset).any():
+            table = _ablation_table(ablation[ablation["dataset"] == dataset])
+            tables += ((f"Modality ablation ({label}): one modality removed at test time", table),)
         alt = f"{label} against labels per class on {dataset}"
         sections.append(Section(str(dataset), files[0].relative_to(out).as_posix(), png, alt, tables))
     doc = Document(title, _provenance(results, rows, metric=metric, source=source), NOTES, tuple(sections))
@@ -244,6 +248,18 @@ def _curve_table(summary: pd.DataFrame) -> Table:
     if (summary["regime"] == FRACTIONS).any():
         note += " Fraction lines draw a stratified share of the training split (class imbalance kept)."
     return Table(tuple(headers), tuple(rows), note)
+
+
+def _ablation_table(summary: pd.DataFrame) -> Table:
+    """The curve table of ablated configurations: each as evaluated, then without each modality."""
+    table = _curve_table(summary)
+    note = (
+        "Each head is trained once per draw with every modality; its lines 'without <modality>' score the same "
+        "fitted head on the test split with that modality removed from every sample (zeros and a 0 indicator "
+        "for concat fusion, the mean of the remaining modalities for mean fusion). A large drop marks a "
+        "modality the head relies on."
+    )
+    return Table(table.headers, table.rows, note)
 
 
 def _ci_text(mean: float, low: float, high: float, *, bootstrap: bool = False) -> str:

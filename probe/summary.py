@@ -34,7 +34,10 @@ def format_table(rows: Sequence[Mapping[str, Any]], *, metric: str = "balanced_a
         lambda: defaultdict(list)
     )
     for r in present:
-        cells[(str(r["dataset"]), str(r["backbone"]), str(r["head"]))][_level(r)].append(r)
+        params = r.get("params")
+        removed = params.get("ablate") if isinstance(params, dict) else None
+        head = str(r["head"]) + (f" without {removed}" if removed else "")  # modality-ablation rows
+        cells[(str(r["dataset"]), str(r["backbone"]), head)][_level(r)].append(r)
     levels = sorted({lvl for per in cells.values() for lvl in per})
     header = ["dataset", "backbone", "head", *[lvl[1] for lvl in levels]]
     lines = [header]
