@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from probe.backbones import Backbone, Preprocessor
 from probe.errors import ConfigError, DeviceError, ImageDecodeError, ProbeError, SourceError, StoreError
 from probe.provenance import canonical_hash, library_versions
-from probe.sources import SPLITS, SlicePolicy, Source, open_source
+from probe.sources import SPLITS, MultiLabelOptions, SlicePolicy, Source, open_source
 from probe.store import (
     COMPRESSIONS,
     DEFAULT_ROOT,
@@ -575,6 +575,7 @@ def extract(
     pretrained: bool = True,
     command: str | None = None,
     slices: SlicePolicy | None = None,
+    multilabel: MultiLabelOptions | None = None,
 ) -> ExtractResult:
     """Open ``data``, build ``backbone`` and extract: the library call behind ``probe extract``.
 
@@ -591,12 +592,13 @@ def extract(
         pretrained: ``False`` for random weights (smoke tests).
         command: the command line, recorded for resume hints.
         slices: which slices of 3D volumes to embed, along which axis (default: all, the source's axis).
+        multilabel: label columns and uncertain/blank policies of a multi-label ``csv:`` manifest.
     """
     from probe.backbones import check_backbone_name, load_backbone
 
     cfg = config or ExtractConfig()
     resolve_device(cfg.device)  # fail fast, before data and weights are loaded
     check_backbone_name(backbone)
-    src = open_source(data, data_root=data_root, rgba=rgba, limit=limit, slices=slices)  # type: ignore[arg-type]
+    src = open_source(data, data_root=data_root, rgba=rgba, limit=limit, slices=slices, multilabel=multilabel)  # type: ignore[arg-type]
     bb = load_backbone(backbone, weights=weights, image_size=image_size, resolution=resolution, pretrained=pretrained)
     return extract_embeddings(src, bb, cfg, command=command)

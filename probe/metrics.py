@@ -46,6 +46,10 @@ def metric_label(name: str) -> str:
     if match:
         return f"recall of class {int(match.group(1))}"
     if name not in METRIC_LABELS:
+        from probe import metrics_multilabel  # imports this module: loaded on demand
+
+        if metrics_multilabel.is_metric_name(name):  # macro_ap, auroc[<label>], ...
+            return metrics_multilabel.metric_label(name)
         raise _unknown(name)
     return METRIC_LABELS[name]
 

@@ -135,6 +135,8 @@ def draw_shot_levels(
 ) -> list[Draw]:
     """:func:`draw_shots` for several shot levels of one seed (nested draws, class orders computed once)."""
     levels = [check_shots(s) for s in shots]
+    if np.ndim(labels) == 2:
+        return draw_label_levels(ids, labels, groups, shots=levels, seed=seed, strict=strict)
     orders = [class_order(ids, labels, groups, cls=c, seed=seed) for c in range(n_classes)] if levels else []
     draws = []
     for level in levels:
@@ -174,6 +176,8 @@ def draw_fraction(
     """
     if not (isinstance(fraction, (int, float)) and 0.0 < float(fraction) <= 1.0):
         raise ProtocolError(f"fraction {fraction!r} must lie in (0, 1], e.g. --fractions 0.01,0.1,1.0")
+    if np.ndim(labels) == 2:
+        return _label_fraction(ids, groups, fraction=float(fraction), seed=seed)
     parts = []
     for cls in range(n_classes):
         order = class_order(ids, labels, groups, cls=cls, seed=seed)
@@ -193,5 +197,93 @@ def draw_queries(
     """
     if per_class is None:
         return np.arange(ids.size, dtype=np.int64)
+    if np.ndim(labels) == 2:  # multi-label: per_class positives of every label (see draw_label_levels)
+        parts = [label_order(ids, labels, None, label=j, seed=seed + 1_000_003)[:per_class] for j in range(n_classes)]
+        return np.unique(np.concatenate(parts)).astype(np.int64)
     parts = [class_order(ids, labels, None, cls=c, seed=seed + 1_000_003)[:per_class] for c in range(n_classes)]
     return np.sort(np.concatenate(parts)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------
+# multi-label draws: labels are (n, C) with 1 positive, 0 negative, -1 ignored
+
+
+def label_order(ids: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, *, label: int, seed: int) -> np.ndarray:
+    """Seeded order of the positives of one label (positions into ``ids``), group-interleaved like classes.
+
+    Args:
+        ids: (n,) sample ids.
+        labels: (n, C) multi-label targets.
+        groups: (n,) group ids or None.
+        label: the label column.
+        seed: the draw seed.
+    """
+    marked = np.where(labels[:, label] == 1, label, -1)  # the label's positives as one "class"
+    return class_order(ids, marked, groups, cls=label, seed=seed)
+
+
+def draw_label_levels(
+    ids: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray | None = None,
+    *,
+    shots: Sequence[int | str],
+    seed: int,
+    strict: bool = False,
+) -> list[Draw]:
+    """Multi-label n-shot draws: "n per class" means **n positives of every label**.
+
+    Each label's positives are put in a seeded order (:func:`label_order`; ignored entries are not
+    positives), and the n-shot draw is the union over labels of the first n of each order. So every
+    label has at least ``min(n, its positives)`` positives; a label co-occurring with others
+    usually has more (a sample drawn for one label brings all its labels along, and counts as a
+    negative for labels it does not have); the draw holds at most ``C * n`` samples and is nested
+    across shot levels of a seed (prefixes of fixed orders). Samples with no positive label are drawn
+    only as ``"all"``. A label with fewer than n positives is capped (:class:`CapWarning`, recorded
+    in ``Draw.caps`` by label index), or an error under ``strict``.
+
+    Args:
+        ids: (n,) sample ids.
+        labels: (n, C) int targets: 1, 0 or -1 (ignored).
+        groups: (n,) group (patient) ids or None.
+        shots: levels, each a positive int or ``"all"``.
+        seed: draw seed.
+        strict: raise instead of capping.
+    """
+    levels = [check_shots(s) for s in shots]
+    orders = [label_order(ids, labels, groups, label=j, seed=seed) for j in range(labels.shape[1])]
+    draws = []
+    for level in levels:
+        if level == ALL:
+            draws.append(Draw(np.arange(ids.size, dtype=np.int64), ALL, None, seed, digest=ids_digest(ids)))
+            continue
+        n = int(level)
+        caps = {j: int(o.size) for j, o in enumerate(orders) if o.size < n}
+        _report_label_caps(caps, shots=n, strict=strict)
+        rows = np.unique(np.concatenate([o[:n] for o in orders])).astype(np.int64)
+        draws.append(Draw(rows=rows, shots=n, fraction=None, seed=seed, caps=caps, digest=ids_digest(ids[rows])))
+    return draws
+
+
+def _label_fraction(ids: np.ndarray, groups: np.ndarray | None, *, fraction: float, seed: int) -> Draw:
+    """Multi-label fraction: the first ``ceil(fraction × n)`` samples of one seeded order of the pool.
+
+    Not stratified (a sample has several labels); nested across fractions of a seed.
+    """
+    order = class_order(ids, np.full(ids.size, -1), groups, cls=-1, seed=seed)
+    rows = np.sort(order[: max(1, math.ceil(fraction * ids.size - 1e-9))]).astype(np.int64)
+    return Draw(rows=rows, shots=None, fraction=fraction, seed=seed, digest=ids_digest(ids[rows]))
+
+
+def _report_label_caps(caps: dict[int, int], *, shots: int, strict: bool) -> None:
+    if not caps:
+        return
+    text = ", ".join(f"label {j}: {n}" for j, n in caps.items())
+    if strict:
+        raise ProtocolError(
+            f"{shots} shots asked but some labels have fewer positive training samples ({text}); lower --shots "
+            "or drop --strict to use every positive of those labels (the cap is recorded in each row)"
+        )
+    warnings.warn(
+        f"{shots} shots: labels capped at their positives ({text}); recorded in params.caps", CapWarning, stacklevel=4
+    )

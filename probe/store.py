@@ -5,7 +5,8 @@ Layout of a store group::
     features/<pooling>   (n, dim) float32 or float16, chunks of (chunk_rows, dim), uncompressed or lz4;
                          (n, n_views, dim) for multi-view sources (slices of volumes, modalities)
     present              (n, n_views) bool, multi-view stores only: which views were embedded
-    labels               (n,) int64, or (n, n_classes) for multi-label
+    labels               (n,) int64, or (n, n_labels) for multi-label: 1, 0, or -1 where the source's
+                         label policy (attrs["source"]["label_policy"]) ignores an uncertain entry
     split                (n,) int8 codes into attrs["splits"]
     ids                  (n,) str
     groups               (n,) str ("" when unknown), present when the source has groups

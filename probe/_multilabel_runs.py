@@ -1,0 +1,201 @@
+"""Multi-label head runners and scoring: per-label probabilities, F1 thresholds and metric rows.
+
+A multi-label :class:`~probe.evaldata.EvalData` holds (n, C) targets (1, 0, -1 ignored). Each
+runner fits its multi-label head on every draw (the linear head batches every draw × label × CV
+problem) and returns (n_eval, C) per-label probabilities plus one F1 threshold per label, tuned
+without the evaluated split:
+
+- ``"val"``: full-data runs on a store with a validation split tune on its predictions (the same
+  split the full-data linear head already selects C on);
+- ``"train"``: every other run tunes on the labelled training draw itself, the only labels a
+  label-efficiency run may use — in-sample predictions for the linear and prototype heads, and
+  leave-one-out votes for kNN (a training row's own vote would make every cut look perfect).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from probe import metrics_multilabel as ML
+from probe._head_runs import Evaluation, Runner, Task
+from probe.errors import ProtocolError
+from probe.evaldata import EvalData
+from probe.sampling import ALL
+
+if TYPE_CHECKING:
+    from probe.protocols import PlanConfig
+
+
+def multilabel_runner(head: str) -> Runner:
+    """The runner of ``head`` for multi-label data.
+
+    Raises:
+        ProtocolError: the head has no multi-label form.
+    """
+    if head not in MULTILABEL_RUNNERS:
+        raise ProtocolError(f"head {head!r} does not support multi-label data; use {', '.join(MULTILABEL_RUNNERS)}")
+    return MULTILABEL_RUNNERS[head]
+
+
+def plan_metrics(data: EvalData, metrics: tuple[str, ...], *, default: bool) -> tuple[str, ...]:
+    """Multi-label metric names of a plan (``default``: the plan kept the single-label defaults)."""
+    return ML.resolve_metrics(ML.DEFAULT_METRICS if default else metrics, labels=data.classes)
+
+
+def _tune_on_val(data: EvalData, task: Task) -> bool:
+    return task.protocol == "full" and data.val is not None
+
+
+def _tuned(y: np.ndarray, proba: np.ndarray, source: str) -> dict[str, Any]:
+    thresholds = ML.tune_thresholds(y, proba)
+    return {"thresholds": [round(float(t), 6) for t in thresholds], "threshold_source": source}
+
+
+def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
+    """Per-label kNN vote mass on every draw; k is capped at the draw size - 1 (leave-one-out tuning)."""
+    from probe.heads.multilabel import MultiLabelKNNProbe
+
+    cfg = plan.knn
+    several = len(cfg.k) > 1
+    out: list[Evaluation] = []
+    for task in tasks:
+        t0 = time.perf_counter()
+        X, Y = data.train.X[task.draw.rows], data.train.y[task.draw.rows]
+        ks = {k: max(1, min(k, Y.shape[0] - 1)) for k in cfg.k}
+        device = "cpu" if plan.device == "cpu" else "auto"
+        probe = MultiLabelKNNProbe(
+            k=sorted(set(ks.values())), vote=cfg.vote, temperature=cfg.temperature, device=device
+        )
+        probas = probe.fit(X, Y).predict_proba_all(data.test.X)
+        if _tune_on_val(data, task):
+            assert data.val is not None
+            tune_y, tune, source = data.val.y, probe.predict_proba_all(data.val.X), "val"
+        elif Y.shape[0] > max(ks.values()):
+            tune_y, tune, source = Y, probe.loo_proba_all(), "train-loo"
+        else:  # a single training row: nothing to leave out
+            tune_y, tune, source = Y, probe.predict_proba_all(X), "train"
+        seconds = (time.perf_counter() - t0) / len(ks)
+        for k_req, k in ks.items():
+            params = {"k": k, "k_requested": k_req, "vote": cfg.vote, "temperature": cfg.temperature}
+            params |= {"metric": "cosine", "index": type(probe.knn_.index_).__name__}
+            params |= _tuned(tune_y, tune[k], source)
+            head = f"knn-k{k_req}" if several else "knn"
+            out.append(Evaluation(task=task, head=head, params=params, proba=probas[k], seconds=seconds))
+    return out
+
+
+def run_prototype(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
+    """Per-label positive/negative prototypes on every draw."""
+    from probe.heads.multilabel import MultiLabelPrototypeProbe
+
+    cfg = plan.prototype
+    out: list[Evaluation] = []
+    for task in tasks:
+        t0 = time.perf_counter()
+        X, Y = data.train.X[task.draw.rows], data.train.y[task.draw.rows]
+        probe = MultiLabelPrototypeProbe(method=cfg.method, temperature=cfg.temperature).fit(X, Y)
+        val = data.val if _tune_on_val(data, task) else None
+        tuned = (
+            _tuned(Y, probe.predict_proba(X), "train")
+            if val is None
+            else _tuned(val.y, probe.predict_proba(val.X), "val")
+        )
+        params = {"method": cfg.method, "temperature": cfg.temperature, **tuned}
+        params["degenerate_labels"] = [data.classes[j] for j in np.flatnonzero(probe.degenerate_)]
+        proba = probe.predict_proba(data.test.X)
+        out.append(
+            Evaluation(task=task, head="prototype", params=params, proba=proba, seconds=time.perf_counter() - t0)
+        )
+    return out
+
+
+def _linear_params(probe: Any, data: EvalData, cfg: Any) -> dict[str, Any]:
+    return {
+        "C": [None if np.isnan(c) else float(c) for c in probe.C_],
+        "selection": list(probe.selection_),
+        "select_metric": probe.select_metric,
+        "standardize": cfg.standardize,
+        "refit": cfg.refit,
+        "n_iter": int(np.max(probe.n_iter_)),
+        "converged": bool(np.all(probe.converged_)),
+        "degenerate_labels": [data.classes[j] for j in np.flatnonzero(probe.degenerate_)],
+        "solver": "probe-lbfgs-batched-ovr",
+        "precision": cfg.precision,
+    }
+
+
+def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
+    """One-vs-rest logistic regression: a C per label, by CV inside each support (few-shot, batched
+    over every draw and label) or on the validation split (full data; CV when there is none)."""
+    from probe.heads.linear import LinearProbeConfig
+    from probe.heads.multilabel_linear import DEFAULT_SELECT_METRIC, fit_multilabel_linear_probes
+
+    cfg = plan.linear
+    options = LinearProbeConfig(
+        C=cfg.C,
+        c_grid=cfg.c_grid,
+        standardize=cfg.standardize,
+        selection="auto" if cfg.selection == "fixed" else cfg.selection,
+        refit=cfg.refit,
+        select_metric=DEFAULT_SELECT_METRIC,
+        max_iter=cfg.max_iter,
+        precision=cfg.precision,
+        device=plan.device,
+        seed=plan.seed,
+    )
+    few = [t for t in tasks if t.draw.shots != ALL]
+    full = [t for t in tasks if t.draw.shots == ALL]
+    fitted: list[tuple[Task, Any, float]] = []
+    train, val = data.train, data.val
+    if few:
+        t0 = time.perf_counter()
+        probes = fit_multilabel_linear_probes(train.X, train.y, [t.draw.rows for t in few], config=options)
+        share = (time.perf_counter() - t0) / len(few)
+        fitted += [(t, p, share) for t, p in zip(few, probes, strict=True)]
+    for task in full:
+        t0 = time.perf_counter()
+        x_val, y_val = (None, None) if val is None else (val.X, val.y)
+        (probe,) = fit_multilabel_linear_probes(
+            train.X, train.y, [task.draw.rows], X_val=x_val, Y_val=y_val, config=options
+        )
+        fitted.append((task, probe, time.perf_counter() - t0))
+    out = []
+    for task, probe, seconds in fitted:
+        t0 = time.perf_counter()
+        if _tune_on_val(data, task):
+            assert val is not None
+            tuned = _tuned(val.y, probe.predict_proba(val.X), "val")
+        else:
+            rows = task.draw.rows
+            tuned = _tuned(train.y[rows], probe.predict_proba(train.X[rows]), "train")
+        params = {**_linear_params(probe, data, cfg), **tuned}
+        proba = probe.predict_proba(data.test.X)
+        out.append(Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0))
+    order = {id(t): i for i, t in enumerate(tasks)}
+    return sorted(out, key=lambda e: order[id(e.task)])
+
+
+MULTILABEL_RUNNERS: dict[str, Runner] = {"knn": run_knn, "linear": run_linear, "prototype": run_prototype}
+
+
+def score_values(
+    data: EvalData, ev: Evaluation, y_true: np.ndarray, proba: np.ndarray, *, names: tuple[str, ...], n_boot: int
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Metric values and bootstrap CIs of one multi-label evaluation (F1 at the evaluation's thresholds)."""
+    thresholds = ev.params.get("thresholds")
+    kwargs: dict[str, Any] = {"metrics": names, "labels": data.classes, "thresholds": thresholds}
+    values = ML.compute_multilabel_metrics(y_true, proba, **kwargs)
+    cis = (
+        ML.bootstrap_ci_multilabel(y_true, proba, n_resamples=n_boot, seed=ev.task.draw.seed, **kwargs)
+        if n_boot
+        else {}
+    )
+    return values, cis
+
+
+def positives_per_label(y: np.ndarray) -> float:
+    """Mean number of positive entries per label of (n, C) targets: the x position of a multi-label draw."""
+    return float((y == 1).sum(axis=0).mean())
