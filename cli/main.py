@@ -6,6 +6,7 @@ import warnings
 
 import typer
 
+from cli.data import data_app
 from cli.extract import extract_command
 from cli.models import models_command
 from cli.probing import curve_command, fewshot_command, knn_command, linear_command
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.command("models")(models_command)
 app.command("extract")(extract_command)
 app.add_typer(store_app, name="store")
+app.add_typer(data_app, name="data")
 app.command("curve")(curve_command)
 app.command("linear")(linear_command)
 app.command("knn")(knn_command)

@@ -15,13 +15,16 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from probe.errors import SourceError
 from probe.sources._base import Source, cache_root, split_code
 from probe.sources.images import IMAGE_EXTENSIONS, RgbaPolicy, read_image
+
+if TYPE_CHECKING:
+    from probe.sources._dicom_pixels import DicomOptions
 
 _SPLIT_DIRS = {"train", "training", "val", "valid", "validation", "dev", "test"}
 PATH_COLUMNS = ("path", "image", "file", "filename", "image_path")
@@ -104,6 +107,7 @@ class FileListSource(Source):
         groups: group (patient) id per sample, or ``None``.
         ids: sample ids (defaults to paths relative to ``root``).
         rgba: alpha-channel policy passed to the decoder.
+        dicom: window and frame policy for DICOM files (None: the defaults).
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class FileListSource(Source):
         groups: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         rgba: RgbaPolicy = "composite",
+        dicom: DicomOptions | None = None,
     ) -> None:
         if not paths:
             raise SourceError(f"{spec}: no images found; check the path and the layout")
@@ -125,6 +130,7 @@ class FileListSource(Source):
         self.root = root
         self.paths = [str(p) for p in paths]
         self.rgba: RgbaPolicy = rgba
+        self.dicom = dicom
         self.classes = _sorted_classes(labels)
         if len(self.classes) < 2:
             raise SourceError(f"{spec}: found a single class {self.classes!r}; a classification set needs at least 2")
@@ -139,13 +145,13 @@ class FileListSource(Source):
             raise SourceError(f"{spec}: sample id {dup!r} appears twice; ids must be unique")
 
     def load_image(self, index: int) -> np.ndarray:
-        return read_image(self.paths[index], rgba=self.rgba, sample_id=self.ids[index])
+        return read_image(self.paths[index], rgba=self.rgba, sample_id=self.ids[index], dicom=self.dicom)
 
     def location(self, index: int) -> str:
         return self.paths[index]
 
     def decode_options(self) -> dict[str, Any]:
-        return {"rgba": self.rgba}
+        return {"rgba": self.rgba} if self.dicom is None else {"rgba": self.rgba, "dicom": self.dicom.__dict__}
 
     def content_digest(self) -> str:
         return self.subset_digest(np.arange(len(self.paths)))
@@ -203,7 +209,9 @@ def _pick(header: Sequence[str], names: Sequence[str], what: str, file: Path, *,
     return None
 
 
-def open_manifest(manifest: str, *, rgba: RgbaPolicy = "composite") -> FileListSource:
+def open_manifest(
+    manifest: str, *, rgba: RgbaPolicy = "composite", dicom: DicomOptions | None = None
+) -> FileListSource:
     """CSV manifest with a path and a label column, and optional split, group and id columns.
 
     Relative paths resolve against the manifest's folder.
@@ -250,4 +258,5 @@ def open_manifest(manifest: str, *, rgba: RgbaPolicy = "composite") -> FileListS
         groups=groups if group_col else None,
         ids=ids,
         rgba=rgba,
+        dicom=dicom,
     )

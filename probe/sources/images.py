@@ -8,12 +8,15 @@ to [0, 1] float (never clipped at 255); palette images are expanded; alpha is co
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from probe.errors import ConfigError, ImageDecodeError
+
+if TYPE_CHECKING:
+    from probe.sources._dicom_pixels import DicomOptions
 
 RgbaPolicy = Literal["composite", "reject"]
 RGBA_POLICIES: tuple[str, ...] = ("composite", "reject")
@@ -83,8 +86,14 @@ def pil_to_array(img: Image.Image, *, rgba: RgbaPolicy = "composite", where: str
     return np.array(img)  # a writable copy (PIL hands out read-only buffers)
 
 
-def read_image(path: str | os.PathLike[str], *, rgba: RgbaPolicy = "composite", sample_id: str = "") -> np.ndarray:
-    """Open and decode an image file.
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    rgba: RgbaPolicy = "composite",
+    sample_id: str = "",
+    dicom: DicomOptions | None = None,
+) -> np.ndarray:
+    """Open and decode an image file (DICOM files go to :func:`probe.sources._dicom_pixels.read_dicom`).
 
     Returns:
         (H, W, 3) uint8, or (H, W, 3) float32 in [0, 1] for 16-bit / float images.
@@ -92,6 +101,10 @@ def read_image(path: str | os.PathLike[str], *, rgba: RgbaPolicy = "composite", 
     Raises:
         ImageDecodeError: missing, unreadable or corrupt file; the message names id and path.
     """
+    from probe.sources._dicom_pixels import is_dicom_path, read_dicom
+
+    if is_dicom_path(path):
+        return read_dicom(path, dicom, sample_id=sample_id)
     where = f"sample {sample_id!r} ({path})" if sample_id else str(path)
     try:
         with Image.open(path) as img:
