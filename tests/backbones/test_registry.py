@@ -1,4 +1,4 @@
-"""Registry, aliases built from tiny configs (random weights, no download), poolings and weights files."""
+"""Registry, prefixes, poolings details and weights files (every alias is built in test_families.py)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,6 @@ from probe.backbones import (
 from probe.errors import RegistryError, UnknownBackboneError, WeightsError
 
 TINY_VIT = {"depth": 4, "embed_dim": 32, "num_heads": 2}
-TINY: dict[str, dict[str, Any]] = {
-    "sam_vitb": {
-        "depth": 2,
-        "embed_dim": 32,
-        "num_heads": 2,
-        "global_attn_indexes": (1,),
-        "neck_chans": 16,
-        "window_size": 4,
-    },
-}
 #: A tiny transformers ViT: 4 layers of width 32, patches of 14 px.
 TINY_HF: dict[str, Any] = {
     "hidden_size": 32,
@@ -37,24 +27,7 @@ TINY_HF: dict[str, Any] = {
     "intermediate_size": 64,
     "patch_size": 14,
 }
-TIMM_ALIASES = [n for n, s in registered_backbones().items() if s.source.startswith("timm:")]
-
-
-@pytest.mark.parametrize("name", TIMM_ALIASES)
-def test_alias_poolings_from_tiny_config(name: str) -> None:
-    spec = registered_backbones()[name]
-    size = 64 if name == "sam_vitb" else 56
-    bb = load_backbone(name, pretrained=False, model_args=TINY.get(name, TINY_VIT), image_size=size)
-    assert set(bb.poolings) == set(spec.poolings)
-    with torch.no_grad():
-        out = bb.pooler(torch.randn(2, 3, size, size))
-    assert {k: tuple(v.shape) for k, v in out.items()} == {k: (2, d) for k, d in bb.poolings.items()}
-    if "cls" in bb.poolings:  # widths scale like the full model: cls=D, cls+mean=2D, last4=4D
-        d = bb.poolings["cls"]
-        assert bb.poolings == {"cls": d, "mean": d, "cls+mean": 2 * d, "last4": 4 * d}
-        torch.testing.assert_close(out["cls+mean"], torch.cat([out["cls"], out["mean"]], 1))
-        torch.testing.assert_close(out["last4"][:, -d:], out["cls"])  # last block's CLS, normed
-    assert bb.preprocess.image_size == size
+# Every registered alias is built from a tiny config and pooled in test_families.py.
 
 
 def test_dinov2_defaults_to_224_and_imagenet_norm() -> None:
