@@ -8,6 +8,7 @@ import typer
 
 from cli.data import data_app
 from cli.extract import extract_command
+from cli.finetune import finetune_command
 from cli.models import models_command
 from cli.probing import curve_command, fewshot_command, knn_command, linear_command
 from cli.report import demo_command, report_command, results_command
@@ -28,6 +29,7 @@ app.command("curve")(curve_command)
 app.command("linear")(linear_command)
 app.command("knn")(knn_command)
 app.command("fewshot")(fewshot_command)
+app.command("finetune")(finetune_command)
 app.command("report")(report_command)
 app.command("results")(results_command)
 app.command("demo")(demo_command)

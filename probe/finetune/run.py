@@ -1,0 +1,280 @@
+"""``probe finetune``: fine-tune a backbone on the probes' own training draws and write the same rows.
+
+The draws come from :func:`probe.protocols.build_tasks` over the source's train split (ids, labels,
+groups), exactly as the probes draw them from a store of the same source, so a fine-tune row and a
+probe row with the same dataset, seed and shots have the same ``sample_digest``.
+
+Model selection follows the probe protocol: with the whole train split ("all") the validation split
+drives early stopping and the best epoch is kept; n-shot and fraction runs never read validation
+labels and train for a fixed budget (``epochs``, raised to at least ``min_steps`` optimiser steps),
+keeping the final weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from probe._head_runs import Evaluation
+from probe.backbones import Preprocessor
+from probe.errors import ConfigError, ProtocolError
+from probe.evaldata import EvalData, Pool
+from probe.finetune import checkpoint as ckpt
+from probe.finetune.config import FinetuneConfig
+from probe.finetune.model import build_classifier, count_params
+from probe.finetune.train import EpochHook, TrainSetup, peak_memory, predict_proba, train_classifier
+from probe.protocols import PlanConfig, build_tasks, plan_metrics, score
+from probe.provenance import library_versions
+from probe.results import DEFAULT_DIR, ResultRow, append_results
+from probe.sources import SPLITS, Source, open_source
+from probe.store import slug
+
+VERSIONED = ("numpy", "scipy", "torch", "torchvision", "timm", "transformers", "peft", "scikit-learn")
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """Which draws to fine-tune on (the probe protocol's shots × seeds) and how to score them."""
+
+    shots: tuple[int | str, ...] = (8, 64, "all")  # labels per class; "all" = the whole train split
+    fractions: tuple[float, ...] = ()  # stratified label fractions in (0, 1]
+    seeds: int = 3  # seeds seed .. seed+seeds-1
+    seed: int = 0  # first seed
+    metrics: tuple[str, ...] | None = None  # None: the probes' default metrics
+    bootstrap: int = 1000  # bootstrap resamples for each row's CI
+    strict: bool = False  # error instead of capping a class smaller than the shots
+    eval_split: str = "test"  # scored split
+
+    def probe_plan(self) -> PlanConfig:
+        """The equivalent probing plan (its draws are the fine-tune draws)."""
+        plan = PlanConfig(
+            shots=self.shots,
+            fractions=self.fractions,
+            seeds=self.seeds,
+            seed=self.seed,
+            bootstrap=self.bootstrap,
+            strict=self.strict,
+        )
+        return plan if self.metrics is None else replace(plan, metrics=self.metrics)
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """What ``probe finetune`` did."""
+
+    rows: list[ResultRow]
+    results_file: str | None
+    run_id: str
+    checkpoints: list[str] = field(default_factory=list)
+    reused: int = 0  # draws whose finished checkpoint was reused instead of trained again
+
+
+def _pool(source: Source, rows: np.ndarray) -> Pool:
+    ids = np.asarray(source.ids, dtype=object)[rows].astype(str)
+    groups = None if source.groups is None else np.asarray(source.groups, dtype=object)[rows].astype(str)
+    return Pool(X=np.zeros((rows.size, 0), np.float32), y=source.labels[rows].astype(np.int64), ids=ids, groups=groups)
+
+
+def source_eval_data(
+    source: Source, *, backbone: str, pooling: str, fingerprint: str, eval_split: str
+) -> tuple[EvalData, dict[str, np.ndarray]]:
+    """The source's splits as an :class:`EvalData` without features (for drawing and scoring).
+
+    Returns:
+        The data, and the source row indices of each split.
+
+    Raises:
+        ProtocolError: a multi-label source, no training rows, or an empty evaluation split.
+    """
+    if source.task == "multilabel" or source.labels.ndim != 1:
+        raise ProtocolError(f"{source.spec} is multi-label; probe finetune trains single-label classifiers only")
+    if eval_split not in ("val", "test"):
+        raise ProtocolError(f"--eval-split {eval_split!r}: use test or val")
+    rows = {name: np.flatnonzero(source.splits == code) for code, name in enumerate(SPLITS)}
+    if rows["train"].size == 0:
+        raise ProtocolError(f"{source.spec} has no train split; fine-tuning needs training rows")
+    if rows[eval_split].size == 0:
+        raise ProtocolError(f"{source.spec} has no {eval_split} rows to evaluate; pass --eval-split val or split it")
+    val_rows = rows["val"] if eval_split == "test" and rows["val"].size else None
+    data = EvalData(
+        dataset=source.name,
+        backbone=backbone,
+        pooling=pooling,
+        store_path="",
+        store_fingerprint=fingerprint,
+        classes=tuple(source.classes),
+        task=source.task,
+        train=_pool(source, rows["train"]),
+        val=None if val_rows is None else _pool(source, val_rows),
+        test=_pool(source, rows[eval_split]),
+        eval_split=eval_split,
+    )
+    return data, {
+        "train": rows["train"],
+        "val": val_rows if val_rows is not None else np.zeros(0, np.int64),
+        "eval": rows[eval_split],
+    }
+
+
+def run_finetune(
+    data: str,
+    *,
+    backbone: str,
+    config: FinetuneConfig = FinetuneConfig(),
+    plan: FinetunePlan = FinetunePlan(),
+    data_root: str | None = None,
+    weights: str | None = None,
+    pretrained: bool = True,
+    limit: int | None = None,
+    results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
+    checkpoint_dir: str | os.PathLike[str] = ckpt.DEFAULT_DIR,
+    on_epoch_end: EpochHook | None = None,
+) -> FinetuneRun:
+    """Fine-tune ``backbone`` on every draw of ``plan`` and append one row per (draw, metric).
+
+    Each draw trains from the pretrained weights in its own checkpoint folder; a finished draw is
+    not trained again (its stored test probabilities are scored), an interrupted one resumes at its
+    last finished epoch.
+
+    Raises:
+        ConfigError: bad options (unknown pooling, device, LoRA targets, ...).
+        ProtocolError: a source fine-tuning cannot use.
+    """
+    from probe.backbones import check_backbone_name, load_backbone
+    from probe.extract import default_workers, resolve_device, resolve_precision
+
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    check_backbone_name(backbone)
+    source = open_source(data, data_root=data_root, limit=limit)
+    bb = load_backbone(backbone, weights=weights, image_size=config.image_size, pretrained=pretrained)
+    pooling = config.pooling or bb.default_poolings[0]
+    if pooling not in bb.poolings:
+        raise ConfigError(f"--pooling {pooling!r} is not offered by {bb.name}; use one of {', '.join(bb.poolings)}")
+    probe_plan = plan.probe_plan()
+    base = {
+        "source": source.fingerprint(),
+        "weights": bb.weights_fingerprint,
+        "preprocess": bb.preprocess.to_dict(),
+        "pooling": pooling,
+        "recipe": config.recipe(),
+        "precision": precision,
+    }
+    fingerprint = "finetune:" + ckpt.run_key(base)
+    ev_data, rows = source_eval_data(
+        source, backbone=bb.name, pooling=pooling, fingerprint=fingerprint, eval_split=plan.eval_split
+    )
+    tasks = build_tasks(ev_data, probe_plan)
+    names = plan_metrics(ev_data, probe_plan)
+    versions = library_versions(*VERSIONED)
+    workers = config.num_workers if config.num_workers is not None else default_workers(device)
+    run_id = uuid.uuid4().hex[:12]
+    out: list[ResultRow] = []
+    saved: str | None = None
+    folders: list[str] = []
+    reused = 0
+    for task in tasks:
+        full = task.protocol == "full"
+        key = ckpt.run_key({**base, "draw": task.draw.digest, "seed": task.draw.seed, "early_stopping": full})
+        folder = ckpt.run_dir(checkpoint_dir, name=slug(f"{source.name}-{bb.name}-{config.mode}"), key=key)
+        folders.append(str(folder))
+        done = ckpt.read_done(folder)
+        if done is None:
+            t0 = time.perf_counter()
+            setup = TrainSetup(
+                source=source,
+                train_rows=rows["train"][task.draw.rows],
+                val_rows=rows["val"] if full and rows["val"].size else None,
+                n_classes=ev_data.n_classes,
+                preprocess=Preprocessor(bb.preprocess),
+                device=device,
+                precision=precision,
+                workers=workers,
+                seed=task.draw.seed,
+                folder=folder,
+                channels_last=bb.channels_last,
+            )
+            done = _train_one(bb, setup, config, pooling=pooling, eval_rows=rows["eval"], on_epoch_end=on_epoch_end)
+            done["params"]["seconds_total"] = round(time.perf_counter() - t0, 3)
+            ckpt.write_done(folder, done)
+        else:
+            reused += 1
+        ev = Evaluation(
+            task=task,
+            head=config.head_name,
+            params=done["params"],
+            proba=np.asarray(done["proba"]),
+            seconds=float(done["seconds"]),
+        )
+        new = score(ev_data, ev, names=names, plan=probe_plan, run_id=run_id, versions=versions)
+        if results_dir is not None:
+            saved = str(append_results(new, results_dir))  # per draw: an interruption keeps finished rows
+        out += new
+    return FinetuneRun(rows=out, results_file=saved, run_id=run_id, checkpoints=folders, reused=reused)
+
+
+def _train_one(
+    bb: Any,
+    setup: TrainSetup,
+    config: FinetuneConfig,
+    *,
+    pooling: str,
+    eval_rows: np.ndarray,
+    on_epoch_end: EpochHook | None,
+) -> dict[str, Any]:
+    """Train a fresh copy of the backbone on one draw and predict the evaluation rows."""
+    import torch
+
+    if setup.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(setup.device)
+    torch.manual_seed(setup.seed)  # LoRA's own initialisation draws from the global generator
+    model = build_classifier(
+        copy.deepcopy(bb.pooler),
+        dim=bb.poolings[pooling],
+        n_classes=setup.n_classes,
+        config=config,
+        pooling=pooling,
+        seed=setup.seed,
+    )
+    model.to(setup.device)
+    if setup.channels_last:
+        model.to(memory_format=torch.channels_last)
+    counts = count_params(model)
+    outcome = train_classifier(model, setup, config, on_epoch_end=on_epoch_end)
+    t0 = time.perf_counter()
+    proba = predict_proba(model, setup, eval_rows, batch_size=config.batch_size * 2)
+    params: dict[str, Any] = {
+        **config.recipe(),
+        "pooling": pooling,
+        "image_size": bb.preprocess.image_size,
+        "precision": setup.precision,
+        "device": str(setup.device),
+        "selection": "val-early-stopping" if setup.val_rows is not None else "fixed-budget",
+        "epochs_planned": outcome.epochs_planned,
+        "epochs_run": outcome.epochs_run,
+        "best_epoch": outcome.best_epoch,
+        "steps": outcome.steps,
+        "resumed_from_epoch": outcome.resumed_from_epoch,
+        "train_seconds": outcome.train_seconds,
+        "history": outcome.history,
+        **counts.to_dict(),
+        **peak_memory(setup.device),
+    }
+    if config.mode == "lora":
+        params["lora_targets"] = len(getattr(model.pooler, "lora_targets", []))
+    if outcome.lp:
+        params["lp"] = outcome.lp
+    return {"proba": proba.tolist(), "params": params, "seconds": outcome.train_seconds + time.perf_counter() - t0}
+
+
+def parse_targets(text: str | None) -> tuple[str, ...] | None:
+    """``"qkv,fc1"`` → ``("qkv", "fc1")``; empty → None (discover)."""
+    if not text:
+        return None
+    return tuple(t.strip() for t in text.split(",") if t.strip())
