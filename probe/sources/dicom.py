@@ -15,6 +15,11 @@ else its first window centre/width, else min-max), ``minmax``, a preset (``lung`
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from probe.errors import ConfigError, SourceError
-from probe.sources._base import Source
+from probe.sources._base import Source, cache_root
 from probe.sources._dicom_pixels import DICOM_EXTENSIONS, DicomOptions, frame_count, is_dicom_path, read_dicom
 from probe.sources._options import with_options
 from probe.sources.files import _SPLIT_DIRS, FileListSource, open_manifest
@@ -44,6 +49,44 @@ def read_header(path: str) -> tuple[str, int]:
     except Exception:  # any failure here surfaces, with its reason, when the pixels are decoded
         return "", 1
     return str(ds.get("PatientID") or "").strip(), frame_count(ds)
+
+
+def read_headers(paths: Sequence[str], *, cache_file: Path) -> list[tuple[str, int]]:
+    """:func:`read_header` of many files, reusing ``cache_file`` entries whose (size, mtime, ctime, inode) match.
+
+    The cache only saves time (about 2 ms a file): it is JSON ``{path: [size, mtime_ns, ctime_ns,
+    inode, patient, frames]}``; files changed in the last 2 seconds are not cached (coarse
+    timestamps), and an unreadable cache is simply rebuilt.
+    """
+    try:
+        cache: dict[str, list[Any]] = json.loads(cache_file.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    out, changed, now = [], False, time.time_ns()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(("", 1))
+            continue
+        key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        entry = cache.get(path)
+        if isinstance(entry, list) and len(entry) == 6 and entry[:4] == key:
+            out.append((str(entry[4]), int(entry[5])))
+            continue
+        patient, frames = read_header(path) if is_dicom_path(path) else ("", 1)
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000:  # coarse timestamps: skip fresh files
+            cache[path], changed = [*key, patient, frames], True
+        out.append((patient, frames))
+    if changed:
+        with contextlib.suppress(OSError):  # a read-only cache only costs time
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache))
+            os.replace(tmp, cache_file)
+    return out
 
 
 def _dicom_files(folder: Path) -> list[Path]:
@@ -110,8 +153,6 @@ class DicomFrameRows(Source):
         return self.subset_digest(np.arange(len(self.ids)))
 
     def subset_digest(self, indices: np.ndarray) -> str:
-        import hashlib
-
         h = hashlib.sha256(self.base.subset_digest(np.unique(self.rows[indices])).encode())
         h.update("\0".join(self.ids[i] for i in indices).encode())
         return h.hexdigest()
@@ -137,7 +178,8 @@ def open_dicom(arg: str, *, options: dict[str, str] | None = None, rgba: RgbaPol
         base = open_manifest(str(path), rgba=rgba, dicom=opts)
     else:
         raise SourceError(f"dicom:{arg}: no such folder or manifest; pass a folder of class subfolders or a CSV")
-    headers = [read_header(p) if is_dicom_path(p) else ("", 1) for p in base.paths]
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    headers = read_headers(base.paths, cache_file=cache_root() / "dicom_headers" / f"{key}.json")
     given = base.groups or [""] * len(base)
     base.groups = [g or patient or f"file:{i}" for g, (patient, _), i in zip(given, headers, base.ids, strict=True)]
     base.spec = with_options(f"dicom:{path}", opts.to_options())
