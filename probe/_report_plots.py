@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import matplotlib as mpl
 import numpy as np
@@ -71,10 +71,15 @@ def curve_figure(
         colour = colours[colour_of[first]]
         linestyle, marker = styles[style_of[first]]
         x = group["x"].to_numpy(float)
-        ax.plot(x, group["mean"].to_numpy(float), color=colour, linestyle=linestyle, marker=marker, label=series,
-                linewidth=1.6, markersize=5)  # fmt: skip
         low, high = group["ci_low"].to_numpy(float), group["ci_high"].to_numpy(float)
         band = np.isfinite(low) & np.isfinite(high)
+        if is_finetune(str(group["head"].iloc[0])):
+            _finetune_points(
+                ax, x, group["mean"].to_numpy(float), low, high, colour=colour, marker=marker, label=series
+            )
+            continue
+        ax.plot(x, group["mean"].to_numpy(float), color=colour, linestyle=linestyle, marker=marker, label=series,
+                linewidth=1.6, markersize=5)  # fmt: skip
         if band.any():
             ax.fill_between(x, low, high, where=band, color=colour, alpha=band_alpha, linewidth=0, interpolate=True)
     _label_axes(ax, summary, metric_label=metric_label)
@@ -86,6 +91,29 @@ def curve_figure(
     else:  # long labels beside the axes would squeeze them
         fig.legend(loc="outside lower center", ncols=2, fontsize="small", frameon=False)
     return fig
+
+
+def is_finetune(head: str) -> bool:
+    """Fine-tune rows (``finetune-<mode>``) are comparison points overlaid on the probe curves."""
+    return head.startswith("finetune-")
+
+
+def _finetune_points(
+    ax: Axes, x: np.ndarray, y: np.ndarray, low: np.ndarray, high: np.ndarray, *, colour: ColorType, marker: str,
+    label: str,
+) -> None:  # fmt: skip
+    """Large hollow markers with 95 % CI bars, joined by a thin dotted line (no band over the probe curves)."""
+    bars = np.where(np.isfinite(low) & np.isfinite(high), np.stack([y - low, high - y]), 0.0)
+    style: dict[str, Any] = {
+        "linestyle": ":",
+        "linewidth": 1.0,
+        "markersize": 8,
+        "markerfacecolor": "white",
+        "markeredgewidth": 1.8,
+    }
+    ax.errorbar(
+        x, y, yerr=np.clip(bars, 0.0, None), color=colour, marker=marker, capsize=3, label=label, zorder=3, **style
+    )
 
 
 def figure_bytes(fig: Figure, fmt: str) -> bytes:

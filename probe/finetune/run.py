@@ -27,7 +27,7 @@ from probe.errors import ConfigError, ProtocolError
 from probe.evaldata import EvalData, Pool
 from probe.finetune import checkpoint as ckpt
 from probe.finetune.config import FinetuneConfig
-from probe.finetune.model import build_classifier, count_params
+from probe.finetune.model import build_classifier, count_params, resolve_lora_targets
 from probe.finetune.train import EpochHook, TrainSetup, peak_memory, predict_proba, train_classifier
 from probe.protocols import PlanConfig, build_tasks, plan_metrics, score
 from probe.provenance import library_versions
@@ -157,6 +157,8 @@ def run_finetune(
     pooling = config.pooling or bb.default_poolings[0]
     if pooling not in bb.poolings:
         raise ConfigError(f"--pooling {pooling!r} is not offered by {bb.name}; use one of {', '.join(bb.poolings)}")
+    if config.mode == "lora":
+        resolve_lora_targets(bb.pooler, config.lora.targets)  # fail before any training starts
     probe_plan = plan.probe_plan()
     base = {
         "source": source.fingerprint(),
