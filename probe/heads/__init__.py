@@ -15,9 +15,13 @@ __all__ = [
     "KNNProbe",
     "LabelSpreadingProbe",
     "LinearProbe",
+    "MultiLabelKNNProbe",
+    "MultiLabelLinearProbe",
+    "MultiLabelPrototypeProbe",
     "PrototypeProbe",
     "fit_label_spreading",
     "fit_linear_probes",
+    "fit_multilabel_linear_probes",
     "solve_logistic_batch",
 ]
 
@@ -29,9 +33,14 @@ _HOME = {
     "LinearProbe": "probe.heads.linear",
     "fit_linear_probes": "probe.heads.linear",
     "solve_logistic_batch": "probe.heads.linear",
+    "MultiLabelKNNProbe": "probe.heads.multilabel",
+    "MultiLabelPrototypeProbe": "probe.heads.multilabel",
+    "MultiLabelLinearProbe": "probe.heads.multilabel_linear",
+    "fit_multilabel_linear_probes": "probe.heads.multilabel_linear",
 }
 
-#: head name → estimator class name (the protocol runners live in probe._head_runs).
+#: head name → estimator class name (the protocol runners live in probe._head_runs; the multi-label
+#: forms MultiLabel{KNN,Linear,Prototype}Probe run through probe._multilabel_runs).
 HEADS = {
     "knn": "KNNProbe",
     "linear": "LinearProbe",
