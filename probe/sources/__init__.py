@@ -75,12 +75,12 @@ def _folder(arg: str, *, data_root: str | None, rgba: RgbaPolicy) -> Source:
 
 
 def _csv(arg: str, *, data_root: str | None, rgba: RgbaPolicy, options: dict[str, str] | None = None) -> Source:
+    if is_multilabel_manifest(arg):  # label:<name> columns (DICOM rows take window/frames too)
+        return open_multilabel_manifest(arg, options=MultiLabelOptions(), rgba=rgba, spec_options=options)
     if options:  # window/frames: a manifest listing DICOM files
         return open_dicom_csv(arg, options=options, rgba=rgba)
     if modality_columns(read_header(arg)):
         return open_multimodal_manifest(arg, rgba=rgba)
-    if is_multilabel_manifest(arg):
-        return open_multilabel_manifest(arg, options=MultiLabelOptions(), rgba=rgba)
     return open_manifest(arg, rgba=rgba)
 
 
@@ -139,7 +139,7 @@ def open_source(
     if multilabel is not None:  # label columns or uncertainty policies given explicitly: csv manifests only
         if prefix != "csv":
             raise ConfigError(f"--label-columns/--uncertain/--blank apply to csv: manifests, not {spec!r}; drop them")
-        source: Source = open_multilabel_manifest(arg, options=multilabel, rgba=rgba)
+        source: Source = open_multilabel_manifest(arg, options=multilabel, rgba=rgba, spec_options=options)
     else:
         source = _SOURCES[prefix](arg, data_root=None if data_root is None else str(data_root), rgba=rgba, **extra)
     if split is not None:

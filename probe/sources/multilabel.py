@@ -21,13 +21,17 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from probe.errors import ConfigError, SourceError
+from probe.sources._options import with_options
 from probe.sources.files import GROUP_COLUMNS, ID_COLUMNS, PATH_COLUMNS, SPLIT_COLUMNS, FileListSource, _pick
 from probe.sources.images import RgbaPolicy
+
+if TYPE_CHECKING:
+    from probe.sources._dicom_pixels import DicomOptions
 
 UNCERTAIN_POLICIES: tuple[str, ...] = ("ignore", "zeros", "ones")
 BLANK_POLICIES: tuple[str, ...] = ("zeros", "ignore")
@@ -93,6 +97,7 @@ class MultiLabelFileSource(FileListSource):
         ids: sample ids.
         options: the uncertain and blank policies.
         rgba: alpha-channel policy passed to the decoder.
+        dicom: window and frame policy for DICOM rows (None: the defaults).
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class MultiLabelFileSource(FileListSource):
         ids: Sequence[str],
         options: MultiLabelOptions,
         rgba: RgbaPolicy = "composite",
+        dicom: DicomOptions | None = None,
     ) -> None:
         if len(paths) < 2:
             raise SourceError(f"{spec}: {len(paths)} image(s); a multi-label set needs at least 2")
@@ -122,6 +128,7 @@ class MultiLabelFileSource(FileListSource):
             groups=groups,
             ids=ids,
             rgba=rgba,
+            dicom=dicom,
         )
         self.classes = tuple(names)
         self.task = "multilabel"
@@ -187,13 +194,31 @@ def _parse_cell(text: str, *, manifest: str, line: int, column: str) -> int:
 
 
 def open_multilabel_manifest(
-    manifest: str, *, options: MultiLabelOptions, rgba: RgbaPolicy = "composite"
+    manifest: str,
+    *,
+    options: MultiLabelOptions,
+    rgba: RgbaPolicy = "composite",
+    spec_options: dict[str, str] | None = None,
 ) -> MultiLabelFileSource:
     """A CSV manifest with a path column, several label columns, and optional split, group and id columns.
 
+    Args:
+        manifest: the CSV file.
+        options: label columns and the uncertain/blank policies.
+        rgba: alpha-channel policy.
+        spec_options: ``window``/``frames`` options of ``csv:<manifest>?window=...`` for DICOM rows.
+
     Raises:
         SourceError: missing file or columns, an empty path, or a label cell outside 1/0/-1/blank.
+        ConfigError: a bad DICOM window, or ``frames=all`` (per-frame rows need ``dicom:``).
     """
+    dicom = None
+    if spec_options:
+        from probe.sources._dicom_pixels import DicomOptions
+
+        dicom = DicomOptions.from_options(spec_options)
+        if dicom.frames == "all":
+            raise ConfigError(f"csv:{manifest}?frames=all: per-frame rows are not supported in multi-label manifests")
     file = Path(manifest).expanduser().resolve()
     if not file.is_file():
         raise SourceError(f"csv:{manifest}: file not found; pass the path of a CSV manifest")
@@ -230,7 +255,7 @@ def open_multilabel_manifest(
         groups.append((row.get(group_col) or "").strip() if group_col else "")
         ids.append((row.get(id_col) or "").strip() if id_col else raw_path)
     return MultiLabelFileSource(
-        spec=f"csv:{file}",
+        spec=f"csv:{file}" if dicom is None else with_options(f"csv:{file}", dicom.to_options()),
         root=file.parent,
         paths=paths,
         raw=np.array(raw, dtype=np.int8),
@@ -240,4 +265,5 @@ def open_multilabel_manifest(
         ids=ids,
         options=options,
         rgba=rgba,
+        dicom=dicom,
     )

@@ -95,3 +95,15 @@ def test_errors(tmp_path: Path) -> None:
     plain = _manifest(tmp_path / "c", header=("x", "y"))
     with pytest.raises(SourceError, match="no multi-label columns"):
         open_source(f"csv:{plain}", multilabel=MultiLabelOptions(uncertain="zeros"))
+
+
+def test_dicom_window_options_reach_multilabel_manifests(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    plain = open_source(f"csv:{manifest}")
+    windowed = open_source(f"csv:{manifest}?window=40,400")
+    assert isinstance(windowed, MultiLabelFileSource) and windowed.spec.endswith("?window=40,400")
+    assert windowed.decode_options()["dicom"]["window"] == "40,400" and "dicom" not in plain.decode_options()
+    explicit = open_source(f"csv:{manifest}?window=40,400", multilabel=MultiLabelOptions(uncertain="zeros"))
+    assert explicit.spec == windowed.spec and explicit.labels[2, 0] == 0
+    with pytest.raises(ConfigError, match="frames=all"):
+        open_source(f"csv:{manifest}?frames=all")
