@@ -162,7 +162,7 @@ def fit_label_spreading(
 
     The probe of support ``s`` equals ``LabelSpreadingProbe(...).fit(X, y_s)`` where ``y_s`` keeps
     the labels of the rows in ``s`` and marks every other row ``-1``: labels outside the supports
-    are never read.
+    are only validated, never used.
 
     Args:
         X: (n, d) features of every training row (labelled or not).
@@ -183,8 +183,8 @@ def fit_label_spreading(
     labels = _check_semi_labels(y, n_samples=n)
     template._check_params(n)
     params = template.get_params()
-    index, graph = _build_graph(xb, params)
     seeds = [_support_labels(labels, s, i, len(supports)) for i, s in enumerate(supports)]
+    index, graph = _build_graph(xb, params)
     blocks = [np.unique(lab[lab != UNLABELED]) for lab in seeds]
     probes: list[LabelSpreadingProbe] = []
     for group in _column_groups([cls.size for cls in blocks]):
