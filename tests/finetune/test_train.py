@@ -90,3 +90,38 @@ def test_schedule_and_budget() -> None:
     assert plan_epochs(16, cfg, early_stopping=False) == (50, 1)  # 1 step/epoch: the step floor decides
     assert plan_epochs(16, cfg, early_stopping=True) == (5, 1)
     assert plan_epochs(1000, cfg, early_stopping=False) == (5, 63)
+
+
+def test_sigkill_mid_run_resumes_to_the_same_rows(tmp_path: Path) -> None:
+    """``kill -9`` of ``probe finetune`` after its first checkpoint; the rerun ends as an uninterrupted run."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = f"folder:{write_image_folder(tmp_path / 'imgs', per_class=6)}"
+
+    def cmd(name: str) -> list[str]:
+        return [sys.executable, "-m", "cli", "finetune", data, "--backbone", "timm:test_vit", "--random-weights",
+                "--image-size", "32", "--shots", "4", "--seeds", "1", "--epochs", "6", "--min-steps", "0",
+                "--batch-size", "2", "--bootstrap", "0", "--no-progress", "--json",
+                "--checkpoints", str(tmp_path / f"ckpt-{name}"),
+                "--results", str(tmp_path / f"res-{name}")]  # fmt: skip
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd("killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "ckpt-killed").glob("*/last.pt")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "finished before it could be killed"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "res-killed").exists()
+    resumed = json.loads(subprocess.run(cmd("killed"), env=env, capture_output=True, check=True, text=True).stdout)
+    straight = json.loads(subprocess.run(cmd("straight"), env=env, capture_output=True, check=True, text=True).stdout)
+    r, s = resumed["results"], straight["results"]
+    assert r[0]["params"]["resumed_from_epoch"] >= 1 and s[0]["params"]["resumed_from_epoch"] == 0
+    assert [x["value"] for x in r] == [x["value"] for x in s]
+    assert r[0]["params"]["history"] == s[0]["params"]["history"]
