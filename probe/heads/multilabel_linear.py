@@ -196,6 +196,8 @@ def _fit_all(
             raise HeadError(f"Y_val has {tv.shape[1]} labels but Y has {c}; pass the same label columns.")
     if config.refit == "train+val" and xv.shape[0] == 0:
         raise HeadError("refit='train+val' needs validation data; pass X_val and Y_val, or use refit='train'.")
+    if config.selection == "val" and config.C == "auto" and xv.shape[0] == 0:
+        raise HeadError("selection='val' needs validation data; pass X_val and Y_val, or use selection='cv'.")
     x_all = np.concatenate([xb, xv]) if xv.shape[0] else xb
     contexts = [_label_context(x_all, targets[:, j], tv[:, j], kv[:, j], n, config) for j in range(c)]
     plans: list[Plan] = []

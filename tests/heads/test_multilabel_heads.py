@@ -14,7 +14,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from probe.errors import HeadError, NotFittedError
-from probe.heads.knn import KNNProbe
 from probe.heads.linear import LinearProbe, LinearProbeConfig
 from probe.heads.multilabel import MultiLabelKNNProbe, MultiLabelPrototypeProbe
 from probe.heads.multilabel_linear import MultiLabelLinearProbe, fit_multilabel_linear_probes
@@ -165,4 +164,5 @@ def test_mask_and_input_errors() -> None:
         MultiLabelLinearProbe().predict_proba(X[TE])
     with pytest.raises(HeadError, match="Y_val has 2 labels"):
         MultiLabelLinearProbe(device="cpu").fit(X[TR], Y[TR], X_val=X[TE], Y_val=Y[TE, :2])
-    assert KNNProbe is not None
+    with pytest.raises(HeadError, match="selection='val' needs validation data"):
+        MultiLabelLinearProbe(selection="val", device="cpu").fit(X[TR], Y[TR])
