@@ -39,7 +39,7 @@ def timm_pooler(model: nn.Module) -> tuple[nn.Module, dict[str, int], tuple[str,
     if isinstance(model, MambaOut):
         head = model.head
         widths = {"gap": int(head.num_features), "gap_trunk": int(head.in_features)}
-        return MambaOutPooler(model), widths, ("gap",), False
+        return MambaOutPooler(model), widths, ("gap",), True  # as GlobalPooler ran it before: same numbers
     width = getattr(model, "head_hidden_size", None) or getattr(model, "num_features")  # noqa: B009
     return GlobalPooler(model), {"gap": int(width)}, ("gap",), True
 
