@@ -59,9 +59,14 @@ def test_name_size_and_3d_errors() -> None:
         open_source("imagenet:x")
 
 
-def test_3d_subsets_raise_not_yet_supported(medmnist_root: Path) -> None:
-    with pytest.raises(SourceError, match="3D MedMNIST subset 'adrenalmnist3d' is not yet supported"):
-        open_source("medmnist:adrenalmnist3d", data_root=medmnist_root)
+def test_3d_subsets_open_as_volume_sources(medmnist_root: Path) -> None:
+    from probe.sources import MedMNIST3DSource, MedMNISTSource
+
+    src = open_source("medmnist:adrenalmnist3d", data_root=medmnist_root)
+    assert isinstance(src, MedMNIST3DSource) and src.views is not None and len(src.views) == 28
+    assert len(src) == 1584 and src.load_view(0, 0).shape == (28, 28, 3)
+    with pytest.raises(SourceError, match="holds 3D images; open it with open_source"):
+        MedMNISTSource("adrenalmnist3d", data_root=medmnist_root)
 
 
 def test_info_covers_every_subset_and_size() -> None:
