@@ -164,6 +164,6 @@ def extract_command(
     skipped = f", {result.skipped} skipped" if result.skipped else ""
     typer.echo(
         f"wrote {result.store}: {result.rows} rows{skipped}; poolings {dims}{resumed}; "
-        f"{result.rows_computed} images in {result.seconds:.1f} s ({result.images_per_second:.1f} img/s, "
+        f"{result.images_computed} images in {result.seconds:.1f} s ({result.images_per_second:.1f} img/s, "
         f"{result.device}, {result.precision})"
     )
