@@ -151,7 +151,8 @@ class VolumeSource(Source):
         }
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        parent = getattr(super(), "__getstate__", None)  # e.g. MedMNISTSource drops its arrays
+        state = dict((parent() if parent is not None else None) or self.__dict__)
         state["_cache"] = None  # DataLoader workers decode their own volumes
         return state
 

@@ -76,6 +76,8 @@ def test_medmnist3d_slices_store_layout_and_load_time_aggregation(
     np.testing.assert_array_equal(src.load_view(1, 2)[:, :, 0], raw[1, 10])
     with pytest.raises(SourceError, match="holds 3D volumes"):
         src.load_image(0)
+    state = src.__getstate__()  # what a DataLoader worker receives: no image arrays, no cached volume
+    assert state["_images"] == {} and state["_cache"] is None and src._images
     bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
     res = extract_embeddings(src, bb, _cfg(tmp_path, poolings=("cls",)))
     assert res.rows == 12 and res.images_computed == 72 and res.rows_computed == 12
