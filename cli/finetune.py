@@ -28,7 +28,9 @@ def finetune_command(
     min_steps: Annotated[int, typer.Option(help="n-shot runs: at least this many optimiser steps")] = 50,
     batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 32,
     grad_accum: Annotated[int, typer.Option(help="forward passes per optimiser step")] = 1,
-    lr: Annotated[float, typer.Option(help="peak backbone learning rate (adapters, biases)")] = 1e-4,
+    lr: Annotated[
+        float | None, typer.Option(help="peak backbone lr (default 1e-4 full/lp-ft, 1e-3 lora/bitfit)")
+    ] = None,
     head_lr: Annotated[float, typer.Option(help="peak learning rate of the linear head")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (not on biases/norms)")] = 0.05,
     warmup_frac: Annotated[float, typer.Option(help="share of steps with linear warm-up before cosine decay")] = 0.1,

@@ -75,7 +75,7 @@ class FinetuneConfig:
     min_steps: int = 50  # n-shot runs train at least this many optimiser steps (tiny supports)
     batch_size: int = 32  # images per forward pass
     grad_accum: int = 1  # forward passes per optimiser step
-    lr: float = 1e-4  # peak learning rate of the backbone (LoRA/BitFit parameters too)
+    lr: float | None = None  # peak backbone lr (None: 1e-4 for full/lp-ft, 1e-3 for the few LoRA/BitFit params)
     head_lr: float = 1e-3  # peak learning rate of the new linear head
     weight_decay: float = 0.05  # AdamW decoupled weight decay (never on biases, norms and tokens)
     warmup_frac: float = 0.1  # share of the steps with linear warm-up, then cosine decay to 0
@@ -102,7 +102,7 @@ class FinetuneConfig:
                 raise ConfigError(f"--{name} {value} must be a positive integer")
         if self.min_steps < 0 or self.patience < 0:
             raise ConfigError(f"--min-steps {self.min_steps} and --patience {self.patience} must be >= 0")
-        for name, rate in {"lr": self.lr, "head-lr": self.head_lr}.items():
+        for name, rate in {"lr": self.backbone_lr, "head-lr": self.head_lr}.items():
             if not rate > 0:
                 raise ConfigError(f"--{name} {rate} must be positive, e.g. 1e-4")
         if self.weight_decay < 0:
@@ -121,6 +121,13 @@ class FinetuneConfig:
             raise ConfigError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
 
     @property
+    def backbone_lr(self) -> float:
+        """Peak learning rate of the trained backbone parameters (the mode's default when ``lr`` is None)."""
+        if self.lr is not None:
+            return self.lr
+        return 1e-3 if self.mode in ("lora", "bitfit") else 1e-4
+
+    @property
     def head_name(self) -> str:
         """The ``head`` of this mode's result rows."""
         return f"finetune-{self.mode}"
@@ -128,6 +135,7 @@ class FinetuneConfig:
     def recipe(self) -> dict[str, Any]:
         """The settings that change the trained weights (checkpoint key and row params)."""
         d = dataclasses.asdict(self)
+        d["lr"] = self.backbone_lr
         for key in ("device", "num_workers", "progress"):
             d.pop(key)
         if self.mode != "lora":

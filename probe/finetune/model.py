@@ -225,7 +225,7 @@ def param_groups(model: Classifier, config: FinetuneConfig) -> list[dict[str, An
             idx = -1 if _STEM_RE.search(name) else n_layers
         scale = 1.0 if config.layer_decay is None else config.layer_decay ** (n_layers - idx)
         decay = p.ndim > 1 and not _NO_DECAY_RE.search(name)
-        groups.setdefault((config.lr * scale, decay), []).append(p)
+        groups.setdefault((config.backbone_lr * scale, decay), []).append(p)
     out = [
         {"params": ps, "lr": lr, "weight_decay": config.weight_decay if decay else 0.0}
         for (lr, decay), ps in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
