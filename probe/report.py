@@ -127,7 +127,7 @@ def write_report(
     for dataset, stem in _figure_stems(summary, metric).items():
         files, png = _write_figures(summary, dataset=dataset, out=out, stem=stem, fmts=fmts, metric_label=label)
         figures += files
-        tables = (
+        tables: tuple[tuple[str, Table], ...] = (
             (f"Leaderboard ({label})", _leaderboard_table(board[board["dataset"] == dataset], metric_label=label)),
             (f"Label-efficiency curve ({label})", _curve_table(summary[summary["dataset"] == dataset])),
         )
