@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cli._common import emit_json, split_list, user_errors
+from cli.extract import Blank, LabelColumns, SliceAxis, Slices, Uncertain, multilabel_options, slice_policy
 from cli.probing import parse_numbers, parse_shots
 from probe.errors import ConfigError
 from probe.finetune import AugmentConfig, FinetuneConfig, FinetunePlan, LoraSettings, parse_targets, run_finetune
@@ -62,6 +63,11 @@ def finetune_command(
     weights: Annotated[str | None, typer.Option(help="local .safetensors/.pth weights (air-gapped sites)")] = None,
     random_weights: Annotated[bool, typer.Option(help="random init instead of pretrained (smoke tests)")] = False,
     limit: Annotated[int | None, typer.Option(help="use only the first N samples of each split")] = None,
+    slices: Slices = None,
+    slice_axis: SliceAxis = None,
+    label_columns: LabelColumns = None,
+    uncertain: Uncertain = None,
+    blank: Blank = None,
     checkpoints: Annotated[str, typer.Option(help="folder of per-epoch checkpoints (resume)")] = "checkpoints",
     results: Annotated[str, typer.Option(help="results folder the rows are appended to")] = "results",
     no_save: Annotated[bool, typer.Option(help="do not append the rows to the results table")] = False,
@@ -126,6 +132,10 @@ def finetune_command(
         weights=weights,
         pretrained=not random_weights,
         limit=limit,
+        source_options={
+            "slices": slice_policy(slices, slice_axis),
+            "multilabel": multilabel_options(label_columns, uncertain, blank),
+        },
         results_dir=None if no_save else results,
         checkpoint_dir=checkpoints,
     )

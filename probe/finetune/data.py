@@ -65,8 +65,12 @@ def augment_image(image: torch.Tensor, config: AugmentConfig, gen: torch.Generat
     return out.clamp_(0.0, 1.0)
 
 
-class SourceImages(Dataset[tuple[torch.Tensor, int]]):
-    """Rows of a source as (model input, label) pairs.
+class SourceImages(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Rows of a source as (views, target, present) triples.
+
+    Every sample is a stack of views: one for plain images, the slices of a volume or the modalities
+    of a study for multi-view sources (absent views are zeros with ``present`` False). All views of a
+    sample share one augmentation draw, so the slices of a volume stay aligned.
 
     Args:
         source: the data source.
@@ -85,6 +89,7 @@ class SourceImages(Dataset[tuple[torch.Tensor, int]]):
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed = seed
         self.epoch = 0
+        self.present = source.view_mask() if source.views is not None else None
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose augmentation draws are used."""
@@ -93,16 +98,28 @@ class SourceImages(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return int(self.rows.size)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        row = int(self.rows[i])
-        image = self.source.load_image(row)
-        label = int(self.source.labels[row])
+    def _input(self, image: np.ndarray, row: int) -> torch.Tensor:
         if self.augment is None:
-            return self.preprocess(image), label
+            return self.preprocess(image)
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         x = augment_image(x, self.augment, seeded_generator(self.seed, self.epoch, row))
-        return self.preprocess(x.permute(1, 2, 0).contiguous().numpy()), label
+        return self.preprocess(x.permute(1, 2, 0).contiguous().numpy())
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(V, 3, S, S) float32 inputs, the target ((), int64 class or (C,) float32 1/0/-1), (V,) bool present."""
+        row = int(self.rows[i])
+        label = self.source.labels[row]
+        target = torch.as_tensor(label, dtype=torch.float32 if np.ndim(label) else torch.int64)
+        if self.present is None:
+            return self._input(self.source.load_image(row), row)[None], target, torch.ones(1, dtype=torch.bool)
+        present = torch.from_numpy(self.present[row].copy())
+        views = [
+            self._input(self.source.load_view(row, v), row) if present[v] else None for v in range(present.numel())
+        ]
+        side = self.preprocess.config.image_size
+        stack = torch.stack([v if v is not None else torch.zeros(3, side, side) for v in views])
+        return stack, target, present
 
 
 def epoch_order(n: int, *, seed: int, epoch: int) -> list[int]:
@@ -112,7 +129,7 @@ def epoch_order(n: int, *, seed: int, epoch: int) -> list[int]:
 
 def make_loader(
     data: SourceImages, *, batch_size: int, order: list[int] | None, workers: int, pin: bool
-) -> DataLoader[tuple[torch.Tensor, int]]:
+) -> DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Batches in ``order`` (None: dataset order), without dropping the last partial batch."""
     sampler = order if order is not None else list(range(len(data)))
     return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin)

@@ -30,7 +30,11 @@ _NO_DECAY_RE = re.compile(r"(cls_token|reg_token|register_tokens|pos_embed|posit
 
 
 class Classifier(nn.Module):
-    """``head(pooler(x)[pooling])``: logits of shape (B, n_classes) for a (B, 3, S, S) batch."""
+    """``head(fuse(pooler(views)[pooling]))``: logits (B, n_outputs) for a (B, V, 3, S, S) batch of view stacks.
+
+    Plain images are one view. Multi-view samples (slices, modalities) are embedded view by view with
+    the same backbone and fused by the mean over their present views before the head.
+    """
 
     def __init__(self, pooler: nn.Module, *, pooling: str, dim: int, n_classes: int, freeze_norm: bool) -> None:
         super().__init__()
@@ -38,14 +42,30 @@ class Classifier(nn.Module):
         self.pooling = pooling
         self.head = nn.Linear(dim, n_classes)
         self.freeze_norm = freeze_norm
+        self.channels_last = False
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, dim) pooled backbone features."""
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, dim) pooled backbone features of (B, 3, S, S) images."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out: torch.Tensor = self.pooler(x)[self.pooling]
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.head(self.features(x))
+    def features(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, dim) features of (B, V, 3, S, S) view stacks: the mean over present views (V = 1: the image)."""
+        if x.ndim == 4:
+            return self.embed(x)
+        if x.shape[1] == 1:
+            return self.embed(x[:, 0])
+        b, v = x.shape[:2]
+        mask = present if present is not None else torch.ones(b, v, dtype=torch.bool, device=x.device)
+        feats = self.embed(x[mask])
+        full = feats.new_zeros(b, v, feats.shape[1])
+        full[mask] = feats
+        return full.sum(1) / mask.sum(1, keepdim=True).clamp_min(1).to(feats.dtype)
+
+    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.features(x, present))
         return out
 
     def train(self, mode: bool = True) -> Classifier:

@@ -78,7 +78,8 @@ class FinetuneRun:
 def _pool(source: Source, rows: np.ndarray) -> Pool:
     ids = np.asarray(source.ids, dtype=object)[rows].astype(str)
     groups = None if source.groups is None else np.asarray(source.groups, dtype=object)[rows].astype(str)
-    return Pool(X=np.zeros((rows.size, 0), np.float32), y=source.labels[rows].astype(np.int64), ids=ids, groups=groups)
+    y = source.labels[rows].astype(np.int64)
+    return Pool(X=np.zeros((rows.size, 0), np.float32), y=y, ids=ids, groups=groups)
 
 
 def source_eval_data(
@@ -92,8 +93,6 @@ def source_eval_data(
     Raises:
         ProtocolError: a multi-label source, no training rows, or an empty evaluation split.
     """
-    if source.task == "multilabel" or source.labels.ndim != 1:
-        raise ProtocolError(f"{source.spec} is multi-label; probe finetune trains single-label classifiers only")
     if eval_split not in ("val", "test"):
         raise ProtocolError(f"--eval-split {eval_split!r}: use test or val")
     rows = {name: np.flatnonzero(source.splits == code) for code, name in enumerate(SPLITS)}
@@ -114,6 +113,9 @@ def source_eval_data(
         val=None if val_rows is None else _pool(source, val_rows),
         test=_pool(source, rows[eval_split]),
         eval_split=eval_split,
+        views=tuple(source.views or ()),
+        view_kind=source.view_kind,
+        fusion="mean" if source.views else "",
     )
     return data, {
         "train": rows["train"],
@@ -132,11 +134,16 @@ def run_finetune(
     weights: str | None = None,
     pretrained: bool = True,
     limit: int | None = None,
+    source_options: dict[str, Any] | None = None,
     results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
     checkpoint_dir: str | os.PathLike[str] = ckpt.DEFAULT_DIR,
     on_epoch_end: EpochHook | None = None,
 ) -> FinetuneRun:
     """Fine-tune ``backbone`` on every draw of ``plan`` and append one row per (draw, metric).
+
+    ``source_options`` go to :func:`probe.sources.open_source` (``slices`` of volumes, ``multilabel``
+    manifest options). Multi-label sources train per-label sigmoid outputs with a masked BCE loss;
+    multi-view sources (volumes, modalities) embed every present view and average the features.
 
     Each draw trains from the pretrained weights in its own checkpoint folder; a finished draw is
     not trained again (its stored test probabilities are scored), an interrupted one resumes at its
@@ -152,7 +159,7 @@ def run_finetune(
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     check_backbone_name(backbone)
-    source = open_source(data, data_root=data_root, limit=limit)
+    source = open_source(data, data_root=data_root, limit=limit, **(source_options or {}))
     bb = load_backbone(backbone, weights=weights, image_size=config.image_size, pretrained=pretrained)
     pooling = config.pooling or bb.default_poolings[0]
     if pooling not in bb.poolings:
@@ -200,7 +207,7 @@ def run_finetune(
                 workers=workers,
                 seed=task.draw.seed,
                 folder=folder,
-                channels_last=bb.channels_last,
+                multilabel=ev_data.task == "multilabel",
             )
             done = _train_one(bb, setup, config, pooling=pooling, eval_rows=rows["eval"], on_epoch_end=on_epoch_end)
             done["params"]["seconds_total"] = round(time.perf_counter() - t0, 3)
@@ -245,12 +252,14 @@ def _train_one(
         seed=setup.seed,
     )
     model.to(setup.device)
-    if setup.channels_last:
+    if bb.channels_last:
         model.to(memory_format=torch.channels_last)
+        model.channels_last = True
     counts = count_params(model)
     outcome = train_classifier(model, setup, config, on_epoch_end=on_epoch_end)
     t0 = time.perf_counter()
     proba = predict_proba(model, setup, eval_rows, batch_size=config.batch_size * 2)
+    extra = _thresholds(model, setup, config) if setup.multilabel else {}
     params: dict[str, Any] = {
         **config.recipe(),
         "pooling": pooling,
@@ -272,7 +281,20 @@ def _train_one(
         params["lora_targets"] = len(getattr(model.pooler, "lora_targets", []))
     if outcome.lp:
         params["lp"] = outcome.lp
+    if setup.source.views:
+        params["views"] = {"kind": setup.source.view_kind, "n": len(setup.source.views), "fusion": "mean"}
+    params.update(extra)
     return {"proba": proba.tolist(), "params": params, "seconds": outcome.train_seconds + time.perf_counter() - t0}
+
+
+def _thresholds(model: Any, setup: TrainSetup, config: FinetuneConfig) -> dict[str, Any]:
+    """Multi-label F1 thresholds: tuned on validation for full data, else on the training draw itself."""
+    from probe.metrics_multilabel import tune_thresholds
+
+    rows, source = (setup.val_rows, "val") if setup.val_rows is not None else (setup.train_rows, "train-draw")
+    proba = predict_proba(model, setup, rows, batch_size=config.batch_size * 2)
+    y = setup.source.labels[rows].astype(np.int64)
+    return {"thresholds": tune_thresholds(y, proba).tolist(), "threshold_source": source}
 
 
 def parse_targets(text: str | None) -> tuple[str, ...] | None:

@@ -47,7 +47,7 @@ class TrainSetup:
     workers: int
     seed: int
     folder: Path  # checkpoint folder of this run
-    channels_last: bool = False
+    multilabel: bool = False  # (n, C) 1/0/-1 targets: per-label sigmoid outputs, masked BCE loss
 
 
 @dataclass
@@ -88,11 +88,15 @@ def _autocast(precision: str, device: torch.device) -> Any:
     return nullcontext() if precision == "fp32" else torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def _outputs(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    return torch.sigmoid(logits.float()) if multilabel else torch.softmax(logits.float(), dim=1)
+
+
 def predict_proba(model: Classifier, setup: TrainSetup, rows: np.ndarray, *, batch_size: int) -> np.ndarray:
-    """Softmax probabilities of ``rows`` (no augmentation, eval mode).
+    """Class probabilities (softmax), or per-label probabilities (sigmoid) for multi-label, of ``rows``.
 
     Returns:
-        (len(rows), n_classes) float64.
+        (len(rows), n_outputs) float64; no augmentation, eval mode.
     """
     data = SourceImages(setup.source, rows, setup.preprocess, augment=None, seed=setup.seed)
     loader = make_loader(
@@ -101,56 +105,86 @@ def predict_proba(model: Classifier, setup: TrainSetup, rows: np.ndarray, *, bat
     model.eval()
     out = []
     with torch.inference_mode(), _autocast(setup.precision, setup.device):
-        for x, _ in loader:
-            x = x.to(setup.device, non_blocking=True)
-            if setup.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out.append(torch.softmax(model(x).float(), dim=1).cpu().double().numpy())
+        for x, _, present in loader:
+            logits = model(x.to(setup.device, non_blocking=True), present.to(setup.device))
+            out.append(_outputs(logits, setup.multilabel).cpu().double().numpy())
     return np.concatenate(out) if out else np.zeros((0, setup.n_classes))
 
 
 def features_of(model: Classifier, setup: TrainSetup, rows: np.ndarray, *, batch_size: int) -> np.ndarray:
-    """(len(rows), dim) float32 pooled features of the current backbone (eval mode, no augmentation)."""
+    """(len(rows), dim) float32 pooled (view-fused) features of the current backbone, eval mode."""
     data = SourceImages(setup.source, rows, setup.preprocess, augment=None, seed=setup.seed)
     loader = make_loader(data, batch_size=batch_size, order=None, workers=setup.workers, pin=False)
     model.eval()
     with torch.inference_mode(), _autocast(setup.precision, setup.device):
-        parts = [model.features(x.to(setup.device)).float().cpu().numpy() for x, _ in loader]
+        parts = [model.features(x.to(setup.device), p.to(setup.device)).float().cpu().numpy() for x, _, p in loader]
     return np.concatenate(parts).astype(np.float32)
 
 
 def val_score(model: Classifier, setup: TrainSetup, config: FinetuneConfig) -> float:
-    """The early-stopping score on the validation rows (higher is better)."""
+    """The early-stopping score on the validation rows (higher is better; macro-AUROC for multi-label)."""
     assert setup.val_rows is not None
     proba = predict_proba(model, setup, setup.val_rows, batch_size=config.batch_size * 2)
     y = setup.source.labels[setup.val_rows].astype(np.int64)
+    if setup.multilabel:
+        from probe.metrics_multilabel import compute_multilabel_metrics
+
+        labels = [str(i) for i in range(setup.n_classes)]
+        return compute_multilabel_metrics(y, proba, metrics=["macro_auroc"], labels=labels)["macro_auroc"]
     if config.select_metric == "neg_log_loss":
         return float(np.mean(np.log(np.clip(proba[np.arange(y.size), y], 1e-12, None))))
     return M.compute_metrics(y, proba, metrics=[config.select_metric], n_classes=setup.n_classes)[config.select_metric]
 
 
 def fit_linear_init(model: Classifier, setup: TrainSetup, config: FinetuneConfig) -> dict[str, Any]:
-    """LP-FT's first stage: a logistic probe on frozen features, copied into the head."""
-    from probe.heads import LinearProbe
+    """LP-FT's first stage: a logistic probe on frozen features (one-vs-rest for multi-label), copied into the head."""
+    from probe.heads import LinearProbe, MultiLabelLinearProbe
 
     bs = config.batch_size * 2
     X = features_of(model, setup, setup.train_rows, batch_size=bs)
     y = setup.source.labels[setup.train_rows].astype(np.int64)
     kw: dict[str, Any] = {}
     if setup.val_rows is not None:
-        kw = {
-            "X_val": features_of(model, setup, setup.val_rows, batch_size=bs),
-            "y_val": setup.source.labels[setup.val_rows],
-        }
+        Xv, yv = features_of(model, setup, setup.val_rows, batch_size=bs), setup.source.labels[setup.val_rows]
+        kw = {"X_val": Xv, "Y_val": yv} if setup.multilabel else {"X_val": Xv, "y_val": yv}
+    if setup.multilabel:
+        ml = MultiLabelLinearProbe(seed=setup.seed, device="cpu").fit(X, y, **kw)
+        with torch.no_grad():
+            model.head.weight.copy_(torch.as_tensor(ml.coef_, dtype=model.head.weight.dtype))
+            model.head.bias.copy_(torch.as_tensor(ml.intercept_, dtype=model.head.bias.dtype))
+        return {"C": [float(c) for c in ml.C_], "selection": sorted(set(ml.selection_))}
     probe = LinearProbe(seed=setup.seed, device="cpu").fit(X, y, **kw)
     init_head_from_probe(model.head, coef=probe.coef_, intercept=probe.intercept_, classes=probe.classes_)
     return {"C": float(probe.C_), "selection": probe.selection_}
 
 
-def _loss_fn(setup: TrainSetup, config: FinetuneConfig) -> nn.CrossEntropyLoss:
+class MaskedBCE(nn.Module):
+    """Multi-label loss: binary cross-entropy over known entries only (targets of -1 are ignored)."""
+
+    def __init__(self, pos_weight: torch.Tensor | None, label_smoothing: float) -> None:
+        super().__init__()
+        self.pos_weight = pos_weight
+        self.smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        known = target >= 0
+        y = target.clamp_min(0.0) * (1.0 - self.smoothing) + 0.5 * self.smoothing
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=self.pos_weight, reduction="none")
+        return (loss * known).sum() / known.sum().clamp_min(1)
+
+
+def _loss_fn(setup: TrainSetup, config: FinetuneConfig) -> nn.Module:
+    labels = setup.source.labels[setup.train_rows].astype(np.int64)
+    if setup.multilabel:
+        pos_weight = None
+        if config.class_balanced:  # negatives / positives per label, over known entries
+            pos, neg = (labels == 1).sum(0), (labels == 0).sum(0)
+            pos_weight = torch.as_tensor(np.where(pos > 0, neg / np.maximum(pos, 1), 1.0), dtype=torch.float32)
+            pos_weight = pos_weight.to(setup.device)
+        return MaskedBCE(pos_weight, config.label_smoothing)
     weight = None
     if config.class_balanced:
-        counts = np.bincount(setup.source.labels[setup.train_rows].astype(np.int64), minlength=setup.n_classes)
+        counts = np.bincount(labels, minlength=setup.n_classes)
         w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max(1, (counts > 0).sum()), 0.0)
         weight = torch.as_tensor(w, dtype=torch.float32, device=setup.device)
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
@@ -230,14 +264,12 @@ class _Trainer:
         self.model.train()
         losses: list[float] = []
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (x, y) in enumerate(loader):
+        for i, (x, y, present) in enumerate(loader):
             x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
-            if setup.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
             group_start = (i // cfg.grad_accum) * cfg.grad_accum
             in_group = min(cfg.grad_accum, n_batches - group_start)
             with _autocast(setup.precision, setup.device):
-                loss = self.loss_fn(self.model(x).float(), y)
+                loss = self.loss_fn(self.model(x, present.to(setup.device)).float(), y)
             (loss / in_group).backward()
             losses.append(float(loss.detach()))
             if i - group_start + 1 == in_group:

@@ -29,7 +29,7 @@ def test_augmentation_depends_only_on_seed_epoch_and_row(tmp_path: Path) -> None
     b = data[3][0]
     data.set_epoch(2)
     assert torch.equal(data[3][0], a) and not torch.equal(a, b)
-    assert a.shape == (3, 32, 32)
+    assert a.shape == (1, 3, 32, 32) and data[3][2].tolist() == [True]
 
 
 def test_evaluation_is_plain_preprocessing(tmp_path: Path) -> None:
@@ -37,7 +37,8 @@ def test_evaluation_is_plain_preprocessing(tmp_path: Path) -> None:
     off = _images(tmp_path, AugmentConfig(enabled=False))
     pre = Preprocessor(PreprocessConfig(image_size=32))
     expected = pre(data.source.load_image(1))
-    assert torch.equal(data[1][0], expected) and torch.equal(off[1][0], expected)
+    assert torch.equal(data[1][0][0], expected) and torch.equal(off[1][0][0], expected)
+    assert data[1][1].dtype == torch.int64 and int(data[1][1]) == int(data.source.labels[1])
 
 
 def test_identity_settings_leave_the_image_unchanged() -> None:
