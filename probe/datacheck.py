@@ -132,6 +132,17 @@ def pixel_digest(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def sample_digest(source: Source, index: int) -> str:
+    """Pixel digest of one sample: its image, or every present view (slices, modalities) in order."""
+    if source.views is None:
+        return pixel_digest(source.load_image(index))
+    present = source.view_mask()[index]
+    h = hashlib.sha256()
+    for v in np.flatnonzero(present):
+        h.update(f"{v}:{pixel_digest(source.load_view(index, int(v)))}".encode())
+    return h.hexdigest()
+
+
 def _groups_of(keys: list[str | None], source: Source, kind: str) -> list[DuplicateSet]:
     """Duplicate sets from one key per row (None: not compared)."""
     rows: dict[str, list[int]] = {}
@@ -184,7 +195,7 @@ def check_source(source: Source, *, pixels: bool = True, progress: bool = False)
         keys: list[str | None] = []
         for i in tqdm(range(len(source)), unit="img", desc="data check", disable=not progress, dynamic_ncols=True):
             try:
-                keys.append(pixel_digest(source.load_image(i)))
+                keys.append(sample_digest(source, i))
             except ImageDecodeError as exc:
                 keys.append(None)
                 undecodable.append(f"undecodable: {exc}")

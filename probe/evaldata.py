@@ -69,11 +69,31 @@ def same_source(user_spec: str, stored_spec: str) -> bool:
     """Whether a user's source specification names the source a store was extracted from."""
     if user_spec.startswith("medmnist:") and stored_spec.startswith("medmnist:"):
         return _medmnist_key(user_spec) == _medmnist_key(stored_spec)
-    for prefix in ("folder:", "csv:", "nifti:"):
+    for prefix in ("folder:", "csv:", "nifti:", "dicom:"):
         if user_spec.startswith(prefix) and stored_spec.startswith(prefix):
-            a, b = user_spec[len(prefix) :], stored_spec[len(prefix) :]
-            return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(b)
+            (a, opts_a), (b, opts_b) = (_path_and_options(s[len(prefix) :]) for s in (user_spec, stored_spec))
+            return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(b) and opts_a == opts_b
     return user_spec == stored_spec
+
+
+def _path_and_options(arg: str) -> tuple[str, dict[str, str]]:
+    """``"/ct?split=70,10,20&window=lung"`` → path and options with numbers normalised (split ratios sum to 1)."""
+    path, sep, query = arg.partition("?")
+    if not sep or os.path.exists(os.path.expanduser(arg)):
+        return arg, {}
+    options: dict[str, str] = {}
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        key = key.strip().lower().replace("-", "_")
+        try:
+            numbers = [float(v) for v in value.split(",")]
+        except ValueError:
+            options[key] = value.strip().lower()
+            continue
+        if key == "split" and sum(numbers) > 0:
+            numbers = [v / sum(numbers) for v in numbers]
+        options[key] = ",".join(f"{v:.6g}" for v in numbers)
+    return path, options
 
 
 def find_store(

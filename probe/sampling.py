@@ -73,6 +73,7 @@ def class_order(ids: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, 
     if groups is None:
         return members
     g = groups[members].astype(str)
+    g = np.where(g == "", np.char.add("\0row:", ids[members].astype(str)), g)  # unknown group: its own patient
     uniq = np.unique(g)
     group_rank = {name: r for r, name in enumerate(uniq[_seed_of(f"groups:{cls}", seed).permutation(uniq.size)])}
     seen: dict[str, int] = {}

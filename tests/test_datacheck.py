@@ -100,3 +100,22 @@ def test_real_breastmnist(medmnist_root: Path) -> None:
     cross = [d for d in report.duplicates if d.cross_split]
     assert [(d.ids, d.splits) for d in cross] == [(["train/000115", "test/000076"], ["train", "test"])]
     assert not report.ok and any("patient leakage cannot be checked" in n for n in report.notes)
+
+
+def test_volume_duplicates_are_found_over_all_slices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from probe.sources.medmnist import medmnist_info
+
+    rng = np.random.default_rng(0)
+    vols = {s: rng.integers(0, 255, size=(3, 6, 28, 28), dtype=np.uint8) for s in ("train", "val", "test")}
+    vols["test"][1] = vols["train"][2]  # the same volume in train and test
+    vols["val"][0, 3] = vols["train"][0, 3]  # one equal slice only: not a duplicate volume
+    arrays = {f"{s}_images": v for s, v in vols.items()}
+    arrays |= {f"{s}_labels": np.zeros((3, 1), np.uint8) for s in vols}
+    np.savez(tmp_path / "adrenalmnist3d.npz", **arrays)
+    md5 = hashlib.md5((tmp_path / "adrenalmnist3d.npz").read_bytes()).hexdigest()
+    monkeypatch.setitem(medmnist_info()["adrenalmnist3d"]["md5"], "28", md5)
+    report = check_data("medmnist:adrenalmnist3d", data_root=tmp_path)
+    cross = [d for d in report.duplicates if d.cross_split]
+    assert len(cross) == 1 and len(report.leaks) == 1

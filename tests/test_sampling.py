@@ -73,3 +73,13 @@ def test_fractions_stratified_and_queries() -> None:
     q = draw_queries(IDS, LABELS, per_class=2, seed=5, n_classes=3)
     assert np.bincount(LABELS[q]).tolist() == [2, 2, 2]
     assert draw_queries(IDS, LABELS, per_class=None, seed=5, n_classes=3).size == IDS.size
+
+
+def test_rows_without_a_group_are_each_their_own_patient() -> None:
+    from probe.sampling import class_order
+
+    ids = np.array([f"s{i}" for i in range(6)])
+    labels = np.zeros(6, dtype=np.int64)
+    groups = np.array(["", "", "", "", "p1", "p1"])
+    first = class_order(ids, labels, groups, cls=0, seed=3)[:5]
+    assert len({groups[i] or ids[i] for i in first}) == 5  # the five distinct "patients" come first
