@@ -108,7 +108,7 @@ def test_volume_duplicates_are_found_over_all_slices(tmp_path: Path, monkeypatch
     from probe.sources.medmnist import medmnist_info
 
     rng = np.random.default_rng(0)
-    vols = {s: rng.integers(0, 255, size=(3, 6, 28, 28), dtype=np.uint8) for s in ("train", "val", "test")}
+    vols = {s: rng.integers(0, 255, size=(3, 28, 28, 28), dtype=np.uint8) for s in ("train", "val", "test")}
     vols["test"][1] = vols["train"][2]  # the same volume in train and test
     vols["val"][0, 3] = vols["train"][0, 3]  # one equal slice only: not a duplicate volume
     arrays = {f"{s}_images": v for s, v in vols.items()}
