@@ -27,7 +27,7 @@ def finetune_command(
     seed: Annotated[int, typer.Option(help="first seed")] = 0,
     epochs: Annotated[int, typer.Option(help="epochs (upper bound with early stopping)")] = 20,
     min_steps: Annotated[int, typer.Option(help="n-shot runs: at least this many optimiser steps")] = 50,
-    batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 32,
+    batch_size: Annotated[int, typer.Option(help="samples per forward pass (x views for volumes/modalities)")] = 32,
     grad_accum: Annotated[int, typer.Option(help="forward passes per optimiser step")] = 1,
     lr: Annotated[
         float | None, typer.Option(help="peak backbone lr (default 1e-4 full/lp-ft, 1e-3 lora/bitfit)")
@@ -40,7 +40,9 @@ def finetune_command(
     class_balanced: Annotated[bool, typer.Option(help="weight the loss by inverse class frequency")] = False,
     norm: Annotated[str, typer.Option(help="BatchNorm statistics: frozen or train")] = "frozen",
     patience: Annotated[int, typer.Option(help="'all' shots: epochs without val gain before stopping (0: off)")] = 5,
-    select_metric: Annotated[str, typer.Option(help="val metric for early stopping")] = "balanced_accuracy",
+    select_metric: Annotated[
+        str, typer.Option(help="val metric for early stopping (multi-label: macro-AUROC)")
+    ] = "balanced_accuracy",
     augment: Annotated[bool, typer.Option(help="flip / small rotation / conservative resized crop")] = True,
     hflip: Annotated[float, typer.Option(help="left-right flip probability")] = 0.5,
     vflip: Annotated[float, typer.Option(help="up-down flip probability")] = 0.0,
@@ -69,6 +71,9 @@ def finetune_command(
     uncertain: Uncertain = None,
     blank: Blank = None,
     checkpoints: Annotated[str, typer.Option(help="folder of per-epoch checkpoints (resume)")] = "checkpoints",
+    keep_checkpoints: Annotated[
+        bool, typer.Option(help="keep finished draws' weights (default: only done.json)")
+    ] = False,
     results: Annotated[str, typer.Option(help="results folder the rows are appended to")] = "results",
     no_save: Annotated[bool, typer.Option(help="do not append the rows to the results table")] = False,
     metrics: Annotated[str, typer.Option(help="comma list; qwk is added for ordinal sets")] = ",".join(DEFAULT_METRICS),
@@ -138,6 +143,7 @@ def finetune_command(
         },
         results_dir=None if no_save else results,
         checkpoint_dir=checkpoints,
+        keep_checkpoints=keep_checkpoints,
     )
     rows = [r.to_dict() for r in run.rows]
     if json_out:

@@ -76,10 +76,16 @@ def save_epoch(folder: Path, state: dict[str, Any]) -> None:
     _atomic_save(state, folder / STATE_FILE)
 
 
-def save_best(folder: Path, model_state: dict[str, torch.Tensor]) -> None:
-    """Write the weights of the best epoch so far (early stopping)."""
+def save_best(folder: Path, model_state: dict[str, torch.Tensor], *, epoch: int) -> None:
+    """Write the weights of the best epoch so far (early stopping), tagged with its epoch."""
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_save(model_state, folder / BEST_FILE)
+    _atomic_save({"epoch": epoch, "model": model_state}, folder / BEST_FILE)
+
+
+def remove_states(folder: Path) -> None:
+    """Delete the weight files of a finished run (``done.json`` stays)."""
+    for name in (STATE_FILE, BEST_FILE):
+        (folder / name).unlink(missing_ok=True)
 
 
 def load(folder: Path, name: str = STATE_FILE) -> Any | None:

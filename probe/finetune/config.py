@@ -16,9 +16,11 @@ SELECT_METRICS: tuple[str, ...] = ("balanced_accuracy", "accuracy", "neg_log_los
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Training augmentations, conservative by default (anatomy keeps its orientation and scale).
+    """Training augmentations, conservative by default (small rotations, crops that keep most of the image).
 
-    Applied to the decoded image before the backbone's preprocessing; evaluation never augments.
+    The left-right flip is on by default; set ``hflip=0`` (``--hflip 0``) where laterality carries
+    meaning (chest X-rays, for instance). Applied to the decoded image before the backbone's
+    preprocessing; evaluation never augments.
     """
 
     enabled: bool = True  # False: train on the preprocessed images as they are
@@ -32,15 +34,15 @@ class AugmentConfig:
         for name in ("hflip", "vflip"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
-                raise ConfigError(f"augmentation {name}={p} must be a probability in [0, 1]")
+                raise ConfigError(f"--{name} {p} must be a probability in [0, 1]")
         if not 0.0 <= self.rotate_degrees <= 180.0:
-            raise ConfigError(f"augmentation rotate_degrees={self.rotate_degrees} must lie in [0, 180]")
+            raise ConfigError(f"--rotate {self.rotate_degrees} must lie in [0, 180] degrees")
         lo, hi = self.crop_scale
         if not 0.0 < lo <= hi <= 1.0:
-            raise ConfigError(f"augmentation crop_scale={self.crop_scale} must satisfy 0 < low <= high <= 1")
+            raise ConfigError(f"--crop-scale {self.crop_scale} must satisfy 0 < low <= high <= 1, e.g. 0.85,1.0")
         lo, hi = self.crop_ratio
         if not 0.0 < lo <= hi:
-            raise ConfigError(f"augmentation crop_ratio={self.crop_ratio} must satisfy 0 < low <= high")
+            raise ConfigError(f"augmentation crop_ratio {self.crop_ratio} must satisfy 0 < low <= high")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, recorded in every row's params."""
@@ -73,7 +75,7 @@ class FinetuneConfig:
     pooling: str | None = None  # backbone pooling fed to the linear head (None: its first default)
     epochs: int = 20  # training epochs (an upper bound when early stopping is on)
     min_steps: int = 50  # n-shot runs train at least this many optimiser steps (tiny supports)
-    batch_size: int = 32  # images per forward pass
+    batch_size: int = 32  # samples per forward pass (a multi-view sample costs one image per present view)
     grad_accum: int = 1  # forward passes per optimiser step
     lr: float | None = None  # peak backbone lr (None: 1e-4 for full/lp-ft, 1e-3 for the few LoRA/BitFit params)
     head_lr: float = 1e-3  # peak learning rate of the new linear head
@@ -84,7 +86,7 @@ class FinetuneConfig:
     class_balanced: bool = False  # weight the loss by inverse class frequency of the draw
     norm: str = "frozen"  # BatchNorm statistics: "frozen" (eval mode) or "train" (batch statistics)
     patience: int = 5  # full data: epochs without a better val score before stopping (0: never stop)
-    select_metric: str = "balanced_accuracy"  # full data: val metric for early stopping / best epoch
+    select_metric: str = "balanced_accuracy"  # full data: val metric for early stopping (multi-label: macro-AUROC)
     precision: str = "auto"  # autocast: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16"
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     num_workers: int | None = None  # DataLoader workers (None: as extraction chooses)

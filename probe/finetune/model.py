@@ -22,9 +22,12 @@ from probe.finetune.config import FinetuneConfig
 
 #: Leaf names of the linear layers LoRA adapts in ViTs (timm, transformers, open_clip styles).
 VIT_LORA_NAMES = frozenset(
-    {"qkv", "proj", "fc1", "fc2", "query", "key", "value", "dense", "q_proj", "k_proj", "v_proj"}
+    {"qkv", "proj", "fc1", "fc2", "query", "key", "value", "dense", "q_proj", "k_proj", "v_proj", "out_proj"}
+    | {"c_fc", "c_proj"}  # open_clip MLPs (their attention is an nn.MultiheadAttention, adapted whole)
 )
-_BLOCK_RE = re.compile(r"(?:^|\.)(?:blocks|layers|layer|stages|encoder\.layer)\.(\d+)(?:\.|$)|(?:^|\.)layer(\d+)\.")
+_BLOCK_RE = re.compile(
+    r"(?:^|\.)(?:blocks|resblocks|layers|layer|stages|encoder\.layer)\.(\d+)(?:\.|$)|(?:^|\.)layer(\d+)\."
+)
 _STEM_RE = re.compile(r"(embed|stem|cls_token|reg_token|register|pos_|mask_token|(^|\.)conv1\.|(^|\.)bn1\.)")
 _NO_DECAY_RE = re.compile(r"(cls_token|reg_token|register_tokens|pos_embed|position_embedding|mask_token)")
 
@@ -141,11 +144,16 @@ def discover_lora_targets(module: nn.Module) -> list[str]:
     Raises:
         ConfigError: neither ViT projections nor pointwise convolutions exist.
     """
+    mha = [n for n, m in module.named_modules() if isinstance(m, nn.MultiheadAttention)]
     linear = [
-        n for n, m in module.named_modules() if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] in VIT_LORA_NAMES
+        n
+        for n, m in module.named_modules()
+        if isinstance(m, nn.Linear)
+        and n.rsplit(".", 1)[-1] in VIT_LORA_NAMES
+        and not any(n.startswith(a + ".") for a in mha)  # inside an nn.MultiheadAttention: adapted with it
     ]
-    if linear:
-        return linear
+    if linear or mha:
+        return mha + linear
     convs = [
         n
         for n, m in module.named_modules()
@@ -167,7 +175,8 @@ def resolve_lora_targets(module: nn.Module, targets: Sequence[str] | None) -> li
     """
     if targets is None:
         return discover_lora_targets(module)
-    layers = [n for n, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv1d))]
+    kinds = (nn.Linear, nn.Conv2d, nn.Conv1d, nn.MultiheadAttention)
+    layers = [n for n, m in module.named_modules() if isinstance(m, kinds)]
     names: list[str] = []
     for t in targets:
         hit = [n for n in layers if n == t or n.endswith("." + t)]

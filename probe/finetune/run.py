@@ -35,6 +35,8 @@ from probe.results import DEFAULT_DIR, ResultRow, append_results
 from probe.sources import SPLITS, Source, open_source
 from probe.store import slug
 
+#: Bumped when training code changes the weights it produces (old checkpoints are then never resumed).
+FINETUNE_VERSION = 1
 VERSIONED = ("numpy", "scipy", "torch", "torchvision", "timm", "transformers", "peft", "scikit-learn")
 
 
@@ -91,7 +93,7 @@ def source_eval_data(
         The data, and the source row indices of each split.
 
     Raises:
-        ProtocolError: a multi-label source, no training rows, or an empty evaluation split.
+        ProtocolError: no training rows, or an empty evaluation split.
     """
     if eval_split not in ("val", "test"):
         raise ProtocolError(f"--eval-split {eval_split!r}: use test or val")
@@ -137,6 +139,7 @@ def run_finetune(
     source_options: dict[str, Any] | None = None,
     results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
     checkpoint_dir: str | os.PathLike[str] = ckpt.DEFAULT_DIR,
+    keep_checkpoints: bool = False,
     on_epoch_end: EpochHook | None = None,
 ) -> FinetuneRun:
     """Fine-tune ``backbone`` on every draw of ``plan`` and append one row per (draw, metric).
@@ -147,7 +150,7 @@ def run_finetune(
 
     Each draw trains from the pretrained weights in its own checkpoint folder; a finished draw is
     not trained again (its stored test probabilities are scored), an interrupted one resumes at its
-    last finished epoch.
+    last finished epoch. Finished draws drop their weight files unless ``keep_checkpoints``.
 
     Raises:
         ConfigError: bad options (unknown pooling, device, LoRA targets, ...).
@@ -157,6 +160,8 @@ def run_finetune(
     from probe.extract import default_workers, resolve_device, resolve_precision
 
     device = resolve_device(config.device)
+    if device.type == "cuda":  # cuBLAS reads this when it starts: deterministic GEMM workspaces
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     precision = resolve_precision(config.precision, device)
     check_backbone_name(backbone)
     source = open_source(data, data_root=data_root, limit=limit, **(source_options or {}))
@@ -168,12 +173,20 @@ def run_finetune(
         resolve_lora_targets(bb.pooler, config.lora.targets)  # fail before any training starts
     probe_plan = plan.probe_plan()
     base = {
-        "source": source.fingerprint(),
+        "finetune_version": FINETUNE_VERSION,
+        "source": {
+            "spec": source.spec,
+            "content": source.fingerprint(),
+            "decode": source.decode_options(),
+            "views": None if source.views is None else {"kind": source.view_kind, "names": list(source.views)},
+        },
         "weights": bb.weights_fingerprint,
         "preprocess": bb.preprocess.to_dict(),
         "pooling": pooling,
         "recipe": config.recipe(),
         "precision": precision,
+        "eval_split": plan.eval_split,
+        "versions": library_versions("torch", "timm", "transformers", "peft", "open_clip_torch"),
     }
     fingerprint = "finetune:" + ckpt.run_key(base)
     ev_data, rows = source_eval_data(
@@ -189,17 +202,20 @@ def run_finetune(
     folders: list[str] = []
     reused = 0
     for task in tasks:
-        full = task.protocol == "full"
-        key = ckpt.run_key({**base, "draw": task.draw.digest, "seed": task.draw.seed, "early_stopping": full})
+        val_rows = rows["val"] if task.protocol == "full" and rows["val"].size else None
+        key = ckpt.run_key(
+            {**base, "draw": task.draw.digest, "seed": task.draw.seed, "early_stopping": val_rows is not None}
+        )
         folder = ckpt.run_dir(checkpoint_dir, name=slug(f"{source.name}-{bb.name}-{config.mode}"), key=key)
         folders.append(str(folder))
         done = ckpt.read_done(folder)
-        if done is None:
-            t0 = time.perf_counter()
+        if done is not None and len(done["proba"]) == rows["eval"].size:
+            reused += 1
+        else:
             setup = TrainSetup(
                 source=source,
                 train_rows=rows["train"][task.draw.rows],
-                val_rows=rows["val"] if full and rows["val"].size else None,
+                val_rows=val_rows,
                 n_classes=ev_data.n_classes,
                 preprocess=Preprocessor(bb.preprocess),
                 device=device,
@@ -210,10 +226,9 @@ def run_finetune(
                 multilabel=ev_data.task == "multilabel",
             )
             done = _train_one(bb, setup, config, pooling=pooling, eval_rows=rows["eval"], on_epoch_end=on_epoch_end)
-            done["params"]["seconds_total"] = round(time.perf_counter() - t0, 3)
             ckpt.write_done(folder, done)
-        else:
-            reused += 1
+            if not keep_checkpoints:
+                ckpt.remove_states(folder)  # done.json keeps what the rows need; weights are GBs for ViTs
         ev = Evaluation(
             task=task,
             head=config.head_name,
@@ -240,8 +255,11 @@ def _train_one(
     """Train a fresh copy of the backbone on one draw and predict the evaluation rows."""
     import torch
 
-    if setup.device.type == "cuda":
+    if setup.device.type == "cuda":  # same device, same result: deterministic kernels (resume equals a straight run)
         torch.cuda.reset_peak_memory_stats(setup.device)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(setup.seed)  # LoRA's own initialisation draws from the global generator
     model = build_classifier(
         copy.deepcopy(bb.pooler),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import resource
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -221,6 +222,7 @@ class _Trainer:
         self.history: list[dict[str, float]] = []
         self.lp: dict[str, Any] = {}
         self.steps = 0
+        self.seconds, self.t0 = 0.0, time.perf_counter()  # training time of earlier sessions, this session's start
 
     def state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -235,6 +237,7 @@ class _Trainer:
             "history": self.history,
             "lp": self.lp,
             "steps": self.steps,
+            "seconds": self.seconds + time.perf_counter() - self.t0,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -249,6 +252,10 @@ class _Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
         self.start_epoch = int(state["epoch"]) + 1
+        best = ckpt.load(self.setup.folder, ckpt.BEST_FILE)
+        if best is not None and int(best["epoch"]) >= self.start_epoch:  # killed between the two saves
+            (self.setup.folder / ckpt.BEST_FILE).unlink()
+        self.seconds = float(state.get("seconds", 0.0))
         self.best, self.best_epoch, self.bad = float(state["best"]), int(state["best_epoch"]), int(state["bad"])
         self.history, self.lp, self.steps = list(state["history"]), dict(state["lp"]), int(state["steps"])
 
@@ -262,7 +269,8 @@ class _Trainer:
         )
         n_batches = len(loader)
         self.model.train()
-        losses: list[float] = []
+        losses: list[float] = []  # per batch, weighted by its size: the epoch's mean loss per sample
+        sizes: list[int] = []
         self.optimizer.zero_grad(set_to_none=True)
         for i, (x, y, present) in enumerate(loader):
             x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
@@ -272,12 +280,13 @@ class _Trainer:
                 loss = self.loss_fn(self.model(x, present.to(setup.device)).float(), y)
             (loss / in_group).backward()
             losses.append(float(loss.detach()))
+            sizes.append(int(y.shape[0]))
             if i - group_start + 1 == in_group:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.steps += 1
-        return float(np.mean(losses)) if losses else math.nan
+        return float(np.average(losses, weights=sizes)) if losses else math.nan
 
     def finish_epoch(self, epoch: int, loss: float) -> bool:
         """Record the epoch, update early stopping, checkpoint; True when training should stop."""
@@ -286,9 +295,12 @@ class _Trainer:
         if self.setup.val_rows is not None:
             score = val_score(self.model, self.setup, self.config)
             record["val"] = round(score, 6)
+            if not math.isfinite(score):
+                warnings.warn(f"epoch {epoch}: validation score is {score}; it never counts as the best", stacklevel=2)
+                score = -math.inf
             if score > self.best:
                 self.best, self.best_epoch, self.bad = score, epoch, 0
-                ckpt.save_best(self.setup.folder, ckpt.trainable_state(self.model))
+                ckpt.save_best(self.setup.folder, ckpt.trainable_state(self.model), epoch=epoch)
             else:
                 self.bad += 1
                 stop = self.config.patience > 0 and self.bad >= self.config.patience
@@ -315,7 +327,6 @@ def train_classifier(
     """
     from tqdm.auto import tqdm
 
-    t0 = time.perf_counter()
     trainer = _Trainer(model, setup, config)
     state = ckpt.load(setup.folder)
     if state is not None:
@@ -344,15 +355,20 @@ def train_classifier(
     bar.close()
     if setup.val_rows is not None:
         best = ckpt.load(setup.folder, ckpt.BEST_FILE)
-        if best is not None:
-            model.load_state_dict(best, strict=False)
+        if best is not None and int(best["epoch"]) == trainer.best_epoch:
+            model.load_state_dict(best["model"], strict=False)
+        elif trainer.best_epoch >= 0:
+            warnings.warn(
+                f"{setup.folder}: best epoch {trainer.best_epoch} has no saved weights; keeping the last epoch's",
+                stacklevel=2,
+            )
     return TrainOutcome(
         epochs_planned=trainer.epochs,
         epochs_run=len(trainer.history),
         best_epoch=trainer.best_epoch,
         steps=trainer.steps,
         resumed_from_epoch=resumed,
-        train_seconds=round(time.perf_counter() - t0, 3),
+        train_seconds=round(trainer.seconds + time.perf_counter() - trainer.t0, 3),
         history=trainer.history,
         lp=trainer.lp,
     )

@@ -144,3 +144,20 @@ def test_bad_config_names_the_value() -> None:
         FinetuneConfig(layer_decay=1.5)
     with pytest.raises(ConfigError, match="--lora-rank 0"):
         LoraSettings(rank=0)
+
+
+def test_open_clip_style_attention_and_mlp_are_lora_targets() -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+            self.mlp = nn.Sequential()
+            self.mlp.add_module("c_fc", nn.Linear(16, 32))
+            self.mlp.add_module("c_proj", nn.Linear(32, 16))
+
+    tower = nn.Module()
+    tower.resblocks = nn.Sequential(Block(), Block())  # type: ignore[assignment]
+    names = discover_lora_targets(tower)
+    assert names == ["resblocks.0.attn", "resblocks.1.attn", "resblocks.0.mlp.c_fc", "resblocks.0.mlp.c_proj",
+                     "resblocks.1.mlp.c_fc", "resblocks.1.mlp.c_proj"]  # fmt: skip
+    assert layer_index("pooler.model.transformer.resblocks.1.mlp.c_fc.weight") == 1
