@@ -65,7 +65,21 @@ def main() -> None:
     from probe.results import load_results
 
     files = write_report(load_results(Path(args.work) / "results"), Path(args.work) / "report")
-    _write_section(Path(args.out), args.label, report(args, results, files.markdown))
+    figures = copy_figures(files.figures, Path(args.out).parent / "figures", label=args.label)
+    _write_section(Path(args.out), args.label, report(args, results, files.markdown, figures))
+
+
+def copy_figures(figures: list[Path], folder: Path, *, label: str) -> list[Path]:
+    """The PNG overlay figures, copied beside docs/benchmarks.md as ``<label>-<dataset>.png``."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fig in figures:
+        if fig.suffix == ".png":
+            out.append(folder / f"{label}-{fig.stem.split('-')[0]}.png")
+            shutil.copyfile(fig, out[-1])
+    return out
 
 
 def run_dataset(name: str, shots: tuple[Any, ...], args: argparse.Namespace) -> dict[str, Any]:
@@ -146,7 +160,7 @@ def _ci(t: tuple[float, float, float]) -> str:
     return f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
-def report(args: argparse.Namespace, results: dict[str, Any], report_md: Path) -> str:
+def report(args: argparse.Namespace, results: dict[str, Any], report_md: Path, figures: list[Path]) -> str:
     import torch
 
     device = "cuda" if (args.device != "cpu" and torch.cuda.is_available()) else "cpu"
@@ -184,6 +198,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], report_md: Path) -
             )
         t = res["timings"]
         lines.append(f"| {name} | wall time | | " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + " | | | | | |")
+    lines.append("")
+    lines += [f"![{f.stem}](figures/{f.name})" for f in figures]
     lines.append(f"<!-- bench:{args.label}:end -->")
     return "\n".join(lines)
 

@@ -153,6 +153,7 @@ def _palette(keys: list[str]) -> dict[str, ColorType]:
 def _line_styles(keys: list[str]) -> dict[str, tuple[LineStyleType, str]]:
     """A distinct (line style, marker) per key, so heads stay apart within one colour."""
     unique = list(dict.fromkeys(keys))
+    unique.sort(key=lambda k: is_finetune(k))  # probe heads take the solid styles; fine-tune points come after
     return {k: (LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)]) for i, k in enumerate(unique)}
 
 
