@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -27,16 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        m = re.search(r"model name\s*:\s*(.+)", text)
-        return m.group(1).strip() if m else platform.processor()
-    except OSError:
-        return platform.processor()
+from _shared import REPO
+from _shared import cpu_name as _cpu_name
+from _shared import write_section as _write_section
 
 
 def _subset(data: str, data_root: str | None, n: int):  # type: ignore[no-untyped-def]
@@ -200,19 +192,6 @@ def _report(args, device, backbone, n_images, rows, rss) -> str:  # type: ignore
         ]
     lines.append(f"<!-- bench:{args.label}:end -->")
     return "\n".join(lines)
-
-
-def _write_section(path: Path, label: str, section: str) -> None:
-    start, end = f"<!-- bench:{label}:start -->", f"<!-- bench:{label}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + section + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ overlay figure.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import re
@@ -29,14 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
-_spec = importlib.util.spec_from_file_location("bench_extract", REPO / "bench" / "extract.py")
-assert _spec is not None and _spec.loader is not None
-_extract = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_extract)
-_cpu_name, _write_section = _extract._cpu_name, _extract._write_section
+from _shared import REPO
+from _shared import cpu_name as _cpu_name
+from _shared import write_section as _write_section
 
 METRICS = ("balanced_accuracy", "macro_auroc")
 

@@ -24,7 +24,6 @@ first when missing) and a seeded synthetic 20k x 768, 10-class Gaussian set. In 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import re
@@ -34,15 +33,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-# this file is bench/probe.py: drop bench/ from the path so `import probe` finds the package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
-_spec = importlib.util.spec_from_file_location("bench_extract", REPO / "bench" / "extract.py")
-assert _spec is not None and _spec.loader is not None
-_extract = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_extract)
-_cpu_name, _write_section = _extract._cpu_name, _extract._write_section
+from _shared import REPO
+from _shared import cpu_name as _cpu_name
+from _shared import write_section as _write_section
 
 SHOTS = (1, 2, 4, 8, 16, 32, 64)
 GRID = tuple(10.0**k for k in range(-4, 5))

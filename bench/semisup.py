@@ -21,7 +21,6 @@ difference labelspread - linear per seed (bootstrap 95 % CI of the mean differen
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import re
@@ -33,15 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-# this file is bench/semisup.py: drop bench/ from the path so `import probe` finds the package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
-_spec = importlib.util.spec_from_file_location("bench_extract", REPO / "bench" / "extract.py")
-assert _spec is not None and _spec.loader is not None
-_extract = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_extract)
-_cpu_name, _write_section = _extract._cpu_name, _extract._write_section
+from _shared import REPO
+from _shared import cpu_name as _cpu_name
+from _shared import write_section as _write_section
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_auroc")
 SENSITIVITY: dict[str, dict[str, Any]] = {  # arm name → LabelSpreadConfig changes (defaults otherwise)

@@ -78,17 +78,14 @@ def same_source(user_spec: str, stored_spec: str) -> bool:
 
 def _path_and_options(arg: str) -> tuple[str, dict[str, str]]:
     """``"/ct?split=70,10,20&window=lung"`` → path and options with numbers normalised (split ratios sum to 1)."""
-    path, sep, query = arg.partition("?")
-    if not sep or os.path.exists(os.path.expanduser(arg)):
-        return arg, {}
-    options: dict[str, str] = {}
-    for part in query.split("&"):
-        key, _, value = part.partition("=")
-        key = key.strip().lower().replace("-", "_")
+    from probe.sources._options import split_spec_options
+
+    path, options = split_spec_options(arg, prefix="")
+    for key, value in options.items():
         try:
             numbers = [float(v) for v in value.split(",")]
         except ValueError:
-            options[key] = value.strip().lower()
+            options[key] = value.lower()
             continue
         if key == "split" and sum(numbers) > 0:
             numbers = [v / sum(numbers) for v in numbers]
