@@ -261,7 +261,7 @@ def fewshot_command(
     shots: Annotated[str, typer.Option(help="support samples per class, comma list")] = "1,5,10",
     episodes: Annotated[int, typer.Option(help="episodes per shot level (mean and CI across them)")] = 100,
     queries: Annotated[int | None, typer.Option(help="query samples per class per episode (default: all)")] = None,
-    heads: Annotated[str, typer.Option(help="comma list of prototype, knn, linear")] = "prototype",
+    heads: Annotated[str, typer.Option(help="comma list of prototype, knn, linear, labelspread")] = "prototype",
     method: Annotated[str, typer.Option(help="prototype: simpleshot or centroid")] = "simpleshot",
     pooling: Pooling = None,
     store: Store = None,
