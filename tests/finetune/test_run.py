@@ -44,7 +44,7 @@ def test_training_ids_equal_the_probes_draws(tmp_path: Path) -> None:
         assert field in row["params"], field
 
 
-@pytest.mark.parametrize("mode", ["full", pytest.param("lora", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("mode", ["full", "lora"])
 def test_tiny_backbone_beats_chance_on_bloodmnist(medmnist_root: Path, tmp_path: Path, mode: str) -> None:
     """A random-init timm test CNN, fine-tuned on 32 real BloodMNIST images per class, beats 1/8 chance."""
     run = run_finetune(
