@@ -8,6 +8,7 @@ spreading builds one graph of the train split for every draw and solves them all
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -139,14 +140,12 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
     }
 
 
-@register_runner("linear")
-def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
-    """Logistic regression: few-shot draws in one batched solve (C by CV inside each support);
-    the full train split with C chosen on the validation split (CV when the store has none)."""
-    from probe.heads.linear import LinearProbeConfig, fit_linear_probes
+def linear_options(plan: PlanConfig, *, select_metric: str | None = None) -> Any:
+    """The :class:`~probe.heads.linear.LinearProbeConfig` of a plan's linear head (None: the head's default metric)."""
+    from probe.heads.linear import LinearProbeConfig
 
     cfg = plan.linear
-    options = LinearProbeConfig(
+    config = LinearProbeConfig(
         C=cfg.C,
         c_grid=cfg.c_grid,
         standardize=cfg.standardize,
@@ -157,6 +156,17 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
         device=plan.device,
         seed=plan.seed,
     )
+    return config if select_metric is None else dataclasses.replace(config, select_metric=select_metric)
+
+
+@register_runner("linear")
+def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
+    """Logistic regression: few-shot draws in one batched solve (C by CV inside each support);
+    the full train split with C chosen on the validation split (CV when the store has none)."""
+    from probe.heads.linear import fit_linear_probes
+
+    cfg = plan.linear
+    options = linear_options(plan)
     few = [t for t in tasks if t.draw.shots != ALL]
     full = [t for t in tasks if t.draw.shots == ALL]
     fitted: list[tuple[Task, Any, float]] = []

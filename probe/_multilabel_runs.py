@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probe import metrics_multilabel as ML
-from probe._head_runs import Evaluation, Runner, Task
+from probe._head_runs import Evaluation, Runner, Task, linear_options
 from probe.errors import ProtocolError
 from probe.evaldata import EvalData
 from probe.sampling import ALL
@@ -130,22 +130,10 @@ def _linear_params(probe: Any, data: EvalData, cfg: Any) -> dict[str, Any]:
 def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """One-vs-rest logistic regression: a C per label, by CV inside each support (few-shot, batched
     over every draw and label) or on the validation split (full data; CV when there is none)."""
-    from probe.heads.linear import LinearProbeConfig
     from probe.heads.multilabel_linear import DEFAULT_SELECT_METRIC, fit_multilabel_linear_probes
 
     cfg = plan.linear
-    options = LinearProbeConfig(
-        C=cfg.C,
-        c_grid=cfg.c_grid,
-        standardize=cfg.standardize,
-        selection="auto" if cfg.selection == "fixed" else cfg.selection,
-        refit=cfg.refit,
-        select_metric=DEFAULT_SELECT_METRIC,
-        max_iter=cfg.max_iter,
-        precision=cfg.precision,
-        device=plan.device,
-        seed=plan.seed,
-    )
+    options = linear_options(plan, select_metric=DEFAULT_SELECT_METRIC)
     few = [t for t in tasks if t.draw.shots != ALL]
     full = [t for t in tasks if t.draw.shots == ALL]
     fitted: list[tuple[Task, Any, float]] = []

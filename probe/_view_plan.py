@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probe._head_runs import HEAD_RUNNERS, Evaluation, Task, full_proba
+from probe._head_runs import HEAD_RUNNERS, Evaluation, Task, full_proba, linear_options
 from probe.errors import ProtocolError
 from probe.evaldata import EvalData, Pool
 from probe.fusion import dropout_masks, fuse_views, without_views
@@ -104,20 +104,10 @@ def _augmented_train(data: EvalData, plan: PlanConfig) -> Pool:
 
 def run_linear_dropout(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """The linear head with modality dropout (see the module docstring); rows are named ``linear-mdrop<p>``."""
-    from probe.heads.linear import LinearProbeConfig, fit_linear_probes
+    from probe.heads.linear import fit_linear_probes
 
     cfg, vcfg = plan.linear, plan.views
-    options = LinearProbeConfig(
-        C=cfg.C,
-        c_grid=cfg.c_grid,
-        standardize=cfg.standardize,
-        selection="auto" if cfg.selection == "fixed" else cfg.selection,
-        refit=cfg.refit,
-        max_iter=cfg.max_iter,
-        precision=cfg.precision,
-        device=plan.device,
-        seed=plan.seed,
-    )
+    options = linear_options(plan)
     aug = _augmented_train(data, plan)
     n, copies = data.train.n, vcfg.dropout_copies
 

@@ -9,7 +9,7 @@ from probe.errors import ConfigError, RegistryError, UnknownSourceError
 from probe.sources._base import SPLITS, Source, SubsetSource, limit_per_split, split_code
 from probe.sources._options import check_option_keys, split_spec_options
 from probe.sources.dicom import DICOM_OPTION_KEYS, open_dicom, open_dicom_csv
-from probe.sources.files import FileListSource, open_folder, open_manifest
+from probe.sources.files import FileListSource, manifest_header, open_folder, open_manifest
 from probe.sources.images import RgbaPolicy, read_image
 from probe.sources.medmnist import MedMNISTSource, medmnist_info, parse_flag
 from probe.sources.multilabel import (
@@ -18,7 +18,7 @@ from probe.sources.multilabel import (
     is_multilabel_manifest,
     open_multilabel_manifest,
 )
-from probe.sources.multimodal import MultiModalSource, modality_columns, open_multimodal_manifest, read_header
+from probe.sources.multimodal import MultiModalSource, modality_columns, open_multimodal_manifest
 from probe.sources.nifti import NiftiSource
 from probe.sources.splitting import SplitConfig, make_splits
 from probe.sources.volumes import MedMNIST3DSource, SlicePolicy, VolumeSource, with_slices
@@ -79,7 +79,7 @@ def _csv(arg: str, *, data_root: str | None, rgba: RgbaPolicy, options: dict[str
         return open_multilabel_manifest(arg, options=MultiLabelOptions(), rgba=rgba, spec_options=options)
     if options:  # window/frames: a manifest listing DICOM files
         return open_dicom_csv(arg, options=options, rgba=rgba)
-    if modality_columns(read_header(arg)):
+    if modality_columns(manifest_header(arg)):
         return open_multimodal_manifest(arg, rgba=rgba)
     return open_manifest(arg, rgba=rgba)
 

@@ -15,11 +15,7 @@ else its first window centre/width, else min-max), ``minmax``, a preset (``lung`
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +26,7 @@ from probe.errors import ConfigError, SourceError
 from probe.sources._base import Source, cache_root
 from probe.sources._dicom_pixels import DICOM_EXTENSIONS, DicomOptions, frame_count, is_dicom_path, read_dicom
 from probe.sources._options import with_options
+from probe.sources._stat_cache import cached_per_file
 from probe.sources.files import _SPLIT_DIRS, FileListSource, open_manifest
 from probe.sources.images import RgbaPolicy
 
@@ -52,41 +49,12 @@ def read_header(path: str) -> tuple[str, int]:
 
 
 def read_headers(paths: Sequence[str], *, cache_file: Path) -> list[tuple[str, int]]:
-    """:func:`read_header` of many files, reusing ``cache_file`` entries whose (size, mtime, ctime, inode) match.
+    """:func:`read_header` of many files, cached by file status (about 2 ms a file; see :func:`cached_per_file`)."""
 
-    The cache only saves time (about 2 ms a file): it is JSON ``{path: [size, mtime_ns, ctime_ns,
-    inode, patient, frames]}``; files changed in the last 2 seconds are not cached (coarse
-    timestamps), and an unreadable cache is simply rebuilt.
-    """
-    try:
-        cache: dict[str, list[Any]] = json.loads(cache_file.read_text())
-        if not isinstance(cache, dict):
-            cache = {}
-    except (OSError, ValueError):
-        cache = {}
-    out, changed, now = [], False, time.time_ns()
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            out.append(("", 1))
-            continue
-        key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-        entry = cache.get(path)
-        if isinstance(entry, list) and len(entry) == 6 and entry[:4] == key:
-            out.append((str(entry[4]), int(entry[5])))
-            continue
-        patient, frames = read_header(path) if is_dicom_path(path) else ("", 1)
-        if now - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000:  # coarse timestamps: skip fresh files
-            cache[path], changed = [*key, patient, frames], True
-        out.append((patient, frames))
-    if changed:
-        with contextlib.suppress(OSError):  # a read-only cache only costs time
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache))
-            os.replace(tmp, cache_file)
-    return out
+    def header(path: str) -> list[Any]:
+        return list(read_header(path)) if is_dicom_path(path) else ["", 1]
+
+    return [(str(p), int(f)) for p, f in cached_per_file(paths, cache_file=cache_file, compute=header, missing=["", 1])]
 
 
 def _dicom_files(folder: Path) -> list[Path]:

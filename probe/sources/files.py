@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
-import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +18,7 @@ import numpy as np
 
 from probe.errors import SourceError
 from probe.sources._base import Source, cache_root, split_code
+from probe.sources._stat_cache import cached_per_file
 from probe.sources.images import IMAGE_EXTENSIONS, RgbaPolicy, read_image
 
 if TYPE_CHECKING:
@@ -54,45 +52,45 @@ def _blake2b_file(path: str) -> str:
 
 
 def content_digests(paths: Sequence[str], *, cache_file: Path) -> list[str]:
-    """blake2b of every file's bytes, reusing ``cache_file`` entries whose size and mtime still match.
+    """blake2b of every file's bytes, cached by file status (see :func:`cached_per_file`).
 
-    A missing file digests as ``"missing"`` (it is reported when decoded, or skipped). The cache is
-    JSON ``{path: [size, mtime_ns, ctime_ns, inode, digest]}``; ctime cannot be set by copy tools, so
-    a replaced file is always re-hashed. Files changed in the last 2 seconds are not cached (coarse
-    timestamps). The cache only saves time and is rewritten when it changed.
+    A missing file digests as ``"missing"`` and an unreadable one as ``"unreadable"`` (never cached);
+    both are reported when decoded, or skipped.
     """
+    out = cached_per_file(
+        paths, cache_file=cache_file, compute=_blake2b_file, missing="missing", cacheable=lambda d: d != "unreadable"
+    )
+    return [str(d) for d in out]
+
+
+def read_manifest(manifest: str) -> tuple[Path, list[dict[str, str]], list[str]]:
+    """The resolved file, rows and header of a CSV manifest (UTF-8, a BOM allowed).
+
+    Raises:
+        SourceError: missing file, text that is not UTF-8, or no rows.
+    """
+    file = Path(manifest).expanduser().resolve()
+    if not file.is_file():
+        raise SourceError(f"csv:{manifest}: file not found; pass the path of a CSV manifest")
     try:
-        cache: dict[str, list[Any]] = json.loads(cache_file.read_text())
-        if not isinstance(cache, dict):
-            cache = {}
-    except (OSError, ValueError):
-        cache = {}
-    out, changed, now = [], False, time.time_ns()
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            out.append("missing")
-            continue
-        key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-        entry = cache.get(path)
-        if isinstance(entry, list) and len(entry) == 5 and entry[:4] == key:
-            out.append(str(entry[4]))
-            continue
-        digest = _blake2b_file(path)
-        if now - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000 and digest != "unreadable":
-            cache[path] = [*key, digest]
-            changed = True
-        out.append(digest)
-    if changed:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache))
-            os.replace(tmp, cache_file)
-        except OSError:
-            pass  # a read-only cache only costs time
-    return out
+        with open(file, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"csv:{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
+    if not rows:
+        raise SourceError(f"csv:{manifest}: the manifest has no rows")
+    return file, rows, list(rows[0].keys())
+
+
+def manifest_header(manifest: str | Path) -> list[str]:
+    """The header row of a CSV manifest ([] when it is missing, empty or unreadable: the reader reports it)."""
+    try:
+        with open(Path(manifest).expanduser(), newline="", encoding="utf-8-sig") as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 class FileListSource(Source):
@@ -219,19 +217,7 @@ def open_manifest(
     Raises:
         SourceError: the file is missing, a required column is absent, or a row is incomplete.
     """
-    file = Path(manifest).expanduser().resolve()
-    if not file.is_file():
-        raise SourceError(f"csv:{manifest}: file not found; pass the path of a CSV manifest")
-    try:
-        with open(file, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except UnicodeDecodeError as exc:
-        raise SourceError(
-            f"csv:{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
-    header = list(rows[0].keys()) if rows else []
-    if not rows:
-        raise SourceError(f"csv:{manifest}: the manifest has no rows")
+    file, rows, header = read_manifest(manifest)
     path_col = _pick(header, PATH_COLUMNS, "image path", file, required=True)
     label_col = _pick(header, LABEL_COLUMNS, "label", file, required=True)
     split_col = _pick(header, SPLIT_COLUMNS, "split", file, required=False)

@@ -17,7 +17,6 @@ attributes (``source.label_policy``), so stores made with different policies nev
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,16 @@ import numpy as np
 
 from probe.errors import ConfigError, SourceError
 from probe.sources._options import with_options
-from probe.sources.files import GROUP_COLUMNS, ID_COLUMNS, PATH_COLUMNS, SPLIT_COLUMNS, FileListSource, _pick
+from probe.sources.files import (
+    GROUP_COLUMNS,
+    ID_COLUMNS,
+    PATH_COLUMNS,
+    SPLIT_COLUMNS,
+    FileListSource,
+    _pick,
+    manifest_header,
+    read_manifest,
+)
 from probe.sources.images import RgbaPolicy
 
 if TYPE_CHECKING:
@@ -169,18 +177,9 @@ def label_columns_of(header: Sequence[str], options: MultiLabelOptions) -> list[
     return pairs or None
 
 
-def read_manifest_header(manifest: str) -> list[str]:
-    """The header row of a CSV manifest ([] when the file is missing or unreadable: the reader reports it)."""
-    try:
-        with open(Path(manifest).expanduser(), newline="", encoding="utf-8-sig") as f:
-            return next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError):
-        return []
-
-
 def is_multilabel_manifest(manifest: str) -> bool:
     """Whether a manifest's header marks label columns with the ``label:`` prefix."""
-    return label_columns_of(read_manifest_header(manifest), MultiLabelOptions()) is not None
+    return label_columns_of(manifest_header(manifest), MultiLabelOptions()) is not None
 
 
 def _parse_cell(text: str, *, manifest: str, line: int, column: str) -> int:
@@ -219,19 +218,7 @@ def open_multilabel_manifest(
         dicom = DicomOptions.from_options(spec_options)
         if dicom.frames == "all":
             raise ConfigError(f"csv:{manifest}?frames=all: per-frame rows are not supported in multi-label manifests")
-    file = Path(manifest).expanduser().resolve()
-    if not file.is_file():
-        raise SourceError(f"csv:{manifest}: file not found; pass the path of a CSV manifest")
-    try:
-        with open(file, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except UnicodeDecodeError as exc:
-        raise SourceError(
-            f"csv:{manifest}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
-    if not rows:
-        raise SourceError(f"csv:{manifest}: the manifest has no rows")
-    header = list(rows[0].keys())
+    file, rows, header = read_manifest(manifest)
     pairs = label_columns_of(header, options)
     if pairs is None or len(pairs) < 2:
         raise SourceError(

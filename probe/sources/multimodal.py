@@ -13,7 +13,6 @@ were filled. Relative paths resolve against the manifest's folder.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from probe.sources.files import (
     _pick,
     _sorted_classes,
     content_digests,
+    read_manifest,
 )
 from probe.sources.images import RgbaPolicy, read_image
 
@@ -41,15 +41,6 @@ MODALITY_PREFIX = "modality:"
 def modality_columns(header: Sequence[str]) -> list[str]:
     """The header cells that name a modality (``modality:<name>``, any case)."""
     return [h for h in header if h.strip().lower().startswith(MODALITY_PREFIX)]
-
-
-def read_header(manifest: str | Path) -> list[str]:
-    """The first row of a CSV file ([] when it is empty or unreadable: the caller reports that)."""
-    try:
-        with open(Path(manifest).expanduser(), newline="", encoding="utf-8-sig") as f:
-            return next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError):
-        return []
 
 
 def _modality_names(columns: Sequence[str], header: Sequence[str], file: Path) -> list[str]:
@@ -163,14 +154,7 @@ def open_multimodal_manifest(manifest: str, *, rgba: RgbaPolicy = "composite") -
         SourceError: missing file, a bad or duplicated modality column, a path column beside modality
             columns, no label column, an empty label, or a row without any modality.
     """
-    file = Path(manifest).expanduser().resolve()
-    if not file.is_file():
-        raise SourceError(f"csv:{manifest}: file not found; pass the path of a CSV manifest")
-    with open(file, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise SourceError(f"csv:{manifest}: the manifest has no rows")
-    header = list(rows[0].keys())
+    file, rows, header = read_manifest(manifest)
     columns = modality_columns(header)
     names = _modality_names(columns, header, file)
     label_col = _pick(header, LABEL_COLUMNS, "label", file, required=True)

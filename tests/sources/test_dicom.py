@@ -258,10 +258,10 @@ def test_dicom_folder_source_groups_and_options(tmp_path: Path) -> None:
 
 
 def test_header_cache_follows_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import probe.sources.dicom as dicom_module
+    import probe.sources._stat_cache as stat_cache
 
     root = write_dicom_folder(tmp_path / "ct", per_class=2)
-    monkeypatch.setattr(dicom_module.time, "time_ns", lambda: 10**20)  # every file counts as old: cached
+    monkeypatch.setattr(stat_cache.time, "time_ns", lambda: 10**20)  # every file counts as old: cached
     assert open_source(f"dicom:{root}").groups == ["b0", "b0", "m0", "m0"]
     assert list((tmp_path / "cache" / "dicom_headers").glob("*.json"))
     write_dicom(root / "benign" / "benign_01.dcm", np.zeros((2, 2), np.uint16), patient="new")
