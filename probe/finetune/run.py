@@ -23,7 +23,7 @@ import numpy as np
 
 from probe._head_runs import Evaluation
 from probe.backbones import Preprocessor
-from probe.errors import ConfigError, ProtocolError
+from probe.errors import ConfigError, ImageDecodeError, ProtocolError
 from probe.evaldata import EvalData, Pool
 from probe.finetune import checkpoint as ckpt
 from probe.finetune.config import FinetuneConfig
@@ -225,7 +225,13 @@ def run_finetune(
                 folder=folder,
                 multilabel=ev_data.task == "multilabel",
             )
-            done = _train_one(bb, setup, config, pooling=pooling, eval_rows=rows["eval"], on_epoch_end=on_epoch_end)
+            try:
+                done = _train_one(bb, setup, config, pooling=pooling, eval_rows=rows["eval"], on_epoch_end=on_epoch_end)
+            except ImageDecodeError as exc:  # the source's hint names extraction's --on-error, which fine-tuning lacks
+                raise ImageDecodeError(
+                    f"{exc} (that option is probe extract's; fine-tuning reads every drawn image: replace the file "
+                    "or remove it from the data)"
+                ) from None
             ckpt.write_done(folder, done)
             if not keep_checkpoints:
                 ckpt.remove_states(folder)  # done.json keeps what the rows need; weights are GBs for ViTs

@@ -334,25 +334,18 @@ def train_classifier(
     elif config.mode == "lp-ft":
         trainer.lp = fit_linear_init(model, setup, config)
     resumed = trainer.start_epoch
-    bar = tqdm(
-        total=trainer.epochs,
-        initial=resumed,
-        unit="epoch",
-        desc=config.head_name,
-        disable=not config.progress,
-        leave=False,
-    )
     stopped = state is not None and trainer.history and _stopped_early(trainer)
-    for epoch in range(resumed, trainer.epochs if not stopped else resumed):
-        loss = trainer.run_epoch(epoch)
-        stop = trainer.finish_epoch(epoch, loss)
-        bar.update(1)
-        bar.set_postfix({k: v for k, v in trainer.history[-1].items() if k != "epoch"})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-        if stop:
-            break
-    bar.close()
+    bar_options = {"unit": "epoch", "desc": config.head_name, "disable": not config.progress, "leave": False}
+    with tqdm(total=trainer.epochs, initial=resumed, **bar_options) as bar:  # closed (cleared) on errors too
+        for epoch in range(resumed, trainer.epochs if not stopped else resumed):
+            loss = trainer.run_epoch(epoch)
+            stop = trainer.finish_epoch(epoch, loss)
+            bar.update(1)
+            bar.set_postfix({k: v for k, v in trainer.history[-1].items() if k != "epoch"})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+            if stop:
+                break
     if setup.val_rows is not None:
         best = ckpt.load(setup.folder, ckpt.BEST_FILE)
         if best is not None and int(best["epoch"]) == trainer.best_epoch:

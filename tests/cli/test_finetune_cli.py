@@ -49,3 +49,15 @@ def test_finetune_errors_are_one_line(tmp_path: Path) -> None:
         assert res.exit_code == 1, res.output
         assert res.output.startswith("error: ") and pattern in res.output, res.output
         assert len(res.output.strip().splitlines()) == 1
+
+
+def test_corrupt_image_error_says_what_fine_tuning_needs(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "imgs", per_class=2)
+    for png in (root / "train").rglob("*.png"):
+        png.write_bytes(b"not a png")
+    args = ["finetune", f"folder:{root}", "--backbone", "timm:test_vit", "--random-weights", "--image-size", "32"]
+    res = runner.invoke(
+        app, [*args, "--no-save", "--shots", "1", "--no-progress", "--checkpoints", str(tmp_path / "ck")]
+    )
+    assert res.exit_code == 1 and res.output.startswith("error: ") and len(res.output.strip().splitlines()) == 1
+    assert "cannot decode image" in res.output and "fine-tuning reads every drawn image" in res.output
