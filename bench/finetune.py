@@ -142,7 +142,6 @@ def summarise(rows: list[Any]) -> dict[tuple[str, Any], dict[str, Any]]:
         entry["trainable"] = p[0].get("trainable_params")
         entry["train_s"] = float(np.mean([q.get("train_seconds", np.nan) for q in p]))
         entry["peak_mb"] = max(q.get("peak_memory_mb", 0) for q in p)
-        entry["n_train"] = None
         out[head, shots] = entry
     return out
 

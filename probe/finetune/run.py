@@ -17,6 +17,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,7 +173,65 @@ def run_finetune(
     if config.mode == "lora":
         resolve_lora_targets(bb.pooler, config.lora.targets)  # fail before any training starts
     probe_plan = plan.probe_plan()
-    base = {
+    base = _checkpoint_base(source, bb, config, pooling=pooling, precision=precision, eval_split=plan.eval_split)
+    ev_data, rows = source_eval_data(
+        source,
+        backbone=bb.name,
+        pooling=pooling,
+        fingerprint="finetune:" + ckpt.run_key(base),
+        eval_split=plan.eval_split,
+    )
+    job = _Job(
+        source=source, backbone=bb, pooling=pooling, config=config, rows=rows, n_classes=ev_data.n_classes,
+        multilabel=ev_data.task == "multilabel", device=device, precision=precision,
+        workers=config.num_workers if config.num_workers is not None else default_workers(device),
+        base=base, checkpoint_dir=Path(checkpoint_dir), keep_checkpoints=keep_checkpoints, on_epoch_end=on_epoch_end,
+    )  # fmt: skip
+    names = plan_metrics(ev_data, probe_plan)
+    versions = library_versions(*VERSIONED)
+    run_id = uuid.uuid4().hex[:12]
+    out: list[ResultRow] = []
+    saved: str | None = None
+    folders: list[str] = []
+    reused = 0
+    for task in build_tasks(ev_data, probe_plan):
+        folder, done, was_reused = _finished_draw(job, task)
+        folders.append(str(folder))
+        reused += was_reused
+        params, proba, seconds = done["params"], np.asarray(done["proba"]), float(done["seconds"])
+        ev = Evaluation(task=task, head=config.head_name, params=params, proba=proba, seconds=seconds)
+        new = score(ev_data, ev, names=names, plan=probe_plan, run_id=run_id, versions=versions)
+        if results_dir is not None:
+            saved = str(append_results(new, results_dir))  # per draw: an interruption keeps finished rows
+        out += new
+    return FinetuneRun(rows=out, results_file=saved, run_id=run_id, checkpoints=folders, reused=reused)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every draw of one ``run_finetune`` call shares."""
+
+    source: Source
+    backbone: Any  # probe.backbones.Backbone
+    pooling: str
+    config: FinetuneConfig
+    rows: dict[str, np.ndarray]  # source rows of "train", "val" and "eval"
+    n_classes: int
+    multilabel: bool
+    device: Any  # torch.device
+    precision: str
+    workers: int
+    base: dict[str, Any]  # checkpoint-key inputs shared by every draw
+    checkpoint_dir: Path
+    keep_checkpoints: bool
+    on_epoch_end: EpochHook | None
+
+
+def _checkpoint_base(
+    source: Source, bb: Any, config: FinetuneConfig, *, pooling: str, precision: str, eval_split: str
+) -> dict[str, Any]:
+    """Everything besides the draw that changes a run's weights or its stored predictions."""
+    return {
         "finetune_version": FINETUNE_VERSION,
         "source": {
             "spec": source.spec,
@@ -185,68 +244,45 @@ def run_finetune(
         "pooling": pooling,
         "recipe": config.recipe(),
         "precision": precision,
-        "eval_split": plan.eval_split,
+        "eval_split": eval_split,
         "versions": library_versions("torch", "timm", "transformers", "peft", "open_clip_torch"),
     }
-    fingerprint = "finetune:" + ckpt.run_key(base)
-    ev_data, rows = source_eval_data(
-        source, backbone=bb.name, pooling=pooling, fingerprint=fingerprint, eval_split=plan.eval_split
+
+
+def _finished_draw(job: _Job, task: Any) -> tuple[Path, dict[str, Any], bool]:
+    """(checkpoint folder, done payload, reused?) of one draw: its finished result, or a (resumed) training."""
+    val_rows = job.rows["val"] if task.protocol == "full" and job.rows["val"].size else None
+    key = ckpt.run_key(
+        {**job.base, "draw": task.draw.digest, "seed": task.draw.seed, "early_stopping": val_rows is not None}
     )
-    tasks = build_tasks(ev_data, probe_plan)
-    names = plan_metrics(ev_data, probe_plan)
-    versions = library_versions(*VERSIONED)
-    workers = config.num_workers if config.num_workers is not None else default_workers(device)
-    run_id = uuid.uuid4().hex[:12]
-    out: list[ResultRow] = []
-    saved: str | None = None
-    folders: list[str] = []
-    reused = 0
-    for task in tasks:
-        val_rows = rows["val"] if task.protocol == "full" and rows["val"].size else None
-        key = ckpt.run_key(
-            {**base, "draw": task.draw.digest, "seed": task.draw.seed, "early_stopping": val_rows is not None}
+    name = slug(f"{job.source.name}-{job.backbone.name}-{job.config.mode}")
+    folder = ckpt.run_dir(job.checkpoint_dir, name=name, key=key)
+    done = ckpt.read_done(folder)
+    if done is not None and len(done["proba"]) == job.rows["eval"].size:
+        return folder, done, True
+    setup = TrainSetup(
+        source=job.source, train_rows=job.rows["train"][task.draw.rows], val_rows=val_rows, n_classes=job.n_classes,
+        preprocess=Preprocessor(job.backbone.preprocess), device=job.device, precision=job.precision,
+        workers=job.workers, seed=task.draw.seed, folder=folder, multilabel=job.multilabel,
+    )  # fmt: skip
+    try:
+        done = _train_one(
+            job.backbone,
+            setup,
+            job.config,
+            pooling=job.pooling,
+            eval_rows=job.rows["eval"],
+            on_epoch_end=job.on_epoch_end,
         )
-        folder = ckpt.run_dir(checkpoint_dir, name=slug(f"{source.name}-{bb.name}-{config.mode}"), key=key)
-        folders.append(str(folder))
-        done = ckpt.read_done(folder)
-        if done is not None and len(done["proba"]) == rows["eval"].size:
-            reused += 1
-        else:
-            setup = TrainSetup(
-                source=source,
-                train_rows=rows["train"][task.draw.rows],
-                val_rows=val_rows,
-                n_classes=ev_data.n_classes,
-                preprocess=Preprocessor(bb.preprocess),
-                device=device,
-                precision=precision,
-                workers=workers,
-                seed=task.draw.seed,
-                folder=folder,
-                multilabel=ev_data.task == "multilabel",
-            )
-            try:
-                done = _train_one(bb, setup, config, pooling=pooling, eval_rows=rows["eval"], on_epoch_end=on_epoch_end)
-            except ImageDecodeError as exc:  # the source's hint names extraction's --on-error, which fine-tuning lacks
-                raise ImageDecodeError(
-                    f"{exc} (that option is probe extract's; fine-tuning reads every drawn image: replace the file "
-                    "or remove it from the data)"
-                ) from None
-            ckpt.write_done(folder, done)
-            if not keep_checkpoints:
-                ckpt.remove_states(folder)  # done.json keeps what the rows need; weights are GBs for ViTs
-        ev = Evaluation(
-            task=task,
-            head=config.head_name,
-            params=done["params"],
-            proba=np.asarray(done["proba"]),
-            seconds=float(done["seconds"]),
-        )
-        new = score(ev_data, ev, names=names, plan=probe_plan, run_id=run_id, versions=versions)
-        if results_dir is not None:
-            saved = str(append_results(new, results_dir))  # per draw: an interruption keeps finished rows
-        out += new
-    return FinetuneRun(rows=out, results_file=saved, run_id=run_id, checkpoints=folders, reused=reused)
+    except ImageDecodeError as exc:  # the source's hint names extraction's --on-error, which fine-tuning lacks
+        raise ImageDecodeError(
+            f"{exc} (that option is probe extract's; fine-tuning reads every drawn image: replace the file "
+            "or remove it from the data)"
+        ) from None
+    ckpt.write_done(folder, done)
+    if not job.keep_checkpoints:
+        ckpt.remove_states(folder)  # done.json keeps what the rows need; weights are GBs for ViTs
+    return folder, done, False
 
 
 def _train_one(
