@@ -218,21 +218,35 @@ def _score(sol: LinearSolution, ctx: Context, rows: np.ndarray) -> float:
 
 def select_and_fit(ctx: Context, supports: Sequence[np.ndarray], *, n_classes: int) -> list[SelectedFit]:
     """Run every support's selection, one batched solve per round of requests."""
-    plans = [plan_support(ctx, rows) for rows in supports]
+    return run_plans(ctx.X, [plan_support(ctx, rows) for rows in supports], ctx.cfg, n_classes=n_classes)
+
+
+def run_plans(X: np.ndarray, plans: list[Plan], cfg: LinearProbeConfig, *, n_classes: int) -> list[SelectedFit]:
+    """Drive selection plans in lockstep: each round, every pending plan's problems go into one batched solve.
+
+    Args:
+        X: (n, d) rows the plans' problems index.
+        plans: generators that yield lists of problems, receive their solutions, and return a fit.
+        cfg: solver settings.
+        n_classes: classes of every problem (2 for one-vs-rest labels).
+
+    Returns:
+        The plans' fits, in order.
+    """
     results: list[SelectedFit | None] = [None] * len(plans)
     pending: dict[int, list[LinearProblem]] = {i: next(p) for i, p in enumerate(plans)}
     while pending:
         batch = [p for req in pending.values() for p in req]
         sols = solve_logistic_batch(
-            ctx.X,
+            X,
             batch,
             n_classes=n_classes,
-            standardize=ctx.cfg.standardize,
-            max_iter=ctx.cfg.max_iter,
-            tol=ctx.cfg.tol,
-            device=ctx.cfg.device,
-            precision=ctx.cfg.precision,
-            batch_memory_mb=ctx.cfg.batch_memory_mb,
+            standardize=cfg.standardize,
+            max_iter=cfg.max_iter,
+            tol=cfg.tol,
+            device=cfg.device,
+            precision=cfg.precision,
+            batch_memory_mb=cfg.batch_memory_mb,
         )
         nxt: dict[int, list[LinearProblem]] = {}
         start = 0

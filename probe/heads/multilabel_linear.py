@@ -22,8 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from probe.errors import HeadError
-from probe.heads._linear_selection import Context, LinearProbeConfig, Plan, SelectedFit, plan_support
-from probe.heads._logistic import LinearProblem, solve_logistic_batch
+from probe.heads._linear_selection import Context, LinearProbeConfig, Plan, SelectedFit, plan_support, run_plans
 from probe.heads._validation import check_features, check_fitted
 from probe.heads.multilabel import check_multilabel_targets
 
@@ -240,28 +239,4 @@ def _check_support(support: Any, i: int, *, n: int) -> np.ndarray:
 
 def _run_plans(x_all: np.ndarray, plans: list[Plan], cfg: LinearProbeConfig) -> list[SelectedFit]:
     """Run every (support, label) selection in lockstep: one batched solve per round of requests."""
-    results: list[SelectedFit | None] = [None] * len(plans)
-    pending: dict[int, list[LinearProblem]] = {i: next(p) for i, p in enumerate(plans)}
-    while pending:
-        batch = [p for req in pending.values() for p in req]
-        sols = solve_logistic_batch(
-            x_all,
-            batch,
-            n_classes=2,
-            standardize=cfg.standardize,
-            max_iter=cfg.max_iter,
-            tol=cfg.tol,
-            device=cfg.device,
-            precision=cfg.precision,
-            batch_memory_mb=cfg.batch_memory_mb,
-        )
-        nxt: dict[int, list[LinearProblem]] = {}
-        start = 0
-        for i, req in pending.items():
-            part, start = sols[start : start + len(req)], start + len(req)
-            try:
-                nxt[i] = plans[i].send(part)
-            except StopIteration as stop:
-                results[i] = stop.value
-        pending = nxt
-    return [r for r in results if r is not None]
+    return run_plans(x_all, plans, cfg, n_classes=2)
