@@ -42,7 +42,7 @@ def model_only(backbone, batch: int, batches: int, precision: str, device: str) 
     """Images per second of the pooler alone on synthetic input."""
     import torch
 
-    from probe.extract import _autocast
+    from probe.runtime import autocast
 
     dev = torch.device(device)
     model = backbone.pooler.to(dev)
@@ -52,7 +52,7 @@ def model_only(backbone, batch: int, batches: int, precision: str, device: str) 
     x = torch.randn(batch, 3, s, s, device=dev)
     if backbone.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), _autocast(precision, dev):
+    with torch.inference_mode(), autocast(precision, dev):
         model(x)  # warm-up
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -126,7 +126,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from probe.backbones import load_backbone
-    from probe.extract import resolve_device, resolve_precision
+    from probe.runtime import resolve_device, resolve_precision
 
     dev = resolve_device(args.device)
     device = str(dev)

@@ -77,10 +77,9 @@ def copy_figures(figures: list[Path], folder: Path, *, label: str) -> list[Path]
 
 
 def run_dataset(name: str, shots: tuple[Any, ...], args: argparse.Namespace) -> dict[str, Any]:
-    from probe.evaluate import StoreChoice, run_curve
+    from probe.evaluate import PlanConfig, StoreChoice, run_curve
     from probe.extract import ExtractConfig
     from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
-    from probe.protocols import PlanConfig
 
     work = Path(args.work)
     data = f"medmnist:{name}"

@@ -67,7 +67,7 @@ def synthetic(seed: int = 0, n_train: int = 20000, dim: int = 768, n_classes: in
 
 def blood(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from probe.errors import StoreError
-    from probe.evaldata import find_store, load_eval_data
+    from probe.evaluate.data import find_store, load_eval_data
     from probe.store import open_store
 
     try:
@@ -170,8 +170,8 @@ def sk_knn(X, y, Xte, ks):  # type: ignore[no-untyped-def]
 
 
 def few_shot(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    from probe.evaluate.sampling import draw_shot_levels
     from probe.heads.linear import LinearProbeConfig, fit_linear_probes
-    from probe.sampling import draw_shot_levels
 
     (X, y), (Xte, yte) = ds["train"], ds["test"]
     k = int(y.max()) + 1
@@ -258,7 +258,7 @@ def knn(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
 
 
 def curve(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
-    from probe.protocols import PlanConfig, run_plan
+    from probe.evaluate import PlanConfig, run_plan
 
     t0 = time.perf_counter()
     rows = run_plan(ds["data"], PlanConfig(seeds=5, device=args.device))

@@ -47,7 +47,7 @@ SENSITIVITY: dict[str, dict[str, Any]] = {  # arm name → LabelSpreadConfig cha
 def current_store(args: argparse.Namespace) -> str:
     """The store of the data and backbone extracted with the current EXTRACTION_VERSION."""
     from probe.errors import StoreError
-    from probe.evaldata import same_source
+    from probe.evaluate.data import same_source
     from probe.extract import EXTRACTION_VERSION
     from probe.store import list_stores, open_store
 
@@ -66,7 +66,7 @@ def current_store(args: argparse.Namespace) -> str:
 
 def run_arms(data, args: argparse.Namespace) -> tuple[dict[str, list], dict[str, float]]:  # type: ignore[no-untyped-def,type-arg]
     """(arm or supervised head → its rows, plan → wall seconds of its run_plan)."""
-    from probe.protocols import LabelSpreadConfig, PlanConfig, run_plan
+    from probe.evaluate import LabelSpreadConfig, PlanConfig, run_plan
 
     base = PlanConfig(
         heads=("linear", "knn", "prototype"),
@@ -191,7 +191,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     args = ap.parse_args()
     warnings.simplefilter("ignore")  # capped classes / convergence notes are not the point here
-    from probe.evaldata import load_eval_data
+    from probe.evaluate.data import load_eval_data
     from probe.store import open_store
 
     store = current_store(args)

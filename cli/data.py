@@ -42,7 +42,7 @@ def check_command(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:
     """Report class counts per split, duplicate images and shared patients; exit 2 on leakage."""
-    from probe.datacheck import LEAK_EXIT_CODE, check_data
+    from probe.sources.check import LEAK_EXIT_CODE, check_data
 
     report = check_data(data, data_root=data_root, pixels=pixels, progress=progress)
     if json_out:

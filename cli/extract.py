@@ -8,37 +8,8 @@ from typing import Annotated
 import typer
 
 from cli._common import command_line, emit_json, split_list, user_errors
+from cli.options import Blank, LabelColumns, SliceAxis, Slices, Uncertain, multilabel_options, slice_policy
 from probe.extract import ExtractConfig, extract
-from probe.sources import MultiLabelOptions, SlicePolicy
-
-LabelColumns = Annotated[
-    str | None,
-    typer.Option(help="multi-label csv: comma list of 1/0/-1 label columns (default: columns named label:<name>)"),
-]
-Uncertain = Annotated[
-    str | None, typer.Option(help="multi-label: -1 (uncertain) entries are ignore (masked; default), zeros or ones")
-]
-Blank = Annotated[str | None, typer.Option(help="multi-label: empty entries are zeros (default) or ignore")]
-
-
-def multilabel_options(label_columns: str | None, uncertain: str | None, blank: str | None) -> MultiLabelOptions | None:
-    """The multi-label options of the command line (None when none was given)."""
-    if label_columns is None and uncertain is None and blank is None:
-        return None
-    return MultiLabelOptions(
-        label_columns=split_list(label_columns), uncertain=uncertain or "ignore", blank=blank or "zeros"
-    )
-
-
-SliceAxis = Annotated[
-    int | None, typer.Option(help="3D volumes: array axis to slice (default: 0 for MedMNIST 3D, 2 = axial for NIfTI)")
-]
-Slices = Annotated[str | None, typer.Option(help="3D volumes: slices to embed: all (default), every:N or central:K")]
-
-
-def slice_policy(slices: str | None, slice_axis: int | None) -> SlicePolicy | None:
-    """The slice policy of the command line (None when no slice option was given)."""
-    return None if slices is None and slice_axis is None else SlicePolicy.parse(slices, axis=slice_axis)
 
 
 class Resolution(str, Enum):

@@ -7,11 +7,20 @@ from typing import Annotated
 import typer
 
 from cli._common import emit_json, split_list, user_errors
-from cli.extract import Blank, LabelColumns, SliceAxis, Slices, Uncertain, multilabel_options, slice_policy
-from cli.probing import parse_numbers, parse_shots
+from cli.options import (
+    Blank,
+    LabelColumns,
+    SliceAxis,
+    Slices,
+    Uncertain,
+    multilabel_options,
+    parse_numbers,
+    parse_shots,
+    slice_policy,
+)
 from probe.errors import ConfigError
+from probe.evaluate import DEFAULT_METRICS
 from probe.finetune import AugmentConfig, FinetuneConfig, FinetunePlan, LoraSettings, parse_targets, run_finetune
-from probe.protocols import DEFAULT_METRICS
 
 
 @user_errors
@@ -151,7 +160,7 @@ def finetune_command(
             {"results": rows, "results_file": run.results_file, "checkpoints": run.checkpoints, "run_id": run.run_id}
         )
         return
-    from probe.summary import format_table
+    from probe.report.summary import format_table
 
     typer.echo(format_table(rows))
     where = f"appended {len(rows)} rows to {run.results_file}" if run.results_file else f"{len(rows)} rows (not saved)"

@@ -7,11 +7,12 @@ import warnings
 import typer
 
 from cli.data import data_app
+from cli.demo import demo_command
 from cli.extract import extract_command
 from cli.finetune import finetune_command
 from cli.models import models_command
 from cli.probing import curve_command, fewshot_command, knn_command, linear_command
-from cli.report import demo_command, report_command, results_command
+from cli.report import report_command, results_command
 from cli.store import store_app
 
 app = typer.Typer(

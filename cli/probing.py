@@ -7,57 +7,47 @@ from typing import Annotated
 import typer
 
 from cli._common import command_line, emit_json, split_list, user_errors
-from cli.extract import Blank, LabelColumns, SliceAxis, Slices, Uncertain, multilabel_options, slice_policy
+from cli.options import (
+    Backbone,
+    Blank,
+    Bootstrap,
+    Device,
+    ImageSize,
+    Json,
+    K,
+    LabelColumns,
+    Metrics,
+    NoSave,
+    Pooling,
+    Results,
+    Seed,
+    SliceAxis,
+    Slices,
+    Split,
+    Store,
+    StoreRoot,
+    Strict,
+    Uncertain,
+    Vote,
+    multilabel_options,
+    parse_numbers,
+    parse_shots,
+    slice_policy,
+)
 from probe.errors import ConfigError
-from probe.evaluate import ProbeRun, StoreChoice, run_curve, run_probes
-from probe.fusion import ViewConfig
-from probe.protocols import (
+from probe.evaluate import (
     DEFAULT_METRICS,
     KNNConfig,
     LabelSpreadConfig,
     LinearConfig,
     PlanConfig,
+    ProbeRun,
     PrototypeConfig,
+    StoreChoice,
+    run_curve,
+    run_probes,
 )
-
-Backbone = Annotated[str, typer.Option(help="registered name (probe models), timm:<model> or hf:<repo>")]
-Pooling = Annotated[str | None, typer.Option(help="stored pooling to probe (default: the store's first)")]
-Store = Annotated[str | None, typer.Option(help="explicit store path (default: looked up by data and backbone)")]
-StoreRoot = Annotated[str, typer.Option(envvar="PROBE_STORE_ROOT", help="folder holding stores")]
-ImageSize = Annotated[int | None, typer.Option(help="pick the store extracted at this input size")]
-Results = Annotated[str, typer.Option(help="results folder the rows are appended to")]
-NoSave = Annotated[bool, typer.Option(help="do not append the rows to the results table")]
-Seed = Annotated[int, typer.Option(help="first seed (draws, bootstrap)")]
-Metrics = Annotated[str, typer.Option(help="comma list; qwk is added for ordinal sets")]
-Bootstrap = Annotated[int, typer.Option(help="bootstrap resamples for each row's 95 % CI (0: none)")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda (kNN index and linear solver)")]
-Strict = Annotated[bool, typer.Option(help="error (instead of a recorded cap) when a class has fewer samples")]
-Json = Annotated[bool, typer.Option("--json", help='print {"results": [row, ...]} instead of a table')]
-Split = Annotated[str, typer.Option(help="evaluated split: test, or val while developing")]
-K = Annotated[str, typer.Option(help="neighbours, a comma list answered from one search, e.g. 10,20,100,200")]
-Vote = Annotated[str, typer.Option(help="kNN vote: temperature (exp(sim/T)), uniform or distance")]
-
-
-def parse_shots(text: str) -> tuple[int | str, ...]:
-    """``"1,2,all"`` → ``(1, 2, "all")``."""
-    out: list[int | str] = []
-    for part in split_list(text) or ():
-        if part.lower() == "all":
-            out.append("all")
-            continue
-        try:
-            out.append(int(part))
-        except ValueError:
-            raise ConfigError(f"--shots value {part!r} is not an integer or 'all', e.g. --shots 1,4,16,all") from None
-    return tuple(out)
-
-
-def parse_numbers(text: str | None, *, option: str, kind: type = float) -> tuple:  # type: ignore[type-arg]
-    """A comma list of numbers, with an error naming the option."""
-    try:
-        return tuple(kind(p) for p in split_list(text) or ())
-    except ValueError:
-        raise ConfigError(f"{option} {text!r} must be a comma list of {kind.__name__}s") from None
+from probe.evaluate.fusion import ViewConfig
 
 
 def finish(run: ProbeRun, *, json_out: bool) -> None:
@@ -66,7 +56,7 @@ def finish(run: ProbeRun, *, json_out: bool) -> None:
     if json_out:
         emit_json({"results": rows, "results_file": run.results_file, "stores": run.stores, "run_id": run.run_id})
         return
-    from probe.summary import format_table
+    from probe.report.summary import format_table
 
     typer.echo(format_table(rows))
     where = f"appended {len(rows)} rows to {run.results_file}" if run.results_file else f"{len(rows)} rows (not saved)"

@@ -6,7 +6,22 @@ Public names load lazily, so reading a store (``probe.open_store``) never import
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names as mypy and IDEs see them; at run time they load on first use
+    from probe.backbones import Backbone, load_backbone, registered_backbones
+    from probe.errors import ProbeError
+    from probe.evaluate import run_curve, run_probes
+    from probe.evaluate.data import load_eval_data
+    from probe.extract import ExtractConfig, ExtractResult, extract, extract_embeddings
+    from probe.heads.knn import KNNProbe
+    from probe.heads.linear import LinearProbe
+    from probe.heads.prototype import PrototypeProbe
+    from probe.protocols import PlanConfig, run_plan
+    from probe.report import write_report
+    from probe.results import load_results
+    from probe.sources import Source, open_source
+    from probe.store import EmbeddingStore, list_stores, open_store
 
 __all__ = [
     "Backbone",
@@ -19,6 +34,7 @@ __all__ = [
     "ProbeError",
     "PrototypeProbe",
     "Source",
+    "StoreChoice",
     "extract",
     "extract_embeddings",
     "list_stores",
@@ -51,7 +67,7 @@ _HOME = {
     "PrototypeProbe": "probe.heads.prototype",
     "PlanConfig": "probe.protocols",
     "run_plan": "probe.protocols",
-    "load_eval_data": "probe.evaldata",
+    "load_eval_data": "probe.evaluate.data",
     "load_results": "probe.results",
     "run_curve": "probe.evaluate",
     "run_probes": "probe.evaluate",

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from probe.evaluate import ProbeRun, StoreChoice, run_curve
-from probe.protocols import PlanConfig
+from probe.evaluate import PlanConfig, ProbeRun, StoreChoice, run_curve
 from probe.results import load_results
 
 
@@ -50,7 +49,7 @@ def run_demo(config: DemoConfig = DemoConfig(), *, data_root: str | None = None,
     """Extract (once), run the three-head curve, append results and write the report."""
     from probe.extract import ExtractConfig
     from probe.report import write_report
-    from probe.summary import format_table
+    from probe.report.summary import format_table
 
     t0 = time.perf_counter()
     root = data_root or os.environ.get("PROBE_DATA_ROOT")

@@ -12,9 +12,7 @@ import os
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -24,8 +22,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from probe.backbones import Backbone, Preprocessor
-from probe.errors import ConfigError, DeviceError, ImageDecodeError, ProbeError, SourceError, StoreError
+from probe.errors import ConfigError, ImageDecodeError, ProbeError, SourceError, StoreError
 from probe.provenance import canonical_hash, library_versions
+from probe.runtime import PRECISIONS, autocast, default_workers, resolve_device, resolve_precision, worker_init
 from probe.sources import SPLITS, MultiLabelOptions, SlicePolicy, Source, open_source
 from probe.store import (
     COMPRESSIONS,
@@ -40,7 +39,6 @@ from probe.store import (
     store_path,
 )
 
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
 MIN_CHUNK_ROWS = 4096
 #: Bumped whenever decoding, preprocessing or pooling code changes the numbers it produces, so
@@ -115,55 +113,6 @@ class ExtractResult:
         return d
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; an explicit CUDA request without CUDA is a clear error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"--device {device!r} is not a device; use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {device} requested but CUDA is not available here; use --device cpu (or auto)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"--device {device} requested but MPS is not available; use --device cpu")
-    return dev
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); Linux only, else assumed."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return True
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` means bf16 on CUDA and fp32 elsewhere; warns when bf16 would be emulated on a CPU."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision in ("bf16", "fp16") and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn(
-            f"--precision {precision} on a CPU without AVX512-BF16/AMX is emulated and usually slower than "
-            "fp32 (measured 8x slower for efficientnet_lite0 on a 2-core EPYC); consider --precision fp32",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return precision
-
-
-def _autocast(precision: str, device: torch.device) -> Any:
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 class _Rows(Dataset[tuple[int, torch.Tensor, str]]):
     """Decoded, preprocessed images, one per item (a row, or one view of a row of a multi-view source);
     a failing image comes back as zeros plus its error text."""
@@ -196,23 +145,6 @@ def source_items(source: Source) -> np.ndarray:
     if empty.size:
         raise SourceError(f"sample {source.ids[int(empty[0])]!r} of {source.spec} has no image in any view; drop it")
     return np.argwhere(mask).astype(np.int64)
-
-
-def default_workers(device: torch.device) -> int:
-    """DataLoader workers when none are asked for.
-
-    CUDA: up to 8, so decoding keeps the GPU fed. CPU: the model already uses every core, and on
-    small machines a worker process steals time from its threads (measured on 2 cores: 0 workers gave
-    0.91-0.99x model-only throughput, 1 worker 0.86-0.92x), so 0 up to 4 cores, then a quarter of them.
-    """
-    cores = os.cpu_count() or 1
-    if device.type == "cuda":
-        return min(8, cores)
-    return 0 if cores <= 4 else min(8, cores // 4)
-
-
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # workers decode; the main process's threads run the model
 
 
 def _chunk_items(writer: StoreWriter, items: np.ndarray, chunk: int) -> tuple[int, int]:
@@ -339,7 +271,7 @@ def _run_chunks(
         batch_sampler=_batches(writer, items, pending, cfg.batch_size),
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None,
+        worker_init_fn=worker_init if workers else None,
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
     )
@@ -360,7 +292,7 @@ def _run_chunks(
             x = x.to(device, non_blocking=True)
             if backbone.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode(), _autocast(precision, device):
+            with torch.inference_mode(), autocast(precision, device):
                 out = model(x)
             good = np.ones(len(ks), dtype=bool)
             good[bad] = False

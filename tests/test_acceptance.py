@@ -48,7 +48,7 @@ def _rows(args: list[str]) -> list[dict]:
 def test_knn_k11_equals_sklearn_on_bloodmnist(medmnist_root: Path) -> None:
     from sklearn.neighbors import KNeighborsClassifier
 
-    from probe.evaldata import load_eval_data
+    from probe.evaluate.data import load_eval_data
     from probe.heads.knn import KNNProbe
 
     store = _store("bloodmnist", medmnist_root)

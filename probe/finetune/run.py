@@ -1,6 +1,6 @@
 """``probe finetune``: fine-tune a backbone on the probes' own training draws and write the same rows.
 
-The draws come from :func:`probe.protocols.build_tasks` over the source's train split (ids, labels,
+The draws come from :func:`probe.evaluate.build_tasks` over the source's train split (ids, labels,
 groups), exactly as the probes draw them from a store of the same source, so a fine-tune row and a
 probe row with the same dataset, seed and shots have the same ``sample_digest``.
 
@@ -22,15 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from probe._head_runs import Evaluation
 from probe.backbones import Preprocessor
 from probe.errors import ConfigError, ImageDecodeError, ProtocolError
-from probe.evaldata import EvalData, Pool
+from probe.evaluate import EvalData, Evaluation, PlanConfig, Pool, build_tasks, plan_metrics, score
 from probe.finetune import checkpoint as ckpt
 from probe.finetune.config import FinetuneConfig
 from probe.finetune.model import build_classifier, count_params, resolve_lora_targets
 from probe.finetune.train import EpochHook, TrainSetup, peak_memory, predict_proba, train_classifier
-from probe.protocols import PlanConfig, build_tasks, plan_metrics, score
 from probe.provenance import library_versions
 from probe.results import DEFAULT_DIR, ResultRow, append_results
 from probe.sources import SPLITS, Source, open_source
@@ -158,7 +156,7 @@ def run_finetune(
         ProtocolError: a source fine-tuning cannot use.
     """
     from probe.backbones import check_backbone_name, load_backbone
-    from probe.extract import default_workers, resolve_device, resolve_precision
+    from probe.runtime import default_workers, resolve_device, resolve_precision
 
     device = resolve_device(config.device)
     if device.type == "cuda":  # cuBLAS reads this when it starts: deterministic GEMM workspaces
@@ -349,7 +347,7 @@ def _train_one(
 
 def _thresholds(model: Any, setup: TrainSetup, config: FinetuneConfig) -> dict[str, Any]:
     """Multi-label F1 thresholds: tuned on validation for full data, else on the training draw itself."""
-    from probe.metrics_multilabel import tune_thresholds
+    from probe.metrics.multilabel import tune_thresholds
 
     rows, source = (setup.val_rows, "val") if setup.val_rows is not None else (setup.train_rows, "train-draw")
     proba = predict_proba(model, setup, rows, batch_size=config.batch_size * 2)

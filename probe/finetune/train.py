@@ -128,7 +128,7 @@ def val_score(model: Classifier, setup: TrainSetup, config: FinetuneConfig) -> f
     proba = predict_proba(model, setup, setup.val_rows, batch_size=config.batch_size * 2)
     y = setup.source.labels[setup.val_rows].astype(np.int64)
     if setup.multilabel:
-        from probe.metrics_multilabel import compute_multilabel_metrics
+        from probe.metrics.multilabel import compute_multilabel_metrics
 
         labels = [str(i) for i in range(setup.n_classes)]
         return compute_multilabel_metrics(y, proba, metrics=["macro_auroc"], labels=labels)["macro_auroc"]

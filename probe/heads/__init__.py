@@ -11,7 +11,6 @@ import importlib
 from typing import Any
 
 __all__ = [
-    "HEADS",
     "KNNProbe",
     "LabelSpreadingProbe",
     "LinearProbe",
@@ -37,15 +36,6 @@ _HOME = {
     "MultiLabelPrototypeProbe": "probe.heads.multilabel",
     "MultiLabelLinearProbe": "probe.heads.multilabel_linear",
     "fit_multilabel_linear_probes": "probe.heads.multilabel_linear",
-}
-
-#: head name → estimator class name (the protocol runners live in probe._head_runs; the multi-label
-#: forms MultiLabel{KNN,Linear,Prototype}Probe run through probe._multilabel_runs).
-HEADS = {
-    "knn": "KNNProbe",
-    "linear": "LinearProbe",
-    "prototype": "PrototypeProbe",
-    "labelspread": "LabelSpreadingProbe",
 }
 
 

@@ -55,9 +55,9 @@ def _report_text(path: Path, tmp: Path) -> list[str]:
 def produce(tmp: Path, medmnist: Path) -> dict[str, Any]:
     """Every golden output, computed under ``tmp``."""
     from tests._views import write_multimodal_manifest
+    from tests.cli.test_multilabel_cli import LABELS
+    from tests.cli.test_multilabel_cli import _manifest as multilabel_manifest
     from tests.conftest import write_image_folder
-    from tests.test_multilabel_cli import LABELS
-    from tests.test_multilabel_cli import _manifest as multilabel_manifest
 
     res = str(tmp / "results")
     emb = ["--store-root", str(tmp / "emb"), "--results", res]

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probe.evaluate import run_curve
+from probe.evaluate import PlanConfig, run_curve
 from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
-from probe.protocols import PlanConfig
 from probe.sources import MultiLabelOptions, SlicePolicy
 from tests.sources.test_dicom import write_dicom_folder
 from tests.sources.test_volumes import _fake_adrenal

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.container import ErrorbarContainer
 
-from probe._report_plots import curve_figure
 from probe.report import summary_table, write_report
+from probe.report.plots import curve_figure
 from tests.test_report import SEEDS, _row, curve_rows
 
 

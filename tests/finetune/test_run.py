@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.evaluate import run_curve
+from probe.evaluate import PlanConfig, run_curve
 from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
-from probe.protocols import PlanConfig
 from probe.results import REQUIRED_FIELDS
 from tests.conftest import write_image_folder
 

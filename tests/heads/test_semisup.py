@@ -14,11 +14,11 @@ from sklearn.base import clone
 from sklearn.datasets import make_moons
 from sklearn.semi_supervised import LabelSpreading
 
-from probe._head_runs import run_labelspread
 from probe.errors import HeadError, NotFittedError, ProtocolError
-from probe.evaldata import load_eval_data
+from probe.evaluate import LabelSpreadConfig, PlanConfig, build_tasks, run_plan
+from probe.evaluate.data import load_eval_data
+from probe.evaluate.runners import run_labelspread
 from probe.heads.labelspread import LabelSpreadingProbe, _distributions, fit_label_spreading, predict_proba_shared
-from probe.protocols import LabelSpreadConfig, PlanConfig, build_tasks, run_plan
 from probe.store import open_store
 
 K = 7

@@ -14,7 +14,7 @@ import zarr
 
 from probe.backbones import Preprocessor, load_backbone
 from probe.errors import ConfigError, SourceError
-from probe.evaldata import load_eval_data
+from probe.evaluate.data import load_eval_data
 from probe.extract import ExtractConfig, extract_embeddings
 from probe.sources import NiftiSource, SlicePolicy, open_source
 from probe.sources.medmnist import medmnist_info
@@ -180,8 +180,7 @@ def test_real_adrenal_curve_beats_chance(medmnist_root: Path, tmp_path: Path, na
     """The real AdrenalMNIST3D with efficientnet_lite0 at 64 px: full-data AUROC well above 0.5."""
     if not (medmnist_root / "adrenalmnist3d.npz").is_file():
         pytest.skip("adrenalmnist3d.npz not in the data folder")
-    from probe.evaluate import run_curve
-    from probe.protocols import PlanConfig
+    from probe.evaluate import PlanConfig, run_curve
 
     run = run_curve(
         f"medmnist:{name}",

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from probe._report_data import EPISODES, FRACTIONS, ablation_summary, curve_points, metric_rows, rank, summarise
-from probe._report_plots import colour_keys, curve_figure, figure_bytes, style_keys
-from probe._report_render import Document, Section, Table, render_html, render_markdown
 from probe.errors import ConfigError, MetricError
 from probe.metrics import metric_label
+from probe.report.data import EPISODES, FRACTIONS, ablation_summary, curve_points, metric_rows, rank, summarise
+from probe.report.plots import colour_keys, curve_figure, figure_bytes, style_keys
+from probe.report.render import Document, Section, Table, render_html, render_markdown
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 MARKDOWN_FILE = "report.md"

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from probe._report_plots import curve_figure
 from probe.errors import ConfigError, MetricError, ResultsError
 from probe.report import ReportFiles, leaderboard, summary_table, write_report
+from probe.report.plots import curve_figure
 from probe.results import ResultRow, append_results, load_results
 
 SHOTS: tuple[int | str, ...] = (1, 2, 4, 8, "all")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from probe.errors import ProtocolError, StoreError
+from probe.evaluate.fusion import default_fusion, fuse_views
 from probe.store import DEFAULT_ROOT, EmbeddingStore, StoreSummary, list_stores, open_store
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unsplit": 3}
@@ -53,7 +54,7 @@ class EvalData:
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. rows dropped as invalid
     views: tuple[str, ...] = ()  # view names of a multi-view store (slices, modalities); () for images
     view_kind: str = ""  # "slices" or "modalities" for multi-view stores
-    fusion: str = ""  # how the views were fused into X (see probe.fusion)
+    fusion: str = ""  # how the views were fused into X (see probe.evaluate.fusion)
 
     @property
     def n_classes(self) -> int:
@@ -146,7 +147,7 @@ def load_eval_data(
         store: a complete store.
         pooling: which features (default: the store's first pooling).
         eval_split: ``"test"`` (default) or ``"val"``.
-        fusion: multi-view stores: how views become X (:data:`probe.fusion.FUSIONS`; None: the view
+        fusion: multi-view stores: how views become X (:data:`probe.evaluate.fusion.FUSIONS`; None: the view
             kind's default); the rows' pooling then reads ``<pooling>:<fusion>``.
 
     Raises:
@@ -218,8 +219,6 @@ def _view_features(
     store: EmbeddingStore, pooling: str, fusion: str | None
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, str] | None]:
     """(X, None) for image stores; (fused X, (per-view features, presence, fusion)) for multi-view ones."""
-    from probe.fusion import default_fusion, fuse_views
-
     if store.views is None:
         if fusion is not None:
             raise ProtocolError(

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from probe.errors import HeadError, MetricError, ProtocolError, StoreError, UnknownHeadError
-from probe.evaldata import find_store, load_eval_data
-from probe.protocols import KNNConfig, PlanConfig, run_plan
+from probe.evaluate import KNNConfig, PlanConfig, run_plan
+from probe.evaluate.data import find_store, load_eval_data
+from probe.evaluate.sampling import CapWarning
 from probe.results import REQUIRED_FIELDS
-from probe.sampling import CapWarning
 from probe.store import open_store
 from tests.conftest import gaussian_features, write_feature_store
 

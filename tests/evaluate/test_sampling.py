@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from probe.errors import ProtocolError
-from probe.sampling import CapWarning, draw_fraction, draw_queries, draw_shot_levels, draw_shots
+from probe.evaluate.sampling import CapWarning, draw_fraction, draw_queries, draw_shot_levels, draw_shots
 
 rng = np.random.default_rng(0)
 LABELS = np.repeat(np.arange(3), [30, 20, 5])
@@ -76,7 +76,7 @@ def test_fractions_stratified_and_queries() -> None:
 
 
 def test_rows_without_a_group_are_each_their_own_patient() -> None:
-    from probe.sampling import class_order
+    from probe.evaluate.sampling import class_order
 
     ids = np.array([f"s{i}" for i in range(6)])
     labels = np.zeros(6, dtype=np.int64)

@@ -11,11 +11,11 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from probe.evaldata import EvalData, find_store, load_eval_data
-from probe.protocols import PlanConfig, run_plan
+from probe.evaluate.config import PlanConfig
+from probe.evaluate.data import EvalData, find_store, load_eval_data
+from probe.evaluate.plan import run_plan
 from probe.results import DEFAULT_DIR, ResultRow, append_results
 from probe.store import DEFAULT_ROOT, EmbeddingStore, open_store
 
@@ -112,9 +112,3 @@ def run_curve(
         rows += new
         stores.append(store.path)
     return ProbeRun(rows=rows, stores=stores, results_file=saved, run_id=run_id, extractions=extractions)
-
-
-def default_report_dir(results_dir: str | os.PathLike[str]) -> Path:
-    """``results/`` → ``report/`` beside it."""
-    p = Path(results_dir)
-    return (p.parent if p.suffix == ".jsonl" else p).parent / "report"

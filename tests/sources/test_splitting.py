@@ -140,8 +140,8 @@ def test_csv_groups_reach_the_store_and_splits_keep_patients_apart(tmp_path: Pat
 
 
 def test_draws_from_a_store_with_groups_spread_over_patients(tmp_path: Path) -> None:
-    from probe.evaldata import load_eval_data
-    from probe.sampling import draw_shots
+    from probe.evaluate.data import load_eval_data
+    from probe.evaluate.sampling import draw_shots
     from probe.store import open_store
 
     rng = np.random.default_rng(0)

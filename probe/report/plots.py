@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 from matplotlib.typing import ColorType, LineStyleType
 
-from probe._report_data import ALL
+from probe.report.data import ALL
 
 DPI = 150
 LINESTYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.")
@@ -46,7 +46,7 @@ def curve_figure(
     """The label-efficiency figure of one dataset.
 
     Args:
-        summary: :func:`probe._report_data.summarise` rows of one dataset.
+        summary: :func:`probe.report.data.summarise` rows of one dataset.
         title: figure title.
         metric_label: y-axis label.
         style_order: style keys of the whole report (see :func:`style_keys`), so a head keeps its line

@@ -1,4 +1,4 @@
-"""``probe.datacheck``: planted patient leaks and duplicates are caught, a clean set passes, real MedMNIST."""
+"""``probe.sources.check``: planted patient leaks and duplicates are caught, a clean set passes, real MedMNIST."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from probe.datacheck import check_data, pixel_digest
+from probe.sources.check import check_data, pixel_digest
 from tests.conftest import write_image_folder
 
 

@@ -7,8 +7,9 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from probe.errors import MetricError
-from probe.metrics import _draw, metric_label
-from probe.metrics_multilabel import (
+from probe.metrics import metric_label
+from probe.metrics._bootstrap import draw_resamples
+from probe.metrics.multilabel import (
     DEFAULT_THRESHOLD,
     bootstrap_ci_multilabel,
     bootstrap_distribution_multilabel,
@@ -84,7 +85,7 @@ def test_bootstrap_ci_uses_the_single_label_resamples() -> None:
     y, p = _toy(n=80, seed=2)
     t = tune_thresholds(y, p)
     ci = bootstrap_ci_multilabel(y, p, metrics=["macro_auroc", "f1[b]"], labels=LABELS, thresholds=t, n_resamples=200)
-    rows = np.concatenate(list(_draw(0, 80, 200)))  # the rows every bootstrap of seed 0 resamples
+    rows = np.concatenate(list(draw_resamples(0, 80, 200)))  # the rows every bootstrap of seed 0 resamples
     dist = bootstrap_distribution_multilabel(
         y, p, metrics=["macro_auroc", "f1[b]"], labels=LABELS, resamples=rows, thresholds=t
     )

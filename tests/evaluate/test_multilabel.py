@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from probe.errors import MetricError, ProtocolError
-from probe.evaldata import load_eval_data
-from probe.protocols import KNNConfig, LinearConfig, PlanConfig, run_plan
+from probe.evaluate import KNNConfig, LinearConfig, PlanConfig, run_plan
+from probe.evaluate.data import load_eval_data
 from probe.store import open_store
 from tests.conftest import write_feature_store
 from tests.multilabel_synth import LABELS, make_multilabel

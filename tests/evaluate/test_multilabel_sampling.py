@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from probe.errors import ProtocolError
-from probe.sampling import CapWarning, draw_fraction, draw_label_levels, draw_queries, draw_shot_levels, label_order
+from probe.evaluate.sampling import (
+    CapWarning,
+    draw_fraction,
+    draw_label_levels,
+    draw_queries,
+    draw_shot_levels,
+    label_order,
+)
 from tests.multilabel_synth import make_multilabel
 
 _, Y, _ = make_multilabel(400, uncertain=0.1, seed=4)

@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-import probe.metrics
+import probe.metrics._bootstrap
 from probe.errors import MetricError
 from probe.metrics import (
     METRIC_LABELS,
@@ -30,8 +30,8 @@ from probe.metrics import (
     metric_direction,
     metric_label,
     paired_comparison,
-    resolve_metrics,
 )
+from probe.metrics.classification import resolve_metrics
 
 ALL = list(METRICS)
 
@@ -225,9 +225,9 @@ def test_bootstrap_marks_undefined_resamples_nan() -> None:
     assert np.array_equal(np.isnan(dist["macro_auroc"]), ~two)  # the macro needs one computable class
 
 
-@pytest.mark.parametrize("block_cells", [probe.metrics._BLOCK_CELLS, 7 * Y8.size])
+@pytest.mark.parametrize("block_cells", [probe.metrics._bootstrap.BLOCK_CELLS, 7 * Y8.size])
 def test_bootstrap_ci_is_percentile_of_seeded_resamples(block_cells: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(probe.metrics, "_BLOCK_CELLS", block_cells)  # 7 resamples per block when small
+    monkeypatch.setattr(probe.metrics._bootstrap, "BLOCK_CELLS", block_cells)  # 7 resamples per block when small
     names = ["balanced_accuracy", "macro_auroc", "medmnist_auc", "qwk", "recall[7]"]
     ci = bootstrap_ci(Y8, P8, metrics=names, n_resamples=50, seed=3, confidence=0.9)
     idx = np.random.default_rng(3).integers(0, Y8.size, (50, Y8.size))

@@ -7,7 +7,7 @@ store's fusion, so "removed" means zeros + indicator 0 for ``concat``, and the m
 the same call; their rows carry ``params.ablate = <modality>``.
 
 Modality dropout: the linear head trains on each drawn row plus ``dropout_copies`` copies of it with
-modalities dropped at random (:func:`probe.fusion.dropout_masks`, seeded by the plan's first seed
+modalities dropped at random (:func:`probe.evaluate.fusion.dropout_masks`, seeded by the plan's first seed
 and fixed per train row). For few-shot draws C is chosen by CV inside the support on the original
 rows only (a row and its masked copy never sit on both sides of a fold), then the support and its
 copies are fitted with that C; on the full train split C is chosen on the validation split, which
@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from probe._head_runs import HEAD_RUNNERS, Evaluation, Task, full_proba, linear_options
 from probe.errors import ProtocolError
-from probe.evaldata import EvalData, Pool
-from probe.fusion import dropout_masks, fuse_views, without_views
+from probe.evaluate.config import Evaluation, PlanConfig, Task
+from probe.evaluate.data import EvalData, Pool
+from probe.evaluate.fusion import dropout_masks, fuse_views, without_views
+from probe.evaluate.kinds import plan_metrics, task_kind
+from probe.evaluate.runners import full_proba, linear_options
+from probe.evaluate.sampling import ALL
+from probe.evaluate.scoring import VERSIONED, score
+from probe.evaluate.tasks import plan_tasks
 from probe.provenance import library_versions
 from probe.results import ResultRow
-from probe.sampling import ALL
-
-if TYPE_CHECKING:
-    from probe.protocols import PlanConfig
 
 
 def needs_view_plan(data: EvalData, plan: PlanConfig) -> bool:
@@ -46,7 +47,7 @@ def needs_view_plan(data: EvalData, plan: PlanConfig) -> bool:
             f"--modality-dropout applies to multi-modal stores; {data.dataset} has "
             f"{data.view_kind or 'one image per sample'}: drop --modality-dropout"
         )
-    if data.task == "multilabel":
+    if task_kind(data).family == "multi-label":
         if cfg.modality_dropout > 0:
             raise ProtocolError("--modality-dropout is not supported with multi-label targets; drop it")
         return False
@@ -65,13 +66,9 @@ def ablation_variants(data: EvalData, plan: PlanConfig) -> list[tuple[str | None
 
 
 def run_view_plan(data: EvalData, plan: PlanConfig, *, run_id: str) -> list[ResultRow]:
-    """Like :func:`probe.protocols.run_plan`, plus ablation rows and modality dropout for the linear head."""
-    from probe.protocols import VERSIONED, build_tasks, plan_metrics, score
-
-    tasks = build_tasks(data, plan)
-    if not tasks:
-        raise ProtocolError("the plan has no draws: give numeric --shots with --episodes, or 'all'")
-    names = plan_metrics(data, plan)
+    """Like :func:`probe.evaluate.plan.run_plan`, plus ablation rows and modality dropout for the linear head."""
+    tasks = plan_tasks(data, plan)
+    kind, names = task_kind(data), plan_metrics(data, plan)
     versions = library_versions(*VERSIONED)
     variants = ablation_variants(data, plan)
     n = data.test.n
@@ -84,7 +81,7 @@ def run_view_plan(data: EvalData, plan: PlanConfig, *, run_id: str) -> list[Resu
     rows: list[ResultRow] = []
     for head in plan.heads:
         dropout = head == "linear" and plan.views.modality_dropout > 0
-        evaluations = run_linear_dropout(stacked, tasks, plan) if dropout else HEAD_RUNNERS[head](stacked, tasks, plan)
+        evaluations = run_linear_dropout(stacked, tasks, plan) if dropout else kind.runner(head)(stacked, tasks, plan)
         for ev in evaluations:
             for k, (label, _) in enumerate(variants):
                 params = {**ev.params, **({"ablate": label} if label is not None else {})}

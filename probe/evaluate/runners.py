@@ -1,4 +1,4 @@
-"""Run each head over a list of training draws and return class probabilities on the evaluation split.
+"""Single-label head runners: each head over a plan's training draws → class probabilities on the evaluation split.
 
 One runner per head. Runners take the plan's draws and do the least work that answers them all:
 kNN answers every k from one search per draw, the linear head fits every few-shot draw (with its
@@ -10,54 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probe.errors import RegistryError
-from probe.evaldata import EvalData
-from probe.sampling import ALL, Draw
+from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
+from probe.evaluate.data import EvalData
+from probe.evaluate.sampling import ALL
 
 if TYPE_CHECKING:
-    from probe.protocols import PlanConfig
-
-
-@dataclass(frozen=True)
-class Task:
-    """One training draw and where it is evaluated."""
-
-    draw: Draw
-    protocol: str  # "full", "shots", "fraction" or "episodes"
-    eval_rows: np.ndarray | None = None  # (q,) query positions in the evaluation split (None: all rows)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """A head's answer on one task."""
-
-    task: Task
-    head: str  # row name of the head ("knn", "knn-k20", "linear", "prototype")
-    params: Mapping[str, Any]  # hyper-parameters used or chosen
-    proba: np.ndarray  # (n_eval, n_classes) class probabilities on the whole evaluation split
-    seconds: float  # wall time attributed to this task (batched runs: the batch time split evenly)
-
-
-Runner = Callable[[EvalData, list[Task], "PlanConfig"], list[Evaluation]]
-HEAD_RUNNERS: dict[str, Runner] = {}
-
-
-def register_runner(name: str) -> Callable[[Runner], Runner]:
-    """Register a head runner under ``name`` (refuses duplicates)."""
-
-    def deco(fn: Runner) -> Runner:
-        if name in HEAD_RUNNERS:
-            raise RegistryError(f"head {name!r} is registered twice")
-        HEAD_RUNNERS[name] = fn
-        return fn
-
-    return deco
+    from probe.heads.linear import LinearProbeConfig
 
 
 def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -69,7 +31,7 @@ def full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.nda
     return out
 
 
-@register_runner("knn")
+@register_runner("knn", family="single-label")
 def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """kNN on every draw; each requested k is capped at the draw size (recorded as ``k`` vs ``k_requested``)."""
     from probe.heads.knn import KNNProbe
@@ -108,7 +70,7 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
     return out
 
 
-@register_runner("prototype")
+@register_runner("prototype", family="single-label")
 def run_prototype(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """Nearest-prototype classification on every draw."""
     from probe.heads.prototype import PrototypeProbe
@@ -140,7 +102,7 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
     }
 
 
-def linear_options(plan: PlanConfig, *, select_metric: str | None = None) -> Any:
+def linear_options(plan: PlanConfig, *, select_metric: str | None = None) -> LinearProbeConfig:
     """The :class:`~probe.heads.linear.LinearProbeConfig` of a plan's linear head (None: the head's default metric)."""
     from probe.heads.linear import LinearProbeConfig
 
@@ -159,7 +121,7 @@ def linear_options(plan: PlanConfig, *, select_metric: str | None = None) -> Any
     return config if select_metric is None else dataclasses.replace(config, select_metric=select_metric)
 
 
-@register_runner("linear")
+@register_runner("linear", family="single-label")
 def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """Logistic regression: few-shot draws in one batched solve (C by CV inside each support);
     the full train split with C chosen on the validation split (CV when the store has none)."""
@@ -204,7 +166,7 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
     return sorted(out, key=lambda e: order[id(e.task)])
 
 
-@register_runner("labelspread")
+@register_runner("labelspread", family="single-label")
 def run_labelspread(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """Label spreading: a draw's rows are labelled, every other train row is unlabelled (its label is
     never read); one kNN graph of the train split and one batched solve serve every draw."""

@@ -1,6 +1,6 @@
-"""Multi-label head runners and scoring: per-label probabilities, F1 thresholds and metric rows.
+"""Multi-label head runners: per-label probabilities and F1 thresholds tuned off the evaluated split.
 
-A multi-label :class:`~probe.evaldata.EvalData` holds (n, C) targets (1, 0, -1 ignored). Each
+A multi-label :class:`~probe.evaluate.data.EvalData` holds (n, C) targets (1, 0, -1 ignored). Each
 runner fits its multi-label head on every draw (the linear head batches every draw × label × CV
 problem) and returns (n_eval, C) per-label probabilities plus one F1 threshold per label, tuned
 without the evaluated split:
@@ -15,34 +15,15 @@ without the evaluated split:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from probe import metrics_multilabel as ML
-from probe._head_runs import Evaluation, Runner, Task, linear_options
-from probe.errors import ProtocolError
-from probe.evaldata import EvalData
-from probe.sampling import ALL
-
-if TYPE_CHECKING:
-    from probe.protocols import PlanConfig
-
-
-def multilabel_runner(head: str) -> Runner:
-    """The runner of ``head`` for multi-label data.
-
-    Raises:
-        ProtocolError: the head has no multi-label form.
-    """
-    if head not in MULTILABEL_RUNNERS:
-        raise ProtocolError(f"head {head!r} does not support multi-label data; use {', '.join(MULTILABEL_RUNNERS)}")
-    return MULTILABEL_RUNNERS[head]
-
-
-def plan_metrics(data: EvalData, metrics: tuple[str, ...], *, default: bool) -> tuple[str, ...]:
-    """Multi-label metric names of a plan (``default``: the plan kept the single-label defaults)."""
-    return ML.resolve_metrics(ML.DEFAULT_METRICS if default else metrics, labels=data.classes)
+from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
+from probe.evaluate.data import EvalData
+from probe.evaluate.runners import linear_options
+from probe.evaluate.sampling import ALL
+from probe.metrics import multilabel as ML
 
 
 def _tune_on_val(data: EvalData, task: Task) -> bool:
@@ -54,6 +35,7 @@ def _tuned(y: np.ndarray, proba: np.ndarray, source: str) -> dict[str, Any]:
     return {"thresholds": [round(float(t), 6) for t in thresholds], "threshold_source": source}
 
 
+@register_runner("knn", family="multi-label")
 def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """Per-label kNN vote mass on every draw; k is capped at the draw size - 1 (leave-one-out tuning)."""
     from probe.heads.multilabel import MultiLabelKNNProbe
@@ -87,6 +69,7 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
     return out
 
 
+@register_runner("prototype", family="multi-label")
 def run_prototype(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """Per-label positive/negative prototypes on every draw."""
     from probe.heads.multilabel import MultiLabelPrototypeProbe
@@ -127,6 +110,7 @@ def _linear_params(probe: Any, data: EvalData, cfg: Any) -> dict[str, Any]:
     }
 
 
+@register_runner("linear", family="multi-label")
 def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """One-vs-rest logistic regression: a C per label, by CV inside each support (few-shot, batched
     over every draw and label) or on the validation split (full data; CV when there is none)."""
@@ -164,26 +148,3 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
         out.append(Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0))
     order = {id(t): i for i, t in enumerate(tasks)}
     return sorted(out, key=lambda e: order[id(e.task)])
-
-
-MULTILABEL_RUNNERS: dict[str, Runner] = {"knn": run_knn, "linear": run_linear, "prototype": run_prototype}
-
-
-def score_values(
-    data: EvalData, ev: Evaluation, y_true: np.ndarray, proba: np.ndarray, *, names: tuple[str, ...], n_boot: int
-) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """Metric values and bootstrap CIs of one multi-label evaluation (F1 at the evaluation's thresholds)."""
-    thresholds = ev.params.get("thresholds")
-    kwargs: dict[str, Any] = {"metrics": names, "labels": data.classes, "thresholds": thresholds}
-    values = ML.compute_multilabel_metrics(y_true, proba, **kwargs)
-    cis = (
-        ML.bootstrap_ci_multilabel(y_true, proba, n_resamples=n_boot, seed=ev.task.draw.seed, **kwargs)
-        if n_boot
-        else {}
-    )
-    return values, cis
-
-
-def positives_per_label(y: np.ndarray) -> float:
-    """Mean number of positive entries per label of (n, C) targets: the x position of a multi-label draw."""
-    return float((y == 1).sum(axis=0).mean())

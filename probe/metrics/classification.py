@@ -1,4 +1,4 @@
-"""Classification metrics, fast bootstrap intervals over the test set, and comparisons across seeds.
+"""Classification metrics and fast bootstrap intervals over the test set.
 
 Every metric is computed from per-sample resample counts, so a point estimate is the count vector of
 all ones and a bootstrap resample is the count vector of its draws. Confusion-matrix metrics come
@@ -14,14 +14,14 @@ negatives) and ``medmnist_auc`` (a class without positives or negatives) raise :
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from probe.errors import MetricError
+from probe.metrics._bootstrap import check_confidence, draw_resamples, percentile_interval, resample_counts
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -37,7 +37,6 @@ METRIC_LABELS = {
 METRICS = tuple(METRIC_LABELS)  # valid names, besides "recall[<i>]" for class index i
 _RECALL = re.compile(r"recall\[(\d+)\]")
 _AUC_METRICS = ("macro_auroc", "medmnist_auc")
-_BLOCK_CELLS = 2**22  # resamples x samples per bootstrap block: bounds each (B, n) array to 16-32 MiB
 
 
 def metric_label(name: str) -> str:
@@ -46,18 +45,8 @@ def metric_label(name: str) -> str:
     if match:
         return f"recall of class {int(match.group(1))}"
     if name not in METRIC_LABELS:
-        from probe import metrics_multilabel  # imports this module: loaded on demand
-
-        if metrics_multilabel.is_metric_name(name):  # macro_ap, auroc[<label>], ...
-            return metrics_multilabel.metric_label(name)
         raise _unknown(name)
     return METRIC_LABELS[name]
-
-
-def metric_direction(name: str) -> str:
-    """Return ``"higher"``: every metric here is higher-is-better (the name is validated)."""
-    metric_label(name)
-    return "higher"
 
 
 def resolve_metrics(metrics: str | Sequence[str], *, n_classes: int) -> tuple[str, ...]:
@@ -142,7 +131,7 @@ def bootstrap_distribution(
         raise MetricError(f"resamples must be (B, {data.n}) integer row indices; got {idx.dtype} {idx.shape}.")
     if idx.size and (idx.min() < 0 or idx.max() >= data.n):
         raise MetricError(f"resamples hold row indices outside [0, {data.n}); draw them with integers(0, n).")
-    return _evaluate(data, names, _counts(idx))
+    return _evaluate(data, names, resample_counts(idx))
 
 
 def bootstrap_ci(
@@ -173,78 +162,11 @@ def bootstrap_ci(
     Raises:
         MetricError: as :func:`compute_metrics`, or a bad ``n_resamples`` / ``confidence``.
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     data, names = _prepare(y_true, proba, metrics, n_classes=None, y_pred=y_pred)
     _check_auc_defined(data, _evaluate(data, names, np.ones((1, data.n), dtype=np.int32)))
-    parts = [_evaluate(data, names, _counts(idx)) for idx in _draw(seed, data.n, n_resamples)]
-    return {name: _percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
-
-
-def mean_ci(values: Any, *, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval across seeds or episodes.
-
-    Args:
-        values: (m,) float values; NaNs are ignored.
-        confidence: central coverage of the interval, in (0, 1).
-
-    Returns:
-        (mean, low, high); (v, nan, nan) with one value and (nan, nan, nan) with none.
-    """
-    _check_confidence(confidence)
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return (float("nan"),) * 3
-    mean = float(v.mean())
-    if v.size == 1:
-        return mean, float("nan"), float("nan")
-    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return mean, mean - half, mean + half
-
-
-@dataclass(frozen=True)
-class PairedComparison:
-    """System a minus system b, evaluated on the same seeds or points."""
-
-    mean_diff: float  # mean of a - b over the pairs
-    ci_low: float  # lower percentile-bootstrap bound of the mean difference (nan with < 2 pairs)
-    ci_high: float  # upper bound, likewise
-    wilcoxon_p: float  # two-sided Wilcoxon signed-rank p-value (nan with < 2 pairs or all differences 0)
-    n_pairs: int  # pairs used: those where both a and b are not NaN
-
-
-def paired_comparison(
-    a: Any, b: Any, *, n_resamples: int = 10000, seed: int = 0, confidence: float = 0.95
-) -> PairedComparison:
-    """Compare two systems pair by pair: bootstrap CI of the mean difference and a Wilcoxon test.
-
-    Args:
-        a: (m,) float scores of system a.
-        b: (m,) float scores of system b on the same seeds or points, in the same order.
-        n_resamples: bootstrap resamples of the pairs.
-        seed: seed of the resampling generator.
-        confidence: central coverage of the interval, in (0, 1).
-
-    Returns:
-        A :class:`PairedComparison`; pairs where a or b is NaN are dropped.
-
-    Raises:
-        MetricError: a and b differ in length or share no non-NaN pair, or bad arguments.
-    """
-    _check_confidence(confidence)
-    a_arr, b_arr = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if a_arr.shape != b_arr.shape:
-        raise MetricError(f"a has {a_arr.size} values and b has {b_arr.size}; pass one value per seed for both.")
-    d = (a_arr - b_arr)[~(np.isnan(a_arr) | np.isnan(b_arr))]
-    if d.size == 0:
-        raise MetricError("a and b share no pair without NaN; evaluate both systems on the same seeds.")
-    nan = float("nan")
-    if d.size < 2:
-        return PairedComparison(float(d.mean()), nan, nan, nan, 1)
-    means = np.concatenate([d[idx].mean(axis=1) for idx in _draw(seed, d.size, n_resamples)])
-    low, high = _percentile_interval(means, confidence)
-    p = nan if not np.any(d) else float(scipy.stats.wilcoxon(d).pvalue)
-    return PairedComparison(float(d.mean()), low, high, p, int(d.size))
+    parts = [_evaluate(data, names, resample_counts(idx)) for idx in draw_resamples(seed, data.n, n_resamples)]
+    return {name: percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -315,11 +237,6 @@ def _check_labels(y: Any, name: str, *, n: int, k: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _check_confidence(confidence: float) -> None:
-    if not 0.0 < confidence < 1.0:
-        raise MetricError(f"confidence must lie in (0, 1); got {confidence}. Use e.g. 0.95.")
-
-
 def _check_auc_defined(data: _Data, values: dict[str, np.ndarray]) -> None:
     present = np.unique(data.y_true).tolist()
     for name in _AUC_METRICS:
@@ -338,21 +255,6 @@ def _unknown(name: object) -> MetricError:
 
 # ---------------------------------------------------------------------------------------------------
 # weighted computation: counts (B, n) int32, resample b drew row i counts[b, i] times
-
-
-def _draw(seed: int, n: int, n_resamples: int) -> Iterator[np.ndarray]:
-    """Yield the rows of ``default_rng(seed).integers(0, n, (n_resamples, n))`` block by block (same rows)."""
-    if int(n_resamples) < 1:
-        raise MetricError(f"n_resamples must be at least 1; got {n_resamples}.")
-    rng, block = np.random.default_rng(seed), max(1, _BLOCK_CELLS // n)
-    for start in range(0, int(n_resamples), block):
-        yield rng.integers(0, n, size=(min(block, int(n_resamples) - start), n))
-
-
-def _counts(idx: np.ndarray) -> np.ndarray:
-    b, n = idx.shape
-    flat = (idx.astype(np.int64) + (np.arange(b, dtype=np.int64) * n)[:, None]).ravel()
-    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.int32)
 
 
 def _evaluate(data: _Data, names: Sequence[str], counts: np.ndarray) -> dict[str, np.ndarray]:
@@ -466,12 +368,3 @@ def _auc_summary(auc: np.ndarray, name: str) -> np.ndarray:
         return auc.mean(axis=1)
     defined = ~np.isnan(auc)
     return _div(np.where(defined, auc, 0.0).sum(axis=1), defined.sum(axis=1).astype(np.float64))
-
-
-def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    v = values[~np.isnan(values)]
-    if v.size == 0:
-        return float("nan"), float("nan")
-    alpha = 100 * (1 - confidence) / 2
-    low, high = np.percentile(v, [alpha, 100 - alpha])
-    return float(low), float(high)

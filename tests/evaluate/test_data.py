@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from probe.evaldata import same_source
+from probe.evaluate.data import same_source
 
 
 def test_spec_options_match_in_any_order_and_ratio_scale(tmp_path: Path) -> None:

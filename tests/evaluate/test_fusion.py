@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from probe.errors import ProtocolError
-from probe.evaldata import EvalData, Pool
-from probe.fusion import FUSIONS, ViewConfig, dropout_masks, fuse_views, fused_width, without_views
-from probe.protocols import PlanConfig, run_plan
+from probe.evaluate import PlanConfig, run_plan
+from probe.evaluate.data import EvalData, Pool
+from probe.evaluate.fusion import FUSIONS, ViewConfig, dropout_masks, fuse_views, fused_width, without_views
 
 F = np.array(
     [

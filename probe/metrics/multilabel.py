@@ -2,9 +2,9 @@
 
 Targets are (n, C) int: 1 positive, 0 negative, -1 ignored (an entry masked by the uncertain
 policy, which counts for no metric of its label). Scores are (n, C) per-label probabilities. As in
-:mod:`probe.metrics`, every metric is computed from per-sample resample counts: the point estimate
+:mod:`probe.metrics.classification`, every metric is computed from per-sample resample counts: the point estimate
 uses counts of one, and bootstrap resample b the counts of row b of
-``default_rng(seed).integers(0, n, (B, n))`` (the rows :func:`probe.metrics.bootstrap_ci` draws).
+``default_rng(seed).integers(0, n, (B, n))`` (the rows :func:`probe.metrics.classification.bootstrap_ci` draws).
 
 - ``auroc[<label>]``: Mann–Whitney AUROC on the label's known rows (ties count one half); NaN when
   they lack positives or negatives.
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from probe.errors import MetricError
-from probe.metrics import _check_confidence, _counts, _draw, _percentile_interval
+from probe.metrics._bootstrap import check_confidence, draw_resamples, percentile_interval, resample_counts
 
 METRIC_LABELS = {
     "macro_auroc": "macro AUROC (mean over labels)",
@@ -276,7 +276,7 @@ def bootstrap_distribution_multilabel(
     idx = np.asarray(resamples)
     if idx.ndim != 2 or idx.shape[1] != data.n or idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= data.n:
         raise MetricError(f"resamples must be (B, {data.n}) integer row indices in [0, {data.n}).")
-    return _evaluate(data, names, _counts(idx))
+    return _evaluate(data, names, resample_counts(idx))
 
 
 def bootstrap_ci_multilabel(
@@ -298,10 +298,10 @@ def bootstrap_ci_multilabel(
     Returns:
         Metric name → (low, high).
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     data, names = _prepare(y_true, proba, metrics=metrics, labels=labels, thresholds=thresholds)
-    parts = [_evaluate(data, names, _counts(idx)) for idx in _draw(seed, data.n, n_resamples)]
-    return {name: _percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
+    parts = [_evaluate(data, names, resample_counts(idx)) for idx in draw_resamples(seed, data.n, n_resamples)]
+    return {name: percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
 
 
 def _unknown(name: object) -> MetricError:

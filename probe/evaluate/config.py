@@ -1,0 +1,181 @@
+"""What an evaluation plan asks for, and the one registry of head runners.
+
+:class:`PlanConfig` (with one frozen config per head) says which heads, label levels, seeds and
+metrics to evaluate. A :class:`Task` is one training draw and where it is scored; a runner answers
+every task of a plan for one head and returns an :class:`Evaluation` per task. Runners are
+registered once per (head, task family) — ``"single-label"`` serves the multiclass, binary and
+ordinal task kinds, ``"multi-label"`` the multi-label one (:mod:`probe.evaluate.kinds`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from probe.errors import ProtocolError, RegistryError, UnknownHeadError
+from probe.evaluate.fusion import ViewConfig
+from probe.evaluate.sampling import ALL, Draw, check_shots
+from probe.metrics import check_metric_names
+
+if TYPE_CHECKING:
+    from probe.evaluate.data import EvalData
+
+DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "mcc")
+DEFAULT_SHOTS: tuple[int | str, ...] = (1, 2, 4, 8, 16, 32, 64, ALL)
+FAMILIES: tuple[str, ...] = ("single-label", "multi-label")
+
+
+@dataclass(frozen=True)
+class KNNConfig:
+    """kNN head settings."""
+
+    k: tuple[int, ...] = (20,)  # neighbours; several k are answered from one search (head "knn-k<k>")
+    vote: str = "temperature"  # "temperature" (exp(sim/T)), "uniform" or "distance"
+    temperature: float = 0.07  # T of the temperature vote
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    """Logistic-regression head settings."""
+
+    C: float | str = "auto"  # inverse L2 strength, or "auto" to select it (val grid / CV in the support)
+    c_grid: tuple[float, ...] | None = None  # candidate Cs (None: the head's coarse-to-fine log grid)
+    selection: str = "auto"  # "auto", "val", "cv" or "fixed"
+    refit: str = "train"  # after choosing C on val: refit on "train" or "train+val"
+    standardize: bool = True  # z-score features with the training rows' statistics
+    max_iter: int = 1000  # L-BFGS iterations per problem
+    precision: str = "auto"  # solver precision: "auto" (float64 on CPU, float32 on CUDA), "float32", "float64"
+
+
+@dataclass(frozen=True)
+class PrototypeConfig:
+    """Prototype head settings."""
+
+    method: str = "simpleshot"  # "simpleshot" (centre, L2-normalise, nearest centroid) or "centroid"
+    temperature: float = 0.1  # softmax temperature over cosine similarities
+
+
+@dataclass(frozen=True)
+class LabelSpreadConfig:
+    """Label-spreading head settings (semi-supervised: train rows outside a draw are unlabelled)."""
+
+    n_neighbors: int = 20  # graph neighbours per row and per query (capped at train rows - 1)
+    alpha: float = 0.99  # spreading strength in (0, 1): larger trusts the graph more than the labels
+    weight: str = "cosine"  # edge weight: "cosine" (max(sim, 0) ** power) or "connectivity" (1)
+    power: float = 3.0  # exponent of the cosine edge weight
+    class_mass: bool = True  # rescale each class's spread mass to its share of the labelled rows
+    tol: float = 1e-6  # relative residual at which the conjugate-gradient solve stops
+    max_iter: int = 500  # conjugate-gradient iterations at most
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ProtocolError(f"--spread-alpha {self.alpha} must lie in (0, 1), e.g. 0.99")
+        if self.n_neighbors < 1:
+            raise ProtocolError(f"--spread-neighbors {self.n_neighbors} must be >= 1, e.g. 20")
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """What to evaluate: heads × label levels × seeds, and how to score it."""
+
+    heads: tuple[str, ...] = ("knn", "linear", "prototype")  # registered head names
+    shots: tuple[int | str, ...] = DEFAULT_SHOTS  # labels per class; "all" = the whole train split
+    fractions: tuple[float, ...] = ()  # stratified label fractions in (0, 1]
+    seeds: int = 5  # draws per shot level / fraction (seeds seed .. seed+seeds-1)
+    seed: int = 0  # first seed
+    episodes: int = 0  # > 0: few-shot episodes (one support draw + one query sample each) instead of seeds
+    queries: int | None = None  # query samples per class per episode (None: the whole evaluation split)
+    metrics: tuple[str, ...] = DEFAULT_METRICS  # plus "qwk" automatically for ordinal datasets
+    bootstrap: int = 1000  # bootstrap resamples for the per-row CI (0: none)
+    strict: bool = False  # error instead of capping a class with fewer samples than the shots
+    device: str = "auto"  # where accelerated heads run
+    knn: KNNConfig = field(default_factory=KNNConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    prototype: PrototypeConfig = field(default_factory=PrototypeConfig)
+    labelspread: LabelSpreadConfig = field(default_factory=LabelSpreadConfig)
+    views: ViewConfig = field(default_factory=ViewConfig)  # fusion, modality dropout, ablation (multi-view)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ProtocolError(f"--seeds {self.seeds}: use at least 1 seed (5-10 give useful confidence intervals)")
+        if self.episodes < 0:
+            raise ProtocolError(f"--episodes {self.episodes} must be >= 0")
+        if not self.heads:
+            raise ProtocolError("no heads given; use --heads knn,linear,prototype")
+        known = head_names()
+        for head in self.heads:
+            if head not in known:
+                raise UnknownHeadError(f"unknown head {head!r}; choose from {', '.join(known)}")
+        for shots in self.shots:
+            check_shots(shots)
+        check_metric_names(self.metrics)
+        if self.bootstrap < 0:
+            raise ProtocolError(f"--bootstrap {self.bootstrap} must be >= 0")
+        if not self.shots and not self.fractions:
+            raise ProtocolError("nothing to evaluate: give --shots and/or --fractions")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training draw and where it is evaluated."""
+
+    draw: Draw
+    protocol: str  # "full", "shots", "fraction" or "episodes"
+    eval_rows: np.ndarray | None = None  # (q,) query positions in the evaluation split (None: all rows)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A head's answer on one task."""
+
+    task: Task
+    head: str  # row name of the head ("knn", "knn-k20", "linear", "prototype")
+    params: Mapping[str, Any]  # hyper-parameters used or chosen
+    proba: np.ndarray  # (n_eval, n_classes) class (or per-label) probabilities on the whole evaluation split
+    seconds: float  # wall time attributed to this task (batched runs: the batch time split evenly)
+
+
+Runner = Callable[["EvalData", list[Task], PlanConfig], list[Evaluation]]
+_RUNNERS: dict[tuple[str, str], Runner] = {}
+
+
+def register_runner(head: str, *, family: str) -> Callable[[Runner], Runner]:
+    """Register the runner of ``head`` for a task family (refuses duplicates and unknown families)."""
+    if family not in FAMILIES:
+        raise RegistryError(f"task family {family!r} is not one of {', '.join(FAMILIES)}")
+
+    def deco(fn: Runner) -> Runner:
+        if (head, family) in _RUNNERS:
+            raise RegistryError(f"head {head!r} is registered twice for {family} tasks")
+        _RUNNERS[(head, family)] = fn
+        return fn
+
+    return deco
+
+
+def _load_runners() -> None:
+    # the runner modules import this one (register_runner); loaded on first use, inside the package
+    import probe.evaluate.multilabel
+    import probe.evaluate.runners  # noqa: F401
+
+
+def head_names() -> tuple[str, ...]:
+    """Every registered head, in registration order."""
+    _load_runners()
+    return tuple(dict.fromkeys(head for head, _ in _RUNNERS))
+
+
+def runner_for(head: str, *, family: str) -> Runner:
+    """The runner of ``head`` for a task family.
+
+    Raises:
+        ProtocolError: the head has no runner for that family (e.g. labelspread on multi-label data).
+    """
+    _load_runners()
+    if (head, family) not in _RUNNERS:
+        served = ", ".join(h for h, f in _RUNNERS if f == family)
+        raise ProtocolError(f"head {head!r} does not support {family} data; use {served}")
+    return _RUNNERS[(head, family)]

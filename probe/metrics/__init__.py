@@ -1,0 +1,66 @@
+"""Metrics: classification and multi-label scores with bootstrap intervals, and statistics across seeds.
+
+- :mod:`probe.metrics.classification`: accuracy, balanced accuracy, macro-F1, AUROC, MCC, kappa, MedMNIST's
+  own ACC/AUC, per-class recall; point values and paired bootstrap CIs over the test set.
+- :mod:`probe.metrics.multilabel`: per-label and macro AUROC, AP and F1 at tuned thresholds.
+- :mod:`probe.metrics.seeds`: Student-t mean intervals and paired comparisons across seeds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from probe.errors import MetricError
+from probe.metrics import classification, multilabel
+from probe.metrics.classification import METRIC_LABELS, METRICS, bootstrap_ci, bootstrap_distribution, compute_metrics
+from probe.metrics.multilabel import (
+    bootstrap_ci_multilabel,
+    compute_multilabel_metrics,
+    tune_thresholds,
+)
+from probe.metrics.seeds import PairedComparison, mean_ci, paired_comparison
+
+__all__ = [
+    "METRICS",
+    "METRIC_LABELS",
+    "PairedComparison",
+    "bootstrap_ci",
+    "bootstrap_ci_multilabel",
+    "bootstrap_distribution",
+    "check_metric_names",
+    "compute_metrics",
+    "compute_multilabel_metrics",
+    "mean_ci",
+    "metric_direction",
+    "metric_label",
+    "paired_comparison",
+    "tune_thresholds",
+]
+
+
+def metric_label(name: str) -> str:
+    """Human label of any metric name, e.g. ``"balanced accuracy"`` or ``"AUROC of Cardiomegaly"``.
+
+    Raises:
+        MetricError: neither a classification nor a multi-label metric name.
+    """
+    if multilabel.is_metric_name(name) and name not in METRIC_LABELS:
+        return multilabel.metric_label(name)
+    return classification.metric_label(name)
+
+
+def metric_direction(name: str) -> str:
+    """Return ``"higher"``: every metric here is higher-is-better (the name is validated)."""
+    metric_label(name)
+    return "higher"
+
+
+def check_metric_names(names: Sequence[str]) -> None:
+    """Raise :class:`~probe.errors.MetricError` for a name no task kind knows."""
+    for name in names:
+        if name not in METRICS and not re.fullmatch(r"recall\[\d+\]", name) and not multilabel.is_metric_name(name):
+            raise MetricError(
+                f"unknown metric {name!r}; choose from {', '.join(METRICS)}, recall[<class index>] "
+                f"(multi-label: {', '.join(multilabel.METRIC_LABELS)}, auroc[<label>], ap[<label>], f1[<label>])"
+            )
