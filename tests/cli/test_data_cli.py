@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.test_datacheck import write_set
+from tests.sources.test_check import write_set
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ from matplotlib.container import ErrorbarContainer
 
 from probe.report import summary_table, write_report
 from probe.report.plots import curve_figure
-from tests.test_report import SEEDS, _row, curve_rows
+from tests.report.test_report import SEEDS, _row, curve_rows
 
 
 def _with_finetune() -> pd.DataFrame:
