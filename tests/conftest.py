@@ -36,6 +36,20 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROBE_STORE_ROOT", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _cpu_only_unless_gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests not marked ``gpu`` see no CUDA (torch and FAISS), so the default suite runs the same on a GPU box."""
+    if request.node.get_closest_marker("gpu") is not None:
+        return
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # subprocesses (CLI runs) start without CUDA
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    import faiss
+
+    if hasattr(faiss, "get_num_gpus"):
+        monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
+
+
 def write_image_folder(root: Path, *, per_class: int = 6, size: int = 24, splits: bool = True, seed: int = 0) -> Path:
     """ImageFolder of two classes whose mean brightness differs (so features carry signal)."""
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from probe.errors import HeadError
-from probe.heads._logistic import DEVICES, PRECISIONS, LinearProblem, LinearSolution, solve_logistic_batch
+from probe.heads._logistic import PRECISIONS, LinearProblem, LinearSolution, check_device, solve_logistic_batch
 
 # Coarse grid: nine decades 1e-4 ... 1e4 around scikit-learn's default C = 1.
 COARSE_GRID = tuple(10.0**k for k in range(-4, 5))
@@ -52,7 +52,7 @@ class LinearProbeConfig:
     max_iter: int = 1000
     # Gradient tolerance, scikit-learn's ``tol`` of LogisticRegression(solver="lbfgs").
     tol: float = 1e-4
-    # "auto" (CUDA when available), "cpu" or "cuda".
+    # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
     # dtype of the feature products: "auto" (float64 on CPU, float32 on CUDA), "float64", "float32".
     precision: str = "auto"
@@ -80,11 +80,11 @@ class LinearProbeConfig:
             ("selection", self.selection, SELECTIONS),
             ("refit", self.refit, REFITS),
             ("select_metric", self.select_metric, METRICS),
-            ("device", self.device, DEVICES),
             ("precision", self.precision, PRECISIONS),
         ):
             if value not in allowed:
                 raise HeadError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}.")
+        check_device(self.device, owner="LinearProbe")
         for key, number, low in (("cv_folds", self.cv_folds, 2), ("max_iter", self.max_iter, 1)):
             if not isinstance(number, int | np.integer) or isinstance(number, bool) or number < low:
                 raise HeadError(f"{key} must be an int >= {low}; got {number!r}.")

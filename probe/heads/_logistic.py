@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from probe.errors import DeviceError, HeadError
+from probe.errors import ConfigError, DeviceError, HeadError
 from probe.heads._lbfgs import HISTORY, minimize_lbfgs
 from probe.heads._logistic_chunk import ChunkObjective, GroupData, make_stopper
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 PRECISIONS = ("auto", "float64", "float32")
 # Row-space solving pays when a group's rows are this fraction of the feature width or fewer
 # (measured on 1280-d BloodMNIST features: 6.5x faster at 0.06 d, 3.3x at 0.16 d, 1.2x at 0.64 d).
@@ -87,22 +87,54 @@ class _Group:
     n_classes: int  # most classes any member's labels hold
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` picks CUDA when PyTorch sees it; ``"cuda"`` without CUDA is a DeviceError."""
-    if device not in DEVICES:
-        raise HeadError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}.")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device='cuda' was requested but PyTorch sees no CUDA device; pass device='cpu' or 'auto'.")
-    return torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+def resolve_device(device: str, *, owner: str = "solve_logistic_batch") -> torch.device:
+    """The solver's device through the one policy of :func:`probe.runtime.resolve_device`.
+
+    ``"auto"`` is PyTorch's current CUDA device when it sees one, else the CPU; ``"cuda"`` /
+    ``"cuda:N"`` without that device is a DeviceError.
+    """
+    from probe.runtime import resolve_device as resolve
+
+    try:
+        dev = resolve(device, owner=owner)
+    except DeviceError:
+        raise
+    except ConfigError as exc:
+        raise HeadError(str(exc)) from None
+    if dev.type not in ("cpu", "cuda"):
+        raise HeadError(f"{owner}(device={device!r}): the solver runs on the CPU or CUDA; use device='cpu' or 'auto'")
+    return dev
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+def check_device(device: str, *, owner: str) -> None:
+    """Validate a device string without touching CUDA.
+
+    Raises:
+        HeadError: not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+    from probe.runtime import parse_device
+
+    try:
+        kind, _ = parse_device(device, owner=owner)
+    except ConfigError as exc:
+        raise HeadError(str(exc)) from None
+    if kind == "mps":
+        raise HeadError(f"{owner}(device={device!r}): the solver runs on the CPU or CUDA; use device='cpu' or 'auto'")
+
+
+def resolve_precision(precision: str, device: torch.device, *, owner: str = "solve_logistic_batch") -> torch.dtype:
     """``"auto"`` is float64 on CPU (exact agreement) and float32 on CUDA (speed)."""
     if precision not in PRECISIONS:
-        raise HeadError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}.")
+        raise HeadError(f"{owner}(precision={precision!r}) is unknown; use one of {', '.join(PRECISIONS)}.")
     if precision == "auto":
         return torch.float64 if device.type == "cpu" else torch.float32
     return torch.float64 if precision == "float64" else torch.float32
+
+
+def resolved_backend(device: str, precision: str, *, owner: str) -> tuple[str, str]:
+    """(device, dtype) a solve with these settings runs on, e.g. ``("cuda:0", "float32")`` or ``("cpu", "float64")``."""
+    dev = resolve_device(device, owner=owner)
+    return str(dev), str(resolve_precision(precision, dev, owner=owner)).removeprefix("torch.")
 
 
 def solve_logistic_batch(
@@ -134,7 +166,7 @@ def solve_logistic_batch(
             deviation (zero-variance features keep scale 1); False fits the raw features.
         max_iter: L-BFGS iterations per problem at most.
         tol: gradient tolerance, scikit-learn's ``tol`` of ``LogisticRegression(solver="lbfgs")``.
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         precision: dtype of the products: ``"float64"``, ``"float32"`` (TF32 off; about twice as
             fast, objective within ~1e-4 of float64 at tol=1e-4, but fits at tiny C may stop a
             little short of tol), or ``"auto"``: float64 on CPU, float32 on CUDA.
@@ -311,10 +343,26 @@ def _solve_chunk(
 
 @contextmanager
 def _no_tf32() -> Iterator[None]:
-    """Keep CUDA matmuls in full float32 (TF32 would cost the 1e-3 agreement with scikit-learn)."""
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    """Keep CUDA matmuls in full float32 (TF32 would cost the 1e-3 agreement with scikit-learn).
+
+    PyTorch >= 2.9 has a new switch (``torch.backends.cuda.matmul.fp32_precision``) beside the
+    legacy ``allow_tf32``, and reading the legacy flag after the new one was set raises ("mix of the
+    legacy and new APIs"). The new switch is used whenever it exists (reading and setting it never
+    raises, and restoring its value restores the legacy flag's too); older PyTorch has only the
+    legacy one.
+    """
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        saved_precision = matmul.fp32_precision
+        matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = saved_precision
+        return
+    saved = matmul.allow_tf32
+    matmul.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
+        matmul.allow_tf32 = saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,11 +10,12 @@ import faiss
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from probe.errors import DeviceError, HeadError
+from probe.errors import ConfigError, DeviceError, HeadError
 from probe.heads._validation import check_features, check_fitted, check_labels, l2_normalize, labels_from_proba
+from probe.runtime import parse_device
 
 VOTES = ("temperature", "uniform", "distance")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 # Keeps the "distance" vote 1 / (1 - sim + eps) finite when a neighbour is an exact duplicate.
 DISTANCE_EPS = 1e-6
 # The largest k FAISS's GPU flat index returns; "auto" searches on the CPU above it.
@@ -46,7 +48,11 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         vote: ``"temperature"``, ``"uniform"`` or ``"distance"``.
         temperature: softness of the ``"temperature"`` vote (> 0); smaller trusts the closest more.
         normalize: L2-normalise rows (cosine similarity) rather than use raw inner products.
-        device: ``"auto"`` (GPU when both PyTorch and FAISS see one), ``"cpu"`` or ``"cuda"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (the FAISS index's GPU). ``"auto"``
+            uses a GPU when FAISS is a GPU build that sees one (``faiss.get_num_gpus() > 0``),
+            PyTorch (when loaded) sees CUDA, and the largest k is within FAISS's GPU limit; else,
+            or when building the GPU index fails, it searches on the CPU and says why in
+            ``fallback_reason_``.
 
     Attributes:
         classes_: (n_classes,) sorted class labels.
@@ -55,7 +61,9 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         n_samples_fit_: number of training rows.
         y_encoded_: (n_samples_fit_,) class index (into ``classes_``) of each training row.
         index_: the FAISS ``IndexFlatIP`` holding the (normalised) training rows.
-        device_: ``"cpu"`` or ``"cuda"``, where ``index_`` lives.
+        device_: ``"cpu"`` or ``"cuda:N"``, where ``index_`` lives.
+        fallback_reason_: why ``device="auto"`` searches on the CPU (None when it uses a GPU or
+            ``device="cpu"`` was asked for).
     """
 
     def __init__(
@@ -91,12 +99,12 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         labels = check_labels(y, n_samples=xb.shape[0])
         ks = _parse_k(self.k)
         self._check_params(ks, n_train=xb.shape[0])
-        device = _resolve_device(self.device, max(ks))
+        device, reason = _resolve_device(self.device, max(ks))
         if self.normalize:
             xb = l2_normalize(xb)
         self.classes_, self.y_encoded_ = np.unique(labels, return_inverse=True)
-        self.index_, self._gpu_resources = _build_index(xb, device)
-        self.device_ = device
+        self.index_, self._gpu_resources, self.device_, failed = _build_index(xb, device, requested=self.device)
+        self.fallback_reason_ = failed or reason
         self.ks_ = ks
         self.n_features_in_ = xb.shape[1]
         self.n_samples_fit_ = xb.shape[0]
@@ -223,7 +231,8 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         state.pop("_gpu_resources", None)
         index = state.pop("index_", None)
         if index is not None:
-            cpu_index = faiss.index_gpu_to_cpu(index) if state.get("device_") == "cuda" else index
+            on_gpu = str(state.get("device_", "cpu")).startswith("cuda")
+            cpu_index = faiss.index_gpu_to_cpu(index) if on_gpu else index
             state["index_"] = faiss.serialize_index(cpu_index)
         return state
 
@@ -234,12 +243,13 @@ class KNNProbe(ClassifierMixin, BaseEstimator):
         if blob is not None:
             index = faiss.deserialize_index(blob)
             self._gpu_resources = None
-            if self.device_ == "cuda":
-                if _gpu_unavailable_reason() is None:
+            if self.device_.startswith("cuda"):
+                reason = _gpu_unavailable_reason(_gpu_index(self.device_))
+                if reason is None:
                     self._gpu_resources = faiss.StandardGpuResources()
-                    index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
-                else:  # unpickled on a machine without a GPU: keep searching, on the CPU
-                    self.device_ = "cpu"
+                    index = faiss.index_cpu_to_gpu(self._gpu_resources, _gpu_index(self.device_), index)
+                else:  # unpickled on a machine without that GPU: keep searching, on the CPU
+                    self.device_, self.fallback_reason_ = "cpu", f"unpickled where {reason}"
             self.index_ = index
 
 
@@ -266,42 +276,92 @@ def _is_positive_number(value: Any) -> bool:
     return bool(0 < value < np.inf)
 
 
-def _gpu_unavailable_reason() -> str | None:
-    """Why a FAISS GPU index cannot be built here, or None when it can."""
+def _gpu_unavailable_reason(index: int) -> str | None:
+    """Why a FAISS GPU index cannot be built on GPU ``index`` here, or None when it can."""
     if not hasattr(faiss, "StandardGpuResources"):
-        return "this FAISS build has no GPU support (faiss-cpu is installed; install faiss-gpu)"
-    import torch  # only when FAISS could use a GPU: importing torch costs seconds
-
-    if not torch.cuda.is_available():
+        return "this FAISS build has no GPU support (faiss-cpu is installed; install probe-embeddings[gpu])"
+    try:
+        n_gpus = int(faiss.get_num_gpus())
+    except Exception as exc:  # a GPU build on a machine whose driver cannot run it
+        return f"FAISS cannot query its GPUs ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    if n_gpus < 1:
+        return "FAISS sees no GPU"
+    if index >= n_gpus:
+        return f"FAISS sees only {n_gpus} GPU(s)"
+    torch = sys.modules.get("torch")  # only consulted when loaded: importing torch costs seconds
+    if torch is not None and not torch.cuda.is_available():
         return "PyTorch sees no CUDA device"
     return None
 
 
-def _resolve_device(device: str, max_k: int) -> str:
-    """Turn ``"auto"``/``"cpu"``/``"cuda"`` into the device the index is built on."""
-    if device not in DEVICES:
-        raise HeadError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}.")
-    if device == "cpu":
-        return "cpu"
-    reason = _gpu_unavailable_reason()
-    if device == "cuda":
+def _gpu_index(device: str | None) -> int:
+    """The GPU number of ``cuda``/``cuda:N``: N, or PyTorch's current device when torch is loaded, else 0."""
+    _, index = parse_device(device or "cuda")
+    if index is not None:
+        return index
+    torch = sys.modules.get("torch")
+    return int(torch.cuda.current_device()) if torch is not None and torch.cuda.is_available() else 0
+
+
+def _resolve_device(device: str, max_k: int, *, owner: str = "KNNProbe") -> tuple[str, str | None]:
+    """Where the index is built: (``"cpu"`` or ``"cuda:N"``, why "auto" stayed on the CPU or None).
+
+    Raises:
+        HeadError: not a device string, an MPS device, or ``cuda`` with k above FAISS's GPU limit.
+        DeviceError: ``cuda``/``cuda:N`` without a usable FAISS GPU.
+    """
+    try:
+        kind, _ = parse_device(device, owner=owner)
+    except ConfigError as exc:
+        raise HeadError(str(exc)) from None
+    if kind == "cpu":
+        return "cpu", None
+    if kind == "mps":
+        raise HeadError(f"{owner}(device={device!r}): FAISS searches on the CPU or CUDA; use device='cpu' or 'auto'")
+    gpu = _gpu_index(None if kind == "auto" else device)
+    reason = _gpu_unavailable_reason(gpu)
+    if kind == "cuda":
         if reason is not None:
-            raise DeviceError(f"device='cuda' was requested but {reason}; pass device='cpu' or device='auto'.")
+            raise DeviceError(f"{owner}(device={device!r}): {reason}; use device='cpu' or device='auto'")
         if max_k > GPU_MAX_K:
-            raise HeadError(f"k={max_k} exceeds FAISS's GPU limit of {GPU_MAX_K}; pass device='cpu' or a smaller k.")
-        return "cuda"
-    return "cuda" if reason is None and max_k <= GPU_MAX_K else "cpu"
+            raise HeadError(
+                f"{owner}(k={max_k}) exceeds FAISS's GPU limit of {GPU_MAX_K}; use device='cpu' or a smaller k"
+            )
+        return f"cuda:{gpu}", None
+    if reason is None and max_k > GPU_MAX_K:
+        reason = f"k={max_k} exceeds FAISS's GPU limit of {GPU_MAX_K}"
+    return ("cpu", reason) if reason is not None else (f"cuda:{gpu}", None)
 
 
-def _build_index(xb: np.ndarray, device: str) -> tuple[Any, Any]:
-    """Exact inner-product index over (n, d) float32 rows, and the GPU resources it needs (or None)."""
+def _build_index(xb: np.ndarray, device: str, *, requested: str) -> tuple[Any, Any, str, str | None]:
+    """Exact inner-product index over (n, d) float32 rows.
+
+    Args:
+        xb: (n, d) float32 rows.
+        device: ``"cpu"`` or ``"cuda:N"``.
+        requested: the device the user asked for; ``"auto"`` builds on the CPU when the GPU index fails,
+            anything else raises.
+
+    Returns:
+        (index, GPU resources or None, the device it lives on, why it fell back to the CPU or None).
+    """
     index: Any = faiss.IndexFlatIP(xb.shape[1])
     resources = None
-    if device == "cuda":
-        resources = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(resources, 0, index)
+    if device.startswith("cuda"):
+        try:
+            resources = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(resources, _gpu_index(device), index)
+        except Exception as exc:  # FAISS raises plain RuntimeErrors for CUDA failures
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if parse_device(requested)[0] != "auto":
+                raise DeviceError(
+                    f"KNNProbe(device={requested!r}): FAISS cannot build a GPU index ({first}); use device='cpu'"
+                ) from None
+            index, resources = faiss.IndexFlatIP(xb.shape[1]), None
+            index.add(xb)
+            return index, None, "cpu", f"the FAISS GPU index failed ({first})"
     index.add(xb)
-    return index, resources
+    return index, resources, device, None
 
 
 def _vote_weights(sims: np.ndarray, vote: str, temperature: float) -> np.ndarray:

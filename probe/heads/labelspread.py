@@ -60,7 +60,7 @@ class LabelSpreadingProbe(ClassifierMixin, BaseEstimator):
         class_mass: rescale each class's spread mass to its share of the labelled rows.
         max_iter: conjugate-gradient iterations at most.
         tol: relative residual at which a column of the solve stops.
-        device: where the FAISS search runs: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        device: where the FAISS search runs: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see :class:`KNNProbe`).
 
     Attributes:
         classes_: (n_classes,) sorted labels of the labelled rows.

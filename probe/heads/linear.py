@@ -26,7 +26,7 @@ from probe.heads._linear_selection import (
     SelectedFit,
     select_and_fit,
 )
-from probe.heads._logistic import LinearProblem, LinearSolution, solve_logistic_batch
+from probe.heads._logistic import LinearProblem, LinearSolution, resolved_backend, solve_logistic_batch
 from probe.heads._validation import check_features, check_fitted, check_labels, labels_from_proba
 
 __all__ = [
@@ -106,6 +106,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         converged_: whether the final fit met ``tol`` within ``max_iter``.
         objective_: final objective value (standardised space, scikit-learn's form).
         n_features_in_: feature width seen at ``fit``.
+        device_: the device the solver ran on, resolved (``"cpu"``, ``"cuda:0"``, ...; never ``"auto"``).
+        dtype_: the dtype of its feature products, resolved (``"float64"`` or ``"float32"``).
     """
 
     def __init__(
@@ -156,6 +158,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             DeviceError: ``device="cuda"`` without CUDA.
         """
         config = LinearProbeConfig(**self.get_params())
+        resolved_backend(self.device, self.precision, owner="LinearProbe")  # fail fast, naming this head
         n = np.asarray(X).shape[0] if np.ndim(X) == 2 else 0
         fits, classes, d = _fit_all(X, y, [np.arange(n)], X_val=X_val, y_val=y_val, config=config, many=False)
         return self._set_fitted(fits[0], classes, d)
@@ -173,6 +176,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         self.converged_ = sol.converged
         self.objective_ = sol.objective
         self.n_features_in_ = n_features
+        self.device_, self.dtype_ = resolved_backend(self.device, self.precision, owner="LinearProbe")
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import faiss
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from probe.errors import HeadError
 from probe.heads._validation import check_features, check_fitted, l2_normalize
-from probe.heads.knn import KNNProbe, _vote_weights
+from probe.heads.knn import GPU_MAX_K, KNNProbe, _vote_weights
 from probe.heads.prototype import METHODS
 
 # (queries x neighbours x labels) cells per block of the vote tally: bounds its arrays to ~32 MiB.
@@ -83,7 +84,7 @@ class MultiLabelKNNProbe(ClassifierMixin, BaseEstimator):
         vote: ``"temperature"``, ``"uniform"`` or ``"distance"``.
         temperature: softness of the temperature vote (> 0).
         normalize: L2-normalise rows (cosine similarity).
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (the FAISS index).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (the FAISS index; see :class:`KNNProbe`).
 
     Attributes:
         knn_: the fitted :class:`KNNProbe` holding the index (its own labels are unused).
@@ -159,7 +160,10 @@ class MultiLabelKNNProbe(ClassifierMixin, BaseEstimator):
         n, kmax = self.targets_.shape[0], max(self.ks_)
         if kmax + 1 > n:
             raise HeadError(f"leave-one-out with k={kmax} needs at least {kmax + 1} training rows; it has {n}.")
-        sims, indices = self.knn_.index_.search(self._train_rows(), kmax + 1)
+        index = self.knn_.index_
+        if self.knn_.device_.startswith("cuda") and kmax + 1 > GPU_MAX_K:  # one more than FAISS's GPU search returns
+            index = faiss.index_gpu_to_cpu(index)
+        sims, indices = index.search(self._train_rows(), kmax + 1)
         own = indices == np.arange(n)[:, None]
         drop = np.where(own.any(axis=1), np.argmax(own, axis=1), kmax)  # self, else the farthest (exact ties)
         keep = np.ones_like(own)

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from probe.errors import HeadError
 from probe.heads._linear_selection import Context, LinearProbeConfig, Plan, SelectedFit, plan_support, run_plans
+from probe.heads._logistic import resolved_backend
 from probe.heads._validation import check_features, check_fitted
 from probe.heads.multilabel import check_multilabel_targets
 
@@ -46,6 +47,8 @@ class MultiLabelLinearProbe(ClassifierMixin, BaseEstimator):
         converged_: (C,) bool.
         n_labels_: C.
         n_features_in_: feature width seen at ``fit``.
+        device_: the device the solver ran on, resolved (``"cpu"``, ``"cuda:0"``, ...; never ``"auto"``).
+        dtype_: the dtype of its feature products, resolved (``"float64"`` or ``"float32"``).
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class MultiLabelLinearProbe(ClassifierMixin, BaseEstimator):
             self.
         """
         config = LinearProbeConfig(**self.get_params())
+        resolved_backend(self.device, self.precision, owner="MultiLabelLinearProbe")  # fail fast, naming this head
         n = np.asarray(X).shape[0] if np.ndim(X) == 2 else 0
         (fit,) = _fit_all(X, Y, [np.arange(n)], mask=mask, X_val=X_val, Y_val=Y_val, mask_val=mask_val, config=config)
         return self._set_fitted(*fit)
@@ -117,6 +121,7 @@ class MultiLabelLinearProbe(ClassifierMixin, BaseEstimator):
                 self.selection_.append("constant")
         self.n_labels_ = c
         self.n_features_in_ = d
+        self.device_, self.dtype_ = resolved_backend(self.device, self.precision, owner="MultiLabelLinearProbe")
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:

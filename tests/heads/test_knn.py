@@ -215,7 +215,7 @@ def test_duplicate_ks_are_answered_once() -> None:
         ({"temperature": 0}, r"temperature must be a finite number > 0; got 0"),
         ({"temperature": float("nan")}, r"temperature must be a finite number > 0"),
         ({"vote": "distance", "normalize": False}, r"vote='distance' .* needs normalize=True"),
-        ({"device": "tpu"}, r"unknown device 'tpu'; use one of auto, cpu, cuda"),
+        ({"device": "tpu"}, r"KNNProbe\(device='tpu'\) is not a device; use auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_invalid_parameters_are_named(params: dict, match: str) -> None:
@@ -269,16 +269,17 @@ def gpu_usable() -> bool:
 @pytest.mark.skipif(gpu_usable(), reason="a GPU is usable here")
 def test_cuda_without_gpu_raises_device_error() -> None:
     xb, yb = make_blobs(40, seed=11)
-    with pytest.raises(DeviceError, match=r"device='cuda' was requested but .*; pass device='cpu'"):
+    with pytest.raises(DeviceError, match=r"KNNProbe\(device='cuda'\): .*; use device='cpu'"):
         KNNProbe(device="cuda").fit(xb, yb)
     assert KNNProbe(device="auto").fit(xb, yb).device_ == "cpu"
 
 
 def test_cuda_without_torch_cuda_names_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     xb, yb = make_blobs(40, seed=12)
-    with pytest.raises(DeviceError, match=r"PyTorch sees no CUDA device"):
+    with pytest.raises(DeviceError, match=r"KNNProbe\(device='cuda'\): PyTorch sees no CUDA device"):
         KNNProbe(device="cuda").fit(xb, yb)
 
 
@@ -289,7 +290,7 @@ def test_gpu_index_matches_cpu() -> None:
     xq, _ = make_blobs(100, seed=14)
     cpu = KNNProbe(k=[1, 10, 20], device="cpu").fit(xb, yb)
     gpu = KNNProbe(k=[1, 10, 20], device="cuda").fit(xb, yb)
-    assert gpu.device_ == "cuda"
+    assert gpu.device_.startswith("cuda:")
     for k, proba in cpu.predict_proba_all(xq).items():
         assert_allclose(gpu.predict_proba_all(xq)[k], proba, atol=1e-5)
     restored = pickle.loads(pickle.dumps(gpu))

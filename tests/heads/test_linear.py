@@ -330,7 +330,9 @@ def test_invalid_inputs_raise_clear_errors() -> None:
     with pytest.raises(HeadError, match=r"problem 0: y must hold one class index in \[0, 3\)"):
         solve_logistic_batch(X5, [LinearProblem(rows=TRAIN, y=Y5[TRAIN], C=1.0)], n_classes=3)
     if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="PyTorch sees no CUDA device; pass device='cpu'"):
+        with pytest.raises(
+            DeviceError, match=r"LinearProbe\(device='cuda'\): CUDA is not available here; use device='cpu'"
+        ):
             LinearProbe(device="cuda").fit(X5, Y5)
 
 
