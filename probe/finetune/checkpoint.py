@@ -43,24 +43,27 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Global RNG states (python, numpy, torch CPU and CUDA)."""
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+    """Global CPU RNG states (python, numpy, torch) in a form ``torch.load(weights_only=True)`` reads.
+
+    CUDA generators are not saved: every epoch reseeds them (``train.py``), and their states are one
+    per visible GPU, which would tie a checkpoint to the machine's GPU count.
+    """
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    return {
+        "python": [int(version), [int(v) for v in internal], gauss],
+        "numpy": [str(name), np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore :func:`rng_state` (a ``cuda`` entry of an older checkpoint is ignored)."""
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((str(name), np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -88,21 +91,48 @@ def remove_states(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
+#: Keys every file must hold (a file without them is another program's, or a half-written one).
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    STATE_FILE: (
+        "epoch",
+        "model",
+        "optimizer",
+        "scheduler",
+        "rng",
+        "best",
+        "best_epoch",
+        "bad",
+        "history",
+        "lp",
+        "steps",
+    ),
+    BEST_FILE: ("epoch", "model"),
+}
+
+
 def load(folder: Path, name: str = STATE_FILE) -> Any | None:
     """A saved state, or None when the file does not exist.
 
+    Files are read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a
+    crafted checkpoint cannot run code.
+
     Raises:
-        StoreError: the file exists but cannot be read (the message says how to start over).
+        StoreError: the file exists but cannot be read or lacks a key (one line naming the file and
+            saying to delete its folder, which restarts that draw).
     """
     path = folder / name
     if not path.exists():
         return None
+    fix = f"delete the folder {folder} to train this draw from scratch"
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise StoreError(
-            f"checkpoint {path} cannot be read ({exc}); delete the folder {folder} to train this run from scratch"
-        ) from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreError(f"checkpoint {path} cannot be read ({reason}); {fix}") from None
+    missing = [k for k in REQUIRED_KEYS.get(name, ()) if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise StoreError(f"checkpoint {path} is not a probe checkpoint (no {missing[0]!r}); {fix}")
+    return state
 
 
 def write_done(folder: Path, payload: dict[str, Any]) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import InterpolationMode
 
 from probe.backbones import Preprocessor
@@ -106,8 +107,16 @@ class SourceImages(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         x = augment_image(x, self.augment, seeded_generator(self.seed, self.epoch, row))
         return self.preprocess(x.permute(1, 2, 0).contiguous().numpy())
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(V, 3, S, S) float32 inputs, the target ((), int64 class or (C,) float32 1/0/-1), (V,) bool present."""
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(V, 3, S, S) float32 inputs, the target ((), int64 class or (C,) float32 1/0/-1), (V,) bool present.
+
+        ``item`` is a position, or (position, epoch) from an :class:`EpochSampler`: persistent worker
+        processes hold their own copy of the dataset, so the epoch travels with each index.
+        """
+        if isinstance(item, tuple):
+            i, self.epoch = int(item[0]), int(item[1])
+        else:
+            i = int(item)
         row = int(self.rows[i])
         label = self.source.labels[row]
         target = torch.as_tensor(label, dtype=torch.float32 if np.ndim(label) else torch.int64)
@@ -127,9 +136,43 @@ def epoch_order(n: int, *, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=seeded_generator(seed, epoch, -1)).tolist()
 
 
+class EpochSampler(Sampler[tuple[int, int]]):
+    """The seeded order of the current epoch as (position, epoch) pairs; :meth:`set_epoch` moves it on.
+
+    One loader with persistent workers serves every epoch: the sampler lives in the main process,
+    so a new epoch needs no new worker processes.
+    """
+
+    def __init__(self, n: int, *, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(i, self.epoch) for i in epoch_order(self.n, seed=self.seed, epoch=self.epoch)])
+
+
 def make_loader(
-    data: SourceImages, *, batch_size: int, order: list[int] | None, workers: int, pin: bool
+    data: SourceImages,
+    *,
+    batch_size: int,
+    order: list[int] | Sampler[tuple[int, int]] | None,
+    workers: int,
+    pin: bool,
+    persistent: bool = False,
 ) -> DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Batches in ``order`` (None: dataset order), without dropping the last partial batch."""
+    """Batches in ``order`` (None: dataset order; an :class:`EpochSampler`: that epoch's order), without
+    dropping the last partial batch; ``persistent`` keeps the worker processes between passes."""
     sampler = order if order is not None else list(range(len(data)))
-    return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin)
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        sampler=sampler,  # type: ignore[arg-type]
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=persistent and workers > 0,
+    )

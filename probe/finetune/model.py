@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from probe.errors import ConfigError
 from probe.finetune.config import FinetuneConfig
@@ -30,6 +31,16 @@ _BLOCK_RE = re.compile(
 )
 _STEM_RE = re.compile(r"(embed|stem|cls_token|reg_token|register|pos_|mask_token|(^|\.)conv1\.|(^|\.)bn1\.)")
 _NO_DECAY_RE = re.compile(r"(cls_token|reg_token|register_tokens|pos_embed|position_embedding|mask_token)")
+
+
+#: View images per backbone forward of a multi-view batch. B samples of V views would otherwise go
+#: through one forward with gradients as B x V images (32 volumes x 28-64 slices on a ViT-B/L: 45 to
+#: over 80 GB of activations). Above this count the present views are embedded in chunks of this
+#: size under activation checkpointing: peak activation memory is one chunk's (plus the (B x V, dim)
+#: features), at the cost of a second forward per chunk. The result is the same mean over present
+#: views; with ``norm="train"`` BatchNorm normalises each chunk by its own statistics (and, being
+#: recomputed, updates its running statistics twice per chunk).
+VIEW_CHUNK = 32
 
 
 class Classifier(nn.Module):
@@ -54,6 +65,21 @@ class Classifier(nn.Module):
         out: torch.Tensor = self.pooler(x)[self.pooling]
         return out
 
+    def embed_views(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, dim) features of the (n, 3, S, S) present views of a batch, at most ``VIEW_CHUNK`` per forward.
+
+        Training runs each chunk under activation checkpointing, so only one chunk's activations are
+        alive at a time (its forward is recomputed in the backward pass); evaluation simply chunks.
+        """
+        if x.shape[0] <= VIEW_CHUNK:
+            return self.embed(x)
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.pooler.parameters())
+        parts = []
+        for chunk in x.split(VIEW_CHUNK):
+            part = checkpoint(self.embed, chunk, use_reentrant=False) if grad else self.embed(chunk)
+            parts.append(part)
+        return torch.cat(parts)
+
     def features(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
         """(B, dim) features of (B, V, 3, S, S) view stacks: the mean over present views (V = 1: the image)."""
         if x.ndim == 4:
@@ -62,7 +88,7 @@ class Classifier(nn.Module):
             return self.embed(x[:, 0])
         b, v = x.shape[:2]
         mask = present if present is not None else torch.ones(b, v, dtype=torch.bool, device=x.device)
-        feats = self.embed(x[mask])
+        feats = self.embed_views(x[mask])
         full = feats.new_zeros(b, v, feats.shape[1])
         full[mask] = feats
         return full.sum(1) / mask.sum(1, keepdim=True).clamp_min(1).to(feats.dtype)

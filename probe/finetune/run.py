@@ -158,10 +158,9 @@ def run_finetune(
     from probe.backbones import check_backbone_name, load_backbone
     from probe.runtime import default_workers, resolve_device, resolve_precision
 
-    device = resolve_device(config.device)
-    if device.type == "cuda":  # cuBLAS reads this when it starts: deterministic GEMM workspaces
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    precision = resolve_precision(config.precision, device)
+    device = resolve_device(config.device, owner="FinetuneConfig")
+    # Training needs loss scaling for fp16, so "auto" on a GPU that emulates bf16 trains in fp32.
+    precision = resolve_precision(config.precision, device, allow_fp16=False, owner="FinetuneConfig")
     check_backbone_name(backbone)
     source = open_source(data, data_root=data_root, limit=limit, **(source_options or {}))
     bb = load_backbone(backbone, weights=weights, image_size=config.image_size, pretrained=pretrained)
@@ -293,13 +292,39 @@ def _train_one(
     on_epoch_end: EpochHook | None,
 ) -> dict[str, Any]:
     """Train a fresh copy of the backbone on one draw and predict the evaluation rows."""
+    from probe.runtime import deterministic_training, device_scope
+
+    # Same device, same result (a resumed run equals a straight one): deterministic kernels for this
+    # draw only, the flags restored afterwards; the chosen GPU is the current one (pin-memory thread).
+    with device_scope(setup.device), deterministic_training(setup.device, owner="FinetuneConfig"):
+        try:
+            return _train_and_predict(
+                bb, setup, config, pooling=pooling, eval_rows=eval_rows, on_epoch_end=on_epoch_end
+            )
+        except RuntimeError as exc:
+            if setup.device.type != "cuda" or "does not have a deterministic implementation" not in str(exc):
+                raise
+            raise ConfigError(
+                f"FinetuneConfig(device={str(setup.device)!r}): {str(exc).splitlines()[0]} - fine-tuning on CUDA runs "
+                "in strict deterministic mode so that a resumed run equals an uninterrupted one; the usual cause is a "
+                "ViT whose position embeddings are interpolated (bicubic) to another image size: use "
+                "FinetuneConfig(image_size=None) (the backbone's own size) or device='cpu'"
+            ) from None
+
+
+def _train_and_predict(
+    bb: Any,
+    setup: TrainSetup,
+    config: FinetuneConfig,
+    *,
+    pooling: str,
+    eval_rows: np.ndarray,
+    on_epoch_end: EpochHook | None,
+) -> dict[str, Any]:
     import torch
 
-    if setup.device.type == "cuda":  # same device, same result: deterministic kernels (resume equals a straight run)
+    if setup.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(setup.device)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(setup.seed)  # LoRA's own initialisation draws from the global generator
     model = build_classifier(
         copy.deepcopy(bb.pooler),

@@ -13,7 +13,6 @@ import resource
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from probe import metrics as M
 from probe.backbones import Preprocessor
 from probe.errors import ConfigError
 from probe.finetune import checkpoint as ckpt
 from probe.finetune.config import FinetuneConfig
-from probe.finetune.data import SourceImages, epoch_order, make_loader, seeded_generator
+from probe.finetune.data import EpochSampler, SourceImages, make_loader, seeded_generator
 from probe.finetune.model import Classifier, init_head_from_probe, param_groups
+from probe.runtime import autocast
 from probe.sources import Source
 
 EpochHook = Callable[[int], None]
@@ -86,23 +87,32 @@ def cosine_with_warmup(total: int, warmup: int) -> Callable[[int], float]:
 
 
 def _autocast(precision: str, device: torch.device) -> Any:
-    return nullcontext() if precision == "fp32" else torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return autocast(precision, device)
 
 
 def _outputs(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
     return torch.sigmoid(logits.float()) if multilabel else torch.softmax(logits.float(), dim=1)
 
 
-def predict_proba(model: Classifier, setup: TrainSetup, rows: np.ndarray, *, batch_size: int) -> np.ndarray:
+def eval_loader(setup: TrainSetup, rows: np.ndarray, *, batch_size: int, persistent: bool = False) -> DataLoader[Any]:
+    """Batches of ``rows`` in order, without augmentation (``persistent``: for repeated passes)."""
+    data = SourceImages(setup.source, rows, setup.preprocess, augment=None, seed=setup.seed)
+    pin = setup.device.type == "cuda"
+    return make_loader(data, batch_size=batch_size, order=None, workers=setup.workers, pin=pin, persistent=persistent)
+
+
+def predict_proba(
+    model: Classifier, setup: TrainSetup, rows: np.ndarray, *, batch_size: int, loader: DataLoader[Any] | None = None
+) -> np.ndarray:
     """Class probabilities (softmax), or per-label probabilities (sigmoid) for multi-label, of ``rows``.
+
+    Args:
+        loader: an :func:`eval_loader` of ``rows`` to reuse (None: one is made for this call).
 
     Returns:
         (len(rows), n_outputs) float64; no augmentation, eval mode.
     """
-    data = SourceImages(setup.source, rows, setup.preprocess, augment=None, seed=setup.seed)
-    loader = make_loader(
-        data, batch_size=batch_size, order=None, workers=setup.workers, pin=setup.device.type == "cuda"
-    )
+    loader = loader if loader is not None else eval_loader(setup, rows, batch_size=batch_size)
     model.eval()
     out = []
     with torch.inference_mode(), _autocast(setup.precision, setup.device):
@@ -122,10 +132,12 @@ def features_of(model: Classifier, setup: TrainSetup, rows: np.ndarray, *, batch
     return np.concatenate(parts).astype(np.float32)
 
 
-def val_score(model: Classifier, setup: TrainSetup, config: FinetuneConfig) -> float:
+def val_score(
+    model: Classifier, setup: TrainSetup, config: FinetuneConfig, *, loader: DataLoader[Any] | None = None
+) -> float:
     """The early-stopping score on the validation rows (higher is better; macro-AUROC for multi-label)."""
     assert setup.val_rows is not None
-    proba = predict_proba(model, setup, setup.val_rows, batch_size=config.batch_size * 2)
+    proba = predict_proba(model, setup, setup.val_rows, batch_size=config.batch_size * 2, loader=loader)
     y = setup.source.labels[setup.val_rows].astype(np.int64)
     if setup.multilabel:
         from probe.metrics.multilabel import compute_multilabel_metrics
@@ -218,6 +230,13 @@ class _Trainer:
         self.data = SourceImages(
             setup.source, setup.train_rows, setup.preprocess, augment=config.augment, seed=setup.seed
         )
+        # One loader (and one set of worker processes) for every epoch, and one for validation.
+        self.sampler = EpochSampler(len(self.data), seed=setup.seed)
+        pin = setup.device.type == "cuda"
+        self.loader = make_loader(
+            self.data, batch_size=config.batch_size, order=self.sampler, workers=setup.workers, pin=pin, persistent=True
+        )
+        self.val_loader: DataLoader[Any] | None = None
         self.start_epoch, self.best, self.best_epoch, self.bad = 0, -math.inf, -1, 0
         self.history: list[dict[str, float]] = []
         self.lp: dict[str, Any] = {}
@@ -263,14 +282,14 @@ class _Trainer:
         setup, cfg = self.setup, self.config
         torch.manual_seed(int(torch.randint(0, 2**62, (), generator=seeded_generator(setup.seed, epoch, -2))))
         self.data.set_epoch(epoch)
-        order = epoch_order(len(self.data), seed=setup.seed, epoch=epoch)
-        loader = make_loader(
-            self.data, batch_size=cfg.batch_size, order=order, workers=setup.workers, pin=setup.device.type == "cuda"
-        )
+        self.sampler.set_epoch(epoch)
+        loader = self.loader
         n_batches = len(loader)
         self.model.train()
-        losses: list[float] = []  # per batch, weighted by its size: the epoch's mean loss per sample
-        sizes: list[int] = []
+        # Sum of per-sample losses, kept on the device: one host sync per epoch, not one per batch.
+        total = torch.zeros((), dtype=torch.float32 if setup.device.type == "mps" else torch.float64)
+        total = total.to(setup.device)
+        count = 0
         self.optimizer.zero_grad(set_to_none=True)
         for i, (x, y, present) in enumerate(loader):
             x, y = x.to(setup.device, non_blocking=True), y.to(setup.device, non_blocking=True)
@@ -279,21 +298,24 @@ class _Trainer:
             with _autocast(setup.precision, setup.device):
                 loss = self.loss_fn(self.model(x, present.to(setup.device)).float(), y)
             (loss / in_group).backward()
-            losses.append(float(loss.detach()))
-            sizes.append(int(y.shape[0]))
+            total += loss.detach().to(total.dtype) * y.shape[0]
+            count += int(y.shape[0])
             if i - group_start + 1 == in_group:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.steps += 1
-        return float(np.average(losses, weights=sizes)) if losses else math.nan
+        return float(total) / count if count else math.nan
 
     def finish_epoch(self, epoch: int, loss: float) -> bool:
         """Record the epoch, update early stopping, checkpoint; True when training should stop."""
         record: dict[str, float] = {"epoch": epoch, "loss": round(loss, 6)}
         stop = False
         if self.setup.val_rows is not None:
-            score = val_score(self.model, self.setup, self.config)
+            if self.val_loader is None:
+                rows, bs = self.setup.val_rows, self.config.batch_size * 2
+                self.val_loader = eval_loader(self.setup, rows, batch_size=bs, persistent=True)
+            score = val_score(self.model, self.setup, self.config, loader=self.val_loader)
             record["val"] = round(score, 6)
             if not math.isfinite(score):
                 warnings.warn(f"epoch {epoch}: validation score is {score}; it never counts as the best", stacklevel=2)
