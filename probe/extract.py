@@ -24,7 +24,15 @@ from torch.utils.data import DataLoader, Dataset
 from probe.backbones import Backbone, Preprocessor
 from probe.errors import ConfigError, ImageDecodeError, ProbeError, SourceError, StoreError
 from probe.provenance import canonical_hash, library_versions
-from probe.runtime import PRECISIONS, autocast, default_workers, resolve_device, resolve_precision, worker_init
+from probe.runtime import (
+    PRECISIONS,
+    autocast,
+    default_workers,
+    device_scope,
+    resolve_device,
+    resolve_precision,
+    worker_init,
+)
 from probe.sources import SPLITS, MultiLabelOptions, SlicePolicy, Source, open_source
 from probe.store import (
     COMPRESSIONS,
@@ -54,7 +62,7 @@ class ExtractConfig:
     batch_size: int = 64  # images per forward pass
     num_workers: int | None = None  # DataLoader workers; None: see default_workers()
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
-    precision: str = "auto"  # autocast: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
+    precision: str = "auto"  # autocast: "auto" (bf16 on CUDA >= 8.0, fp16 on older GPUs, fp32 on CPU), "fp32", ...
     store_root: str = DEFAULT_ROOT  # folder (or URL) holding stores
     store: str | None = None  # explicit store path, instead of one derived from the fingerprint
     store_dtype: str = "float32"  # feature dtype on disk: float32 or float16
@@ -70,7 +78,9 @@ class ExtractConfig:
         if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"--num-workers {self.num_workers} is invalid; use 0 or more")
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision!r} is invalid; use one of {', '.join(PRECISIONS)}")
+            raise ConfigError(
+                f"ExtractConfig(precision={self.precision!r}) is invalid; use one of {', '.join(PRECISIONS)}"
+            )
         if self.store_dtype not in STORE_DTYPES:
             raise ConfigError(f"--store-dtype {self.store_dtype!r} is invalid; use one of {', '.join(STORE_DTYPES)}")
         if self.compression not in COMPRESSIONS:
@@ -275,6 +285,47 @@ def _run_chunks(
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
     )
+    home = _module_device(backbone.pooler)
+    with device_scope(device):  # the pin-memory thread attaches to the current CUDA device
+        try:
+            return _compute(source, backbone, writer, items, pending, loader, cfg, device, precision)
+        finally:
+            if home is not None:
+                backbone.pooler.to(home)  # the caller's backbone stays where it was (a no-op when it never moved)
+
+
+def _module_device(module: torch.nn.Module) -> torch.device | None:
+    """The device of a module's first parameter or buffer (None for a module without tensors)."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return None
+
+
+def _to_host(out: dict[str, torch.Tensor], poolings: Sequence[str], device: torch.device) -> dict[str, np.ndarray]:
+    """(n, dim) float32 features per pooling on the host.
+
+    On CUDA every pooling's copy is queued (non-blocking, into pinned memory) and the stream is
+    waited for once per batch, instead of one blocking ``.cpu()`` per pooling; elsewhere the
+    tensors are already on the host.
+    """
+    if device.type != "cuda":
+        return {p: out[p].float().cpu().numpy() for p in poolings}
+    copies = {p: out[p].float().to("cpu", non_blocking=True) for p in poolings}
+    torch.cuda.current_stream(device).synchronize()
+    return {p: t.numpy() for p, t in copies.items()}
+
+
+def _compute(
+    source: Source,
+    backbone: Backbone,
+    writer: StoreWriter,
+    items: np.ndarray,
+    pending: list[int],
+    loader: DataLoader[Any],
+    cfg: ExtractConfig,
+    device: torch.device,
+    precision: str,
+) -> tuple[int, int, float]:
     model = backbone.pooler.to(device)
     if backbone.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -298,8 +349,9 @@ def _run_chunks(
             good[bad] = False
             pairs = items[ks.numpy()]
             rows, views = pairs[good, 0] - buf.start, pairs[good, 1]
+            host = _to_host(out, list(writer.poolings), device)
             for p in writer.poolings:
-                feats = out[p].float().cpu().numpy().astype(writer.dtype, copy=False)
+                feats = host[p].astype(writer.dtype, copy=False)
                 _check_finite(feats, good, pairs, source, backbone.name, p)
                 buf.feats[p][rows, views] = feats[good]
             buf.present[rows, views] = True
@@ -364,8 +416,8 @@ def extract_embeddings(
         ImageDecodeError: a sample cannot be decoded and ``on_error`` is ``"raise"``.
     """
     cfg = config or ExtractConfig()
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    device = resolve_device(cfg.device, owner="ExtractConfig")
+    precision = resolve_precision(cfg.precision, device, owner="ExtractConfig")
     poolings = select_poolings(backbone, cfg.poolings)
     fingerprint, inputs = store_fingerprint(source, backbone, list(poolings), precision, cfg.store_dtype)
     root = cfg.store_root
@@ -529,7 +581,7 @@ def extract(
     from probe.backbones import check_backbone_name, load_backbone
 
     cfg = config or ExtractConfig()
-    resolve_device(cfg.device)  # fail fast, before data and weights are loaded
+    resolve_device(cfg.device, owner="ExtractConfig")  # fail fast, before data and weights are loaded
     check_backbone_name(backbone)
     src = open_source(data, data_root=data_root, rgba=rgba, limit=limit, slices=slices, multilabel=multilabel)  # type: ignore[arg-type]
     bb = load_backbone(backbone, weights=weights, image_size=image_size, resolution=resolution, pretrained=pretrained)
