@@ -15,6 +15,7 @@ import numpy as np
 
 from probe.errors import ProtocolError, StoreError
 from probe.evaluate.fusion import default_fusion, fuse_views
+from probe.sources import same_source
 from probe.store import DEFAULT_ROOT, EmbeddingStore, StoreSummary, list_stores, open_store
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unsplit": 3}
@@ -59,39 +60,6 @@ class EvalData:
     @property
     def n_classes(self) -> int:
         return len(self.classes)
-
-
-def _medmnist_key(spec: str) -> str:
-    name, _, size = spec.partition(":")[2].lower().partition("@")
-    return f"medmnist:{name}@{size or '28'}"
-
-
-def same_source(user_spec: str, stored_spec: str) -> bool:
-    """Whether a user's source specification names the source a store was extracted from."""
-    if user_spec.startswith("medmnist:") and stored_spec.startswith("medmnist:"):
-        return _medmnist_key(user_spec) == _medmnist_key(stored_spec)
-    for prefix in ("folder:", "csv:", "nifti:", "dicom:"):
-        if user_spec.startswith(prefix) and stored_spec.startswith(prefix):
-            (a, opts_a), (b, opts_b) = (_path_and_options(s[len(prefix) :]) for s in (user_spec, stored_spec))
-            return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(b) and opts_a == opts_b
-    return user_spec == stored_spec
-
-
-def _path_and_options(arg: str) -> tuple[str, dict[str, str]]:
-    """``"/ct?split=70,10,20&window=lung"`` → path and options with numbers normalised (split ratios sum to 1)."""
-    from probe.sources._options import split_spec_options
-
-    path, options = split_spec_options(arg, prefix="")
-    for key, value in options.items():
-        try:
-            numbers = [float(v) for v in value.split(",")]
-        except ValueError:
-            options[key] = value.lower()
-            continue
-        if key == "split" and sum(numbers) > 0:
-            numbers = [v / sum(numbers) for v in numbers]
-        options[key] = ",".join(f"{v:.6g}" for v in numbers)
-    return path, options
 
 
 def find_store(

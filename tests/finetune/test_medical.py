@@ -10,9 +10,9 @@ import pytest
 from probe.evaluate import PlanConfig, run_curve
 from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
 from probe.sources import MultiLabelOptions, SlicePolicy
+from tests.cli.test_multilabel_cli import _manifest
 from tests.sources.test_dicom import write_dicom_folder
 from tests.sources.test_volumes import _fake_adrenal
-from tests.cli.test_multilabel_cli import _manifest
 
 FAST = FinetuneConfig(epochs=2, min_steps=0, image_size=32, batch_size=8, progress=False)
 
