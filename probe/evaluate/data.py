@@ -85,14 +85,15 @@ def find_store(
     if len(done) > 1:
         lines = "; ".join(f"{s.path} ({_describe(st)})" for s, st in done)
         raise StoreError(
-            f"several stores of {data} with {backbone}: {lines}; choose one with --store PATH or --image-size"
+            f"several stores of {data} with {backbone}: {lines}; choose one with StoreChoice(store=PATH) or "
+            "StoreChoice(image_size=N)"
         )
     if matches:
         cmd = matches[0][1].attrs.get("command", f"probe extract {data} --backbone {backbone}")
         raise StoreError(f"the store of {data} with {backbone} ({matches[0][0].path}) is incomplete; resume it: {cmd}")
     raise StoreError(
         f"no store of {data} with backbone {backbone} under {Path(root)}; extract it first: "
-        f"probe extract {data} --backbone {backbone} (or pass --store PATH / --store-root DIR)"
+        f"probe extract {data} --backbone {backbone} (or pass StoreChoice(store=PATH) / StoreChoice(store_root=DIR))"
     )
 
 
@@ -190,8 +191,8 @@ def _view_features(
     if store.views is None:
         if fusion is not None:
             raise ProtocolError(
-                f"--fusion {fusion} applies to multi-view stores (volumes, modalities); {store.path} holds one "
-                "image per sample: drop --fusion"
+                f"ViewConfig(fusion={fusion}) applies to multi-view stores (volumes, modalities); {store.path} "
+                "holds one image per sample: drop the fusion"
             )
         return store.features(pooling), None
     method = fusion or default_fusion(str(store.attrs.get("source", {}).get("view_kind", "")))

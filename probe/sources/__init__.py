@@ -20,6 +20,7 @@ from probe.sources.multilabel import (
 )
 from probe.sources.multimodal import MultiModalSource, modality_columns, open_multimodal_manifest
 from probe.sources.nifti import NiftiSource
+from probe.sources.request import SourceRequest
 from probe.sources.splitting import SplitConfig, make_splits
 from probe.sources.volumes import MedMNIST3DSource, SlicePolicy, VolumeSource, with_slices
 
@@ -34,6 +35,7 @@ __all__ = [
     "NiftiSource",
     "SlicePolicy",
     "Source",
+    "SourceRequest",
     "SubsetSource",
     "VolumeSource",
     "canonical_spec",
@@ -206,7 +208,9 @@ def open_source(
     extra = {"options": options} if options else {}
     if multilabel is not None:  # label columns or uncertainty policies given explicitly: csv manifests only
         if prefix != "csv":
-            raise ConfigError(f"--label-columns/--uncertain/--blank apply to csv: manifests, not {spec!r}; drop them")
+            raise ConfigError(
+                f"multi-label options (MultiLabelOptions) apply to csv: manifests, not {spec!r}; drop them"
+            )
         source: Source = open_multilabel_manifest(arg, options=multilabel, rgba=rgba, spec_options=options)
     else:
         source = _SOURCES[prefix](arg, data_root=None if data_root is None else str(data_root), rgba=rgba, **extra)
