@@ -77,37 +77,34 @@ def copy_figures(figures: list[Path], folder: Path, *, label: str) -> list[Path]
 
 
 def run_dataset(name: str, shots: tuple[Any, ...], args: argparse.Namespace) -> dict[str, Any]:
+    from probe.backbones import BackboneRequest
     from probe.evaluate import PlanConfig, StoreChoice, run_curve
     from probe.extract import ExtractConfig
     from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
+    from probe.sources import SourceRequest
 
     work = Path(args.work)
     data = f"medmnist:{name}"
     t0 = time.perf_counter()
     probe = run_curve(
-        data,
-        backbones=[args.backbone],
+        SourceRequest(data, data_root=args.data_root),
+        backbones=[BackboneRequest(args.backbone, image_size=args.image_size)],
         plan=PlanConfig(heads=("linear",), shots=shots, seeds=args.seeds, bootstrap=0, device=args.device),
         choice=StoreChoice(store_root=str(work / "embeddings")),
         results_dir=work / "results",
-        extract_options={
-            "data_root": args.data_root,
-            "image_size": args.image_size,
-            "config": ExtractConfig(progress=False, device=args.device),
-        },
+        extract_config=ExtractConfig(progress=False, device=args.device),
     )
     timings = {"linear": time.perf_counter() - t0}
     rows = list(probe.rows)
     for mode in args.modes.split(","):
         t0 = time.perf_counter()
         run = run_finetune(
-            data,
+            SourceRequest(data, data_root=args.data_root),
             backbone=args.backbone,
             config=FinetuneConfig(
                 mode=mode, image_size=args.image_size, epochs=args.epochs, device=args.device, progress=False
             ),
             plan=FinetunePlan(shots=shots, seeds=args.seeds, bootstrap=0),
-            data_root=args.data_root,
             results_dir=work / "results",
             checkpoint_dir=work / "checkpoints",
         )

@@ -73,13 +73,13 @@ def blood(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     try:
         store = find_store(args.data, backbone=args.backbone, root=args.store_root, image_size=args.image_size)
     except StoreError:
+        from probe.backbones import BackboneRequest
         from probe.extract import ExtractConfig, extract
+        from probe.sources import SourceRequest
 
         res = extract(
-            args.data,
-            backbone=args.backbone,
-            data_root=args.data_root,
-            image_size=args.image_size or 128,
+            SourceRequest(args.data, data_root=args.data_root),
+            backbone=BackboneRequest(args.backbone, image_size=args.image_size or 128),
             config=ExtractConfig(store_root=args.store_root),
         )
         store = open_store(res.store)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from cli.vocabulary import in_shell_words
 from probe.errors import ProbeError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -23,7 +24,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ProbeError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {in_shell_words(str(exc), func)}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: finished chunks are kept; run the same command again to resume", err=True)

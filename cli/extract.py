@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli._common import command_line, emit_json, split_list, user_errors
-from cli.options import Blank, LabelColumns, SliceAxis, Slices, Uncertain, multilabel_options, slice_policy
+from cli.options import Blank, LabelColumns, SliceAxis, Slices, Uncertain, backbone_request, source_request
 from probe.extract import ExtractConfig, extract
 
 
@@ -110,20 +110,17 @@ def extract_command(
         progress=progress,
     )
     result = extract(
-        data,
-        backbone=backbone,
+        source_request(
+            data, data_root=data_root, rgba=rgba.value, limit=limit, slices=slices, slice_axis=slice_axis,
+            label_columns=label_columns, uncertain=uncertain, blank=blank,
+        ),
+        backbone=backbone_request(
+            backbone, weights=weights, random_weights=random_weights, image_size=image_size,
+            resolution=resolution.value,
+        ),
         config=config,
-        data_root=data_root,
-        weights=weights,
-        image_size=image_size,
-        resolution=resolution.value,
-        rgba=rgba.value,
-        limit=limit,
-        pretrained=not random_weights,
         command=command_line(),
-        slices=slice_policy(slices, slice_axis),
-        multilabel=multilabel_options(label_columns, uncertain, blank),
-    )
+    )  # fmt: skip
     if json_out:
         emit_json(result.to_json())
         return

@@ -13,10 +13,10 @@ from cli.options import (
     SliceAxis,
     Slices,
     Uncertain,
-    multilabel_options,
+    backbone_request,
     parse_numbers,
     parse_shots,
-    slice_policy,
+    source_request,
 )
 from probe.errors import ConfigError
 from probe.evaluate import DEFAULT_METRICS
@@ -138,18 +138,19 @@ def finetune_command(
         eval_split=split,
     )
     run = run_finetune(
-        data,
-        backbone=backbone,
+        source_request(
+            data,
+            data_root=data_root,
+            limit=limit,
+            slices=slices,
+            slice_axis=slice_axis,
+            label_columns=label_columns,
+            uncertain=uncertain,
+            blank=blank,
+        ),
+        backbone=backbone_request(backbone, weights=weights, random_weights=random_weights),
         config=config,
         plan=plan,
-        data_root=data_root,
-        weights=weights,
-        pretrained=not random_weights,
-        limit=limit,
-        source_options={
-            "slices": slice_policy(slices, slice_axis),
-            "multilabel": multilabel_options(label_columns, uncertain, blank),
-        },
         results_dir=None if no_save else results,
         checkpoint_dir=checkpoints,
         keep_checkpoints=keep_checkpoints,

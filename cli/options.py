@@ -7,8 +7,11 @@ from typing import Annotated
 import typer
 
 from cli._common import split_list
+from probe.backbones.request import BackboneRequest
 from probe.errors import ConfigError
-from probe.sources import MultiLabelOptions, SlicePolicy
+from probe.sources.multilabel import MultiLabelOptions
+from probe.sources.request import SourceRequest
+from probe.sources.volumes import SlicePolicy
 
 Backbone = Annotated[str, typer.Option(help="registered name (probe models), timm:<model> or hf:<repo>")]
 Pooling = Annotated[str | None, typer.Option(help="stored pooling to probe (default: the store's first)")]
@@ -78,3 +81,40 @@ Slices = Annotated[str | None, typer.Option(help="3D volumes: slices to embed: a
 def slice_policy(slices: str | None, slice_axis: int | None) -> SlicePolicy | None:
     """The slice policy of the command line (None when no slice option was given)."""
     return None if slices is None and slice_axis is None else SlicePolicy.parse(slices, axis=slice_axis)
+
+
+def source_request(
+    data: str,
+    *,
+    data_root: str | None = None,
+    rgba: str = "composite",
+    limit: int | None = None,
+    slices: str | None = None,
+    slice_axis: int | None = None,
+    label_columns: str | None = None,
+    uncertain: str | None = None,
+    blank: str | None = None,
+) -> SourceRequest:
+    """The data request of a command line: the specification and its data options, built once."""
+    return SourceRequest(
+        spec=data,
+        data_root=data_root,
+        rgba="reject" if rgba == "reject" else "composite",
+        limit=limit,
+        slices=slice_policy(slices, slice_axis),
+        multilabel=multilabel_options(label_columns, uncertain, blank),
+    )
+
+
+def backbone_request(
+    name: str,
+    *,
+    weights: str | None = None,
+    random_weights: bool = False,
+    image_size: int | None = None,
+    resolution: str = "resize",
+) -> BackboneRequest:
+    """The backbone request of a command line."""
+    return BackboneRequest(
+        name=name, weights=weights, image_size=image_size, resolution=resolution, pretrained=not random_weights
+    )

@@ -29,10 +29,10 @@ from cli.options import (
     Strict,
     Uncertain,
     Vote,
-    multilabel_options,
+    backbone_request,
     parse_numbers,
     parse_shots,
-    slice_policy,
+    source_request,
 )
 from probe.errors import ConfigError
 from probe.evaluate import (
@@ -138,23 +138,20 @@ def curve_command(
         views=ViewConfig(fusion=fusion, modality_dropout=modality_dropout, ablate=ablate),
     )
     run = run_curve(
-        data,
-        backbones=split_list(backbone) or (),
+        source_request(
+            data, data_root=data_root, limit=limit, slices=slices, slice_axis=slice_axis,
+            label_columns=label_columns, uncertain=uncertain, blank=blank,
+        ),
+        backbones=[
+            backbone_request(name, weights=weights, random_weights=random_weights, image_size=image_size)
+            for name in split_list(backbone) or ()
+        ],
         plan=plan,
         choice=_choice(None, store_root, image_size, pooling, split),
         results_dir=None if no_save else results,
-        extract_options={
-            "data_root": data_root,
-            "image_size": image_size,
-            "weights": weights,
-            "pretrained": not random_weights,
-            "limit": limit,
-            "config": ExtractConfig(device=device, poolings=(pooling,) if pooling else None),
-            "command": command_line(),
-            "multilabel": multilabel_options(label_columns, uncertain, blank),
-            "slices": slice_policy(slices, slice_axis),
-        },
-    )
+        extract_config=ExtractConfig(device=device, poolings=(pooling,) if pooling else None),
+        command=command_line(),
+    )  # fmt: skip
     finish(run, json_out=json_out)
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from probe.backbones.request import BackboneRequest
 from probe.evaluate import PlanConfig, ProbeRun, StoreChoice, run_curve
 from probe.results import load_results
+from probe.sources.request import SourceRequest
 
 
 @dataclass(frozen=True)
@@ -55,18 +57,13 @@ def run_demo(config: DemoConfig = DemoConfig(), *, data_root: str | None = None,
     root = data_root or os.environ.get("PROBE_DATA_ROOT")
     plan = config.plan if device == "auto" else replace(config.plan, device=device)
     run = run_curve(
-        config.data,
-        backbones=[config.backbone],
+        SourceRequest(config.data, data_root=root, limit=config.limit),
+        backbones=[BackboneRequest(config.backbone, image_size=config.image_size)],
         plan=plan,
         choice=StoreChoice(store_root=config.store_root),
         results_dir=config.results_dir,
-        extract_options={
-            "data_root": root,
-            "image_size": config.image_size,
-            "limit": config.limit,
-            "config": ExtractConfig(device=device),
-            "command": "probe demo",
-        },
+        extract_config=ExtractConfig(device=device),
+        command="probe demo",
     )
     frame = load_results(config.results_dir, store_fingerprint=sorted({r.store_fingerprint for r in run.rows}))
     files = write_report(frame, config.report_dir, metric=config.metric, title="probe demo: BloodMNIST")

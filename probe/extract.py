@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from probe.backbones import Backbone, Preprocessor
+from probe.backbones import Backbone, BackboneRequest, Preprocessor
 from probe.errors import ConfigError, ImageDecodeError, ProbeError, SourceError, StoreError
 from probe.provenance import canonical_hash, library_versions
 from probe.runtime import (
@@ -33,7 +33,7 @@ from probe.runtime import (
     resolve_precision,
     worker_init,
 )
-from probe.sources import SPLITS, MultiLabelOptions, SlicePolicy, Source, open_source
+from probe.sources import SPLITS, Source, SourceRequest
 from probe.store import (
     COMPRESSIONS,
     DEFAULT_ROOT,
@@ -546,43 +546,25 @@ def _open_or_create(
 
 
 def extract(
-    data: str,
+    source: str | SourceRequest,
     *,
-    backbone: str,
+    backbone: str | BackboneRequest,
     config: ExtractConfig | None = None,
-    data_root: str | None = None,
-    weights: str | None = None,
-    image_size: int | None = None,
-    resolution: str = "resize",
-    rgba: str = "composite",
-    limit: int | None = None,
-    pretrained: bool = True,
     command: str | None = None,
-    slices: SlicePolicy | None = None,
-    multilabel: MultiLabelOptions | None = None,
 ) -> ExtractResult:
-    """Open ``data``, build ``backbone`` and extract: the library call behind ``probe extract``.
+    """Open the data, build the backbone and extract: the library call behind ``probe extract``.
 
     Args:
-        data: source specification, e.g. ``"medmnist:bloodmnist"``.
-        backbone: registry name, ``timm:<model>`` or ``hf:<repo>``.
-        config: run options.
-        data_root: folder holding dataset files.
-        weights: local weights file for air-gapped machines.
-        image_size: model input side (default: the backbone's).
-        resolution: ``"resize"`` or ``"pad"``.
-        rgba: alpha policy, ``"composite"`` or ``"reject"``.
-        limit: keep the first ``limit`` samples per split.
-        pretrained: ``False`` for random weights (smoke tests).
+        source: a specification such as ``"medmnist:bloodmnist"``, or a :class:`~probe.sources.SourceRequest`
+            carrying the data root, RGBA policy, per-split limit, slice policy and multi-label options.
+        backbone: a name (registry alias, ``timm:<model>``, ``hf:<repo>``, ``open_clip:<arch>@<tag>``), or a
+            :class:`~probe.backbones.BackboneRequest` carrying local weights, input size, resolution policy
+            and whether to use pretrained weights.
+        config: run options (device, precision, batch size, store root ...).
         command: the command line, recorded for resume hints.
-        slices: which slices of 3D volumes to embed, along which axis (default: all, the source's axis).
-        multilabel: label columns and uncertain/blank policies of a multi-label ``csv:`` manifest.
     """
-    from probe.backbones import check_backbone_name, load_backbone
-
     cfg = config or ExtractConfig()
+    src_req, bb_req = SourceRequest.of(source), BackboneRequest.of(backbone)
     resolve_device(cfg.device, owner="ExtractConfig")  # fail fast, before data and weights are loaded
-    check_backbone_name(backbone)
-    src = open_source(data, data_root=data_root, rgba=rgba, limit=limit, slices=slices, multilabel=multilabel)  # type: ignore[arg-type]
-    bb = load_backbone(backbone, weights=weights, image_size=image_size, resolution=resolution, pretrained=pretrained)
-    return extract_embeddings(src, bb, cfg, command=command)
+    bb_req.check()
+    return extract_embeddings(src_req.open(), bb_req.load(), cfg, command=command)

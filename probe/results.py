@@ -12,7 +12,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,45 +21,30 @@ from probe.errors import ResultsError
 if TYPE_CHECKING:
     import pandas as pd
 
-#: Fields every row has at least (the ``--json`` schema of the evaluating commands).
-REQUIRED_FIELDS = frozenset(
-    {
-        "dataset",
-        "backbone",
-        "pooling",
-        "head",
-        "protocol",
-        "shots",
-        "fraction",
-        "seed",
-        "metric",
-        "value",
-        "ci_low",
-        "ci_high",
-        "n_train",
-        "n_test",
-        "params",
-        "store_fingerprint",
-    }
-)
 DEFAULT_DIR = "results"
 RESULTS_FILE = "results.jsonl"
 SCHEMA = "probe.results/1"
+
+
+_IDENTITY = {"key": "identity"}  # what was evaluated: a curve point of one configuration, seed and metric
+_PROVENANCE = {"key": "provenance"}  # on what exactly: rows equal on every key field are reruns of each other
 
 
 @dataclass(frozen=True)
 class ResultRow:
     """One evaluated number with everything needed to reproduce and compare it."""
 
-    dataset: str  # source name, e.g. "bloodmnist_28"
-    backbone: str  # backbone name as registered (or timm:/hf: spec)
-    pooling: str  # which stored features, e.g. "gap", "cls"
-    head: str  # "knn", "linear", "prototype", "finetune-<mode>"
-    protocol: str  # "full", "shots", "fraction" or "episodes"
-    shots: int | str | None  # labels per class drawn, "all" for the whole train split, None for fractions
-    fraction: float | None  # label fraction for the "fraction" protocol
-    seed: int  # seed of the draw (and of every other random step of this row)
-    metric: str  # metric name from probe.metrics
+    dataset: str = field(metadata=_IDENTITY)  # source name, e.g. "bloodmnist_28"
+    backbone: str = field(metadata=_IDENTITY)  # backbone name as registered (or timm:/hf: spec)
+    pooling: str = field(metadata=_IDENTITY)  # which stored features, e.g. "gap", "cls"
+    head: str = field(metadata=_IDENTITY)  # "knn", "linear", "prototype", "finetune-<mode>"
+    protocol: str = field(metadata=_IDENTITY)  # "full", "shots", "fraction" or "episodes"
+    shots: int | str | None = field(
+        metadata=_IDENTITY
+    )  # labels per class, "all" for the whole train split, None for fractions
+    fraction: float | None = field(metadata=_IDENTITY)  # label fraction for the "fraction" protocol
+    seed: int = field(metadata=_IDENTITY)  # seed of the draw (and of every other random step of this row)
+    metric: str = field(metadata=_IDENTITY)  # metric name from probe.metrics
     value: float  # the metric on the evaluation split
     ci_low: float | None  # 95 % bootstrap CI over the evaluation split (None when not computed)
     ci_high: float | None
@@ -69,9 +54,11 @@ class ResultRow:
     n_classes: int
     labels_per_class: float  # n_train / n_classes: the x position of "all" and fraction rows
     params: Mapping[str, Any]  # chosen hyper-parameters (C, k, temperature, selection rule, caps, ...)
-    split: str  # evaluation split ("test")
-    store_fingerprint: str  # fingerprint of the embedding store the features came from
-    sample_digest: str  # digest of the training sample ids: equal digests = identical draws
+    split: str = field(metadata=_PROVENANCE)  # evaluation split ("test")
+    store_fingerprint: str = field(metadata=_PROVENANCE)  # fingerprint of the embedding store the features came from
+    sample_digest: str = field(
+        metadata=_PROVENANCE
+    )  # digest of the training sample ids: equal digests = identical draws
     seconds: float  # fit + predict wall time of this evaluation
     versions: Mapping[str, str] = field(default_factory=dict)  # probe, numpy, torch, faiss, sklearn ...
     run_id: str = ""  # one id per command invocation
@@ -88,6 +75,16 @@ class ResultRow:
         out["params"] = _jsonable(dict(self.params))
         out["versions"] = dict(self.versions)
         return out
+
+
+#: Every row field, in schema order (the DataFrame columns of :func:`load_results`).
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow))
+#: Fields every row has (the ``--json`` schema of the evaluating commands).
+REQUIRED_FIELDS = frozenset(f.name for f in fields(ResultRow) if f.default is MISSING and f.default_factory is MISSING)
+#: Fields that say what was evaluated (dataset, backbone, pooling, head, protocol, level, seed, metric).
+IDENTITY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow) if f.metadata.get("key") == "identity")
+#: Float-valued fields (NaN-able in a DataFrame).
+NUMERIC_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow) if str(f.type).startswith("float"))
 
 
 def _jsonable(obj: Any) -> Any:
@@ -173,7 +170,7 @@ def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame([dict(r) for r in rows])
-    for col in ("value", "ci_low", "ci_high", "fraction", "labels_per_class", "seconds"):
+    for col in NUMERIC_FIELDS:
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     if "shots" in frame:
@@ -182,21 +179,7 @@ def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 #: Columns that identify one evaluated number; rows equal on all of them are reruns of each other.
-KEY_COLUMNS = (
-    "dataset",
-    "backbone",
-    "pooling",
-    "head",
-    "protocol",
-    "shots",
-    "fraction",
-    "seed",
-    "metric",
-    "split",
-    "store_fingerprint",
-    "sample_digest",
-    "params_key",
-)
+KEY_COLUMNS: tuple[str, ...] = (*(f.name for f in fields(ResultRow) if f.metadata.get("key")), "params_key")
 
 
 def latest_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,17 +10,22 @@ import numpy as np
 import pytest
 
 from probe.extract import ExtractConfig, extract
+from probe.sources import SourceRequest
 from probe.store import open_store
 
 
 @pytest.mark.slow
 def test_full_bloodmnist_extraction_is_complete_finite_and_idempotent(medmnist_root: Path, tmp_path: Path) -> None:
     cfg = ExtractConfig(store_root=str(tmp_path), progress=False)
-    res = extract("medmnist:bloodmnist", backbone="efficientnet_lite0", data_root=str(medmnist_root), config=cfg)
+    res = extract(
+        SourceRequest("medmnist:bloodmnist", data_root=str(medmnist_root)), backbone="efficientnet_lite0", config=cfg
+    )
     assert res.rows == 17092 and res.complete and res.poolings == {"gap": 1280}
     feats = open_store(res.store).features("gap")
     assert feats.shape == (17092, 1280) and np.isfinite(feats).all()
-    again = extract("medmnist:bloodmnist", backbone="efficientnet_lite0", data_root=str(medmnist_root), config=cfg)
+    again = extract(
+        SourceRequest("medmnist:bloodmnist", data_root=str(medmnist_root)), backbone="efficientnet_lite0", config=cfg
+    )
     assert again.noop and again.store == res.store
 
 
@@ -31,7 +36,9 @@ STORES = os.environ.get("PROBE_ACCEPTANCE_STORES", str(REPO / "embeddings"))
 
 def _store(name: str, root: Path) -> str:
     cfg = ExtractConfig(store_root=STORES, progress=False)
-    return extract(f"medmnist:{name}", backbone="efficientnet_lite0", data_root=str(root), config=cfg).store
+    return extract(
+        SourceRequest(f"medmnist:{name}", data_root=str(root)), backbone="efficientnet_lite0", config=cfg
+    ).store
 
 
 def _rows(args: list[str]) -> list[dict]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from probe.backbones import load_backbone
+from probe.backbones import BackboneRequest, load_backbone
 from probe.errors import ConfigError, DeviceError, ImageDecodeError, StoreError
 from probe.extract import ExtractConfig, extract, extract_embeddings
 from probe.runtime import resolve_device
@@ -113,8 +113,7 @@ def test_unwritable_store_root(image_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="is not writable.*--store-root"):
         extract(
             f"folder:{image_folder}",
-            backbone="timm:test_vit",
-            pretrained=False,
+            backbone=BackboneRequest("timm:test_vit", pretrained=False),
             config=ExtractConfig(store_root=str(blocker / "sub"), progress=False),
         )
 

@@ -78,3 +78,16 @@ def test_empty_folder_and_torn_last_line(tmp_path: Path) -> None:
     file.write_text(file.read_text() + '{"metric": "accuracy"}\n')
     with pytest.raises(ResultsError, match="is not JSON"):
         load_results(tmp_path)
+
+
+def test_the_schema_is_stated_once_by_result_row() -> None:
+    """Required fields, key columns, numeric columns and the report's needs all derive from ResultRow."""
+    from dataclasses import fields
+
+    from probe.report.data import REQUIRED_COLUMNS
+    from probe.results import FIELDS, KEY_COLUMNS, NUMERIC_FIELDS, REQUIRED_FIELDS, ResultRow
+
+    assert tuple(f.name for f in fields(ResultRow)) == FIELDS
+    assert set(FIELDS) >= REQUIRED_FIELDS and {"versions", "run_id", "time", "schema"}.isdisjoint(REQUIRED_FIELDS)
+    assert set(KEY_COLUMNS) - {"params_key"} <= set(FIELDS) and set(REQUIRED_COLUMNS) <= set(FIELDS)
+    assert set(NUMERIC_FIELDS) == {"value", "ci_low", "ci_high", "fraction", "labels_per_class", "seconds"}

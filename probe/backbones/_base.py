@@ -59,7 +59,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise WeightsError(f"--weights {path}: file not found; pass a .safetensors or .pth state dict")
+        raise WeightsError(f"BackboneRequest(weights={path}): file not found; pass a .safetensors or .pth state dict")
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -69,13 +69,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(
-            f"--weights {path}: cannot read a state dict ({exc}); save it with torch.save or safetensors"
+            f"BackboneRequest(weights={path}): cannot read a state dict ({exc}); save it with torch.save or safetensors"
         ) from None
     for key in ("state_dict", "model", "module"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]
     if not isinstance(sd, dict):
-        raise WeightsError(f"--weights {path}: expected a dict of tensors, found {type(sd).__name__}")
+        raise WeightsError(f"BackboneRequest(weights={path}): expected a dict of tensors, found {type(sd).__name__}")
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 

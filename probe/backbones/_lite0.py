@@ -106,7 +106,7 @@ def build_lite0(
     kwargs = {"bn_eps": LITE0_BN_EPS, **dict(model_args or {})}
     model = create_timm_model("efficientnet_lite0", pretrained=False, model_args=kwargs)
     if pretrained or weights is not None:
-        origin = f"--weights {weights}" if weights else str(lite0_weights_path())
+        origin = f"BackboneRequest(weights={weights})" if weights else str(lite0_weights_path())
         load_weights(model, load_lite0_state(model, weights), origin=origin)
     return backbone_from_timm_model(
         model,

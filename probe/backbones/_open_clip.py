@@ -96,7 +96,8 @@ def resolve_open_clip_config(arch: str, tag: str | None, *, from_hub: bool) -> d
             if repo not in WRITTEN_HUB_CONFIGS:
                 raise UnknownBackboneError(
                     f"open_clip:{arch} has no config written in probe, so it needs the hub; "
-                    f"drop --random-weights/--weights, or use one of: {', '.join(WRITTEN_HUB_CONFIGS)}"
+                    f"drop BackboneRequest(pretrained=False) and BackboneRequest(weights=FILE), "
+                    f"or use one of: {', '.join(WRITTEN_HUB_CONFIGS)}"
                 )
             return json.loads(json.dumps(WRITTEN_HUB_CONFIGS[repo]))  # a deep copy
         try:
@@ -106,7 +107,7 @@ def resolve_open_clip_config(arch: str, tag: str | None, *, from_hub: bool) -> d
             raise WeightsError(
                 f"could not download open_clip_config.json of {repo} ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); check the repository id, or without "
-                "network pass --weights FILE (the repository's open_clip_pytorch_model.bin)"
+                "network pass BackboneRequest(weights=FILE) (the repository's open_clip_pytorch_model.bin)"
             ) from None
         cfg = dict(published["model_cfg"])
         cfg["preprocess_cfg"] = published.get("preprocess_cfg", {})
@@ -141,7 +142,8 @@ def _weights_path(arch: str, tag: str | None) -> str:
         where = arch if tag is None else f"{arch}@{tag}"
         raise WeightsError(
             f"could not load pretrained weights for open_clip:{where} ({type(exc).__name__}: {first}); "
-            "without network access download them elsewhere and pass --weights FILE (.safetensors or .pth)"
+            "without network access download them elsewhere and pass BackboneRequest(weights=FILE) "
+            "(.safetensors or .pth)"
         ) from None
 
 
@@ -208,7 +210,7 @@ def build_open_clip_tower(
         torch.manual_seed(RANDOM_INIT_SEED)
         tower = _build_vision_tower(embed_dim, vcfg, quick_gelu=bool(cfg.get("quick_gelu")))
     if path is not None:
-        _load_tower_state(tower, path, origin=f"--weights {weights}" if weights else f"open_clip:{arch}")
+        _load_tower_state(tower, path, origin=f"BackboneRequest(weights={weights})" if weights else f"open_clip:{arch}")
     target = int(image_size or native)
     if timm_tower and tuple(tower.trunk.patch_embed.img_size) != (target, target):
         tower.trunk.set_input_size(img_size=target)  # resamples the (loaded) position embedding

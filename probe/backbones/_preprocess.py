@@ -30,7 +30,9 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.image_size < 8:
-            raise ConfigError(f"--image-size {self.image_size} is too small; use at least 8 pixels (e.g. 224)")
+            raise ConfigError(
+                f"BackboneRequest(image_size={self.image_size}) is too small; use at least 8 pixels (e.g. 224)"
+            )
         if self.resolution not in RESOLUTION_POLICIES:
             raise ConfigError(
                 f"unknown resolution policy {self.resolution!r}; use one of {', '.join(RESOLUTION_POLICIES)}"

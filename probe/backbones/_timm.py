@@ -84,14 +84,15 @@ def create_timm_model(
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if weights_file is not None:
             raise WeightsError(
-                f"--weights {weights_file}: weights do not fit timm:{model_name} ({first[:300]}); "
+                f"BackboneRequest(weights={weights_file}): weights do not fit timm:{model_name} ({first[:300]}); "
                 "check that the architecture name matches the weights file"
             ) from None
         if not pretrained:
             raise
         raise WeightsError(
             f"could not load pretrained weights for timm:{model_name} ({type(exc).__name__}: {first[:200]}); "
-            "without network access download them elsewhere and pass --weights FILE (.safetensors or .pth)"
+            "without network access download them elsewhere and pass BackboneRequest(weights=FILE) "
+            "(.safetensors or .pth)"
         ) from None
 
 

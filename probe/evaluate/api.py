@@ -11,13 +11,18 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from probe.backbones.request import BackboneRequest
 from probe.evaluate.config import PlanConfig
 from probe.evaluate.data import EvalData, find_store, load_eval_data
 from probe.evaluate.plan import run_plan
 from probe.results import DEFAULT_DIR, ResultRow, append_results
+from probe.sources.request import SourceRequest
 from probe.store import DEFAULT_ROOT, EmbeddingStore, open_store
+
+if TYPE_CHECKING:
+    from probe.extract import ExtractConfig
 
 
 @dataclass(frozen=True)
@@ -51,14 +56,16 @@ def _eval_data(store: EmbeddingStore, choice: StoreChoice, plan: PlanConfig) -> 
 
 
 def run_probes(
-    data: str,
+    source: str | SourceRequest,
     *,
-    backbone: str,
+    backbone: str | BackboneRequest,
     plan: PlanConfig,
     choice: StoreChoice = StoreChoice(),
     results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
 ) -> ProbeRun:
-    """Probe the existing store of (``data``, ``backbone``) with ``plan`` and append the rows.
+    """Probe the existing store of (``source``, ``backbone``) with ``plan`` and append the rows.
+
+    Only the specification and the backbone name are used to find the store (``choice`` narrows it).
 
     Raises:
         StoreError: no such store (the message says how to extract it) or an incomplete one
@@ -67,7 +74,12 @@ def run_probes(
     store = (
         open_store(choice.store)
         if choice.store
-        else find_store(data, backbone=backbone, root=choice.store_root, image_size=choice.image_size)
+        else find_store(
+            SourceRequest.of(source).spec,
+            backbone=BackboneRequest.of(backbone).name,
+            root=choice.store_root,
+            image_size=choice.image_size,
+        )
     )
     run_id = uuid.uuid4().hex[:12]
     rows = run_plan(_eval_data(store, choice, plan), plan, run_id=run_id)
@@ -75,36 +87,36 @@ def run_probes(
 
 
 def run_curve(
-    data: str,
+    source: str | SourceRequest,
     *,
-    backbones: Sequence[str],
+    backbones: Sequence[str | BackboneRequest],
     plan: PlanConfig,
     choice: StoreChoice = StoreChoice(),
     results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
-    extract_options: dict[str, Any] | None = None,
+    extract_config: ExtractConfig | None = None,
+    command: str | None = None,
 ) -> ProbeRun:
-    """Extract (when needed) and probe ``data`` with every backbone, appending rows per backbone.
+    """Extract (when needed) and probe ``source`` with every backbone, appending rows per backbone.
 
     Args:
-        data: source specification.
-        backbones: backbone names; each is extracted once into its fingerprinted store.
+        source: a specification, or a :class:`~probe.sources.SourceRequest` with its data options.
+        backbones: names or :class:`~probe.backbones.BackboneRequest` s; each is extracted once into its
+            fingerprinted store.
         plan: heads, shots, seeds, metrics.
         choice: store root, pooling and evaluation split (an explicit ``store`` is not allowed here).
         results_dir: results folder (None: do not save).
-        extract_options: keyword arguments for :func:`probe.extract.extract` (data_root, image_size,
-            config, ...).
+        extract_config: extraction options (device, batch size ...); its store root is ``choice.store_root``.
+        command: the command line, recorded in the stores for resume hints.
     """
     from probe.extract import ExtractConfig, extract
 
-    options = dict(extract_options or {})
-    config = options.pop("config", None) or ExtractConfig()
-    config = replace(config, store_root=choice.store_root)
+    config = replace(extract_config or ExtractConfig(), store_root=choice.store_root)
     run_id = uuid.uuid4().hex[:12]
     rows: list[ResultRow] = []
     stores, extractions = [], []
     saved: str | None = None
     for backbone in backbones:
-        result = extract(data, backbone=backbone, config=config, **options)
+        result = extract(source, backbone=backbone, config=config, command=command)
         extractions.append(result.to_json())
         store = open_store(result.store)
         new = run_plan(_eval_data(store, choice, plan), plan, run_id=run_id)

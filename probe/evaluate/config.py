@@ -72,9 +72,9 @@ class LabelSpreadConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
-            raise ProtocolError(f"--spread-alpha {self.alpha} must lie in (0, 1), e.g. 0.99")
+            raise ProtocolError(f"LabelSpreadConfig(alpha={self.alpha}) must lie in (0, 1), e.g. 0.99")
         if self.n_neighbors < 1:
-            raise ProtocolError(f"--spread-neighbors {self.n_neighbors} must be >= 1, e.g. 20")
+            raise ProtocolError(f"LabelSpreadConfig(n_neighbors={self.n_neighbors}) must be >= 1, e.g. 20")
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,13 @@ class PlanConfig:
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
-            raise ProtocolError(f"--seeds {self.seeds}: use at least 1 seed (5-10 give useful confidence intervals)")
+            raise ProtocolError(
+                f"PlanConfig(seeds={self.seeds}): use at least 1 seed (5-10 give useful confidence intervals)"
+            )
         if self.episodes < 0:
-            raise ProtocolError(f"--episodes {self.episodes} must be >= 0")
+            raise ProtocolError(f"PlanConfig(episodes={self.episodes}) must be >= 0")
         if not self.heads:
-            raise ProtocolError("no heads given; use --heads knn,linear,prototype")
+            raise ProtocolError("no heads given; name them, e.g. PlanConfig(heads=knn,linear,prototype)")
         known = head_names()
         for head in self.heads:
             if head not in known:
@@ -113,9 +115,11 @@ class PlanConfig:
             check_shots(shots)
         check_metric_names(self.metrics)
         if self.bootstrap < 0:
-            raise ProtocolError(f"--bootstrap {self.bootstrap} must be >= 0")
+            raise ProtocolError(f"PlanConfig(bootstrap={self.bootstrap}) must be >= 0")
         if not self.shots and not self.fractions:
-            raise ProtocolError("nothing to evaluate: give --shots and/or --fractions")
+            raise ProtocolError(
+                "nothing to evaluate: give PlanConfig(shots=1,4,16,all) and/or PlanConfig(fractions=0.1,1.0)"
+            )
 
 
 @dataclass(frozen=True)

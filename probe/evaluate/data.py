@@ -15,6 +15,7 @@ import numpy as np
 
 from probe.errors import ProtocolError, StoreError
 from probe.evaluate.fusion import default_fusion, fuse_views
+from probe.sources import same_source
 from probe.store import DEFAULT_ROOT, EmbeddingStore, StoreSummary, list_stores, open_store
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unsplit": 3}
@@ -61,39 +62,6 @@ class EvalData:
         return len(self.classes)
 
 
-def _medmnist_key(spec: str) -> str:
-    name, _, size = spec.partition(":")[2].lower().partition("@")
-    return f"medmnist:{name}@{size or '28'}"
-
-
-def same_source(user_spec: str, stored_spec: str) -> bool:
-    """Whether a user's source specification names the source a store was extracted from."""
-    if user_spec.startswith("medmnist:") and stored_spec.startswith("medmnist:"):
-        return _medmnist_key(user_spec) == _medmnist_key(stored_spec)
-    for prefix in ("folder:", "csv:", "nifti:", "dicom:"):
-        if user_spec.startswith(prefix) and stored_spec.startswith(prefix):
-            (a, opts_a), (b, opts_b) = (_path_and_options(s[len(prefix) :]) for s in (user_spec, stored_spec))
-            return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(b) and opts_a == opts_b
-    return user_spec == stored_spec
-
-
-def _path_and_options(arg: str) -> tuple[str, dict[str, str]]:
-    """``"/ct?split=70,10,20&window=lung"`` → path and options with numbers normalised (split ratios sum to 1)."""
-    from probe.sources._options import split_spec_options
-
-    path, options = split_spec_options(arg, prefix="")
-    for key, value in options.items():
-        try:
-            numbers = [float(v) for v in value.split(",")]
-        except ValueError:
-            options[key] = value.lower()
-            continue
-        if key == "split" and sum(numbers) > 0:
-            numbers = [v / sum(numbers) for v in numbers]
-        options[key] = ",".join(f"{v:.6g}" for v in numbers)
-    return path, options
-
-
 def find_store(
     data: str, *, backbone: str, root: str | os.PathLike[str] = DEFAULT_ROOT, image_size: int | None = None
 ) -> EmbeddingStore:
@@ -117,14 +85,15 @@ def find_store(
     if len(done) > 1:
         lines = "; ".join(f"{s.path} ({_describe(st)})" for s, st in done)
         raise StoreError(
-            f"several stores of {data} with {backbone}: {lines}; choose one with --store PATH or --image-size"
+            f"several stores of {data} with {backbone}: {lines}; choose one with StoreChoice(store=PATH) or "
+            "StoreChoice(image_size=N)"
         )
     if matches:
         cmd = matches[0][1].attrs.get("command", f"probe extract {data} --backbone {backbone}")
         raise StoreError(f"the store of {data} with {backbone} ({matches[0][0].path}) is incomplete; resume it: {cmd}")
     raise StoreError(
         f"no store of {data} with backbone {backbone} under {Path(root)}; extract it first: "
-        f"probe extract {data} --backbone {backbone} (or pass --store PATH / --store-root DIR)"
+        f"probe extract {data} --backbone {backbone} (or pass StoreChoice(store=PATH) / StoreChoice(store_root=DIR))"
     )
 
 
@@ -222,8 +191,8 @@ def _view_features(
     if store.views is None:
         if fusion is not None:
             raise ProtocolError(
-                f"--fusion {fusion} applies to multi-view stores (volumes, modalities); {store.path} holds one "
-                "image per sample: drop --fusion"
+                f"ViewConfig(fusion={fusion}) applies to multi-view stores (volumes, modalities); {store.path} "
+                "holds one image per sample: drop the fusion"
             )
         return store.features(pooling), None
     method = fusion or default_fusion(str(store.attrs.get("source", {}).get("view_kind", "")))

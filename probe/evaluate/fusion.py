@@ -37,9 +37,11 @@ class ViewConfig:
 
     def __post_init__(self) -> None:
         if self.fusion is not None and self.fusion not in FUSIONS:
-            raise ProtocolError(f"--fusion {self.fusion!r} is unknown; use one of {', '.join(FUSIONS)}")
+            raise ProtocolError(f"ViewConfig(fusion={self.fusion!r}) is unknown; use one of {', '.join(FUSIONS)}")
         if not 0.0 <= self.modality_dropout < 1.0:
-            raise ProtocolError(f"--modality-dropout {self.modality_dropout}: use a probability in [0, 1), e.g. 0.3")
+            raise ProtocolError(
+                f"ViewConfig(modality_dropout={self.modality_dropout}): use a probability in [0, 1), e.g. 0.3"
+            )
         if self.dropout_copies < 1:
             raise ProtocolError(f"dropout_copies {self.dropout_copies} must be at least 1")
 

@@ -120,7 +120,7 @@ def check_shots(shots: int | str) -> int | str:
     if shots == ALL:
         return ALL
     if not isinstance(shots, (int, np.integer)) or isinstance(shots, bool) or shots < 1:
-        raise ProtocolError(f"shots {shots!r} must be a positive integer or 'all', e.g. --shots 1,4,16,all")
+        raise ProtocolError(f"shots {shots!r} must be a positive integer or 'all', e.g. PlanConfig(shots=1,4,16,all)")
     return int(shots)
 
 
@@ -159,8 +159,8 @@ def _report_caps(caps: dict[int, int], *, shots: int, strict: bool) -> None:
     text = ", ".join(f"class {c}: {n}" for c, n in caps.items())
     if strict:
         raise ProtocolError(
-            f"{shots} shots asked but some classes have fewer training samples ({text}); lower --shots or drop "
-            "--strict to use all samples of those classes (the cap is recorded in each row)"
+            f"{shots} shots asked but some classes have fewer training samples ({text}); lower the shots or "
+            "drop PlanConfig(strict=True) to use all samples of those classes (the cap is recorded in each row)"
         )
     warnings.warn(
         f"{shots} shots: classes capped at their size ({text}); recorded in params.caps", CapWarning, stacklevel=3
@@ -176,7 +176,7 @@ def draw_fraction(
         ProtocolError: fraction outside (0, 1].
     """
     if not (isinstance(fraction, (int, float)) and 0.0 < float(fraction) <= 1.0):
-        raise ProtocolError(f"fraction {fraction!r} must lie in (0, 1], e.g. --fractions 0.01,0.1,1.0")
+        raise ProtocolError(f"fraction {fraction!r} must lie in (0, 1], e.g. PlanConfig(fractions=0.01,0.1,1.0)")
     if np.ndim(labels) == 2:
         return _label_fraction(ids, groups, fraction=float(fraction), seed=seed)
     parts = []
@@ -282,8 +282,8 @@ def _report_label_caps(caps: dict[int, int], *, shots: int, strict: bool) -> Non
     text = ", ".join(f"label {j}: {n}" for j, n in caps.items())
     if strict:
         raise ProtocolError(
-            f"{shots} shots asked but some labels have fewer positive training samples ({text}); lower --shots "
-            "or drop --strict to use every positive of those labels (the cap is recorded in each row)"
+            f"{shots} shots asked but some labels have fewer positive training samples ({text}); lower the shots "
+            "or drop PlanConfig(strict=True) to use every positive of those labels (the cap is recorded in each row)"
         )
     warnings.warn(
         f"{shots} shots: labels capped at their positives ({text}); recorded in params.caps", CapWarning, stacklevel=4

@@ -46,5 +46,7 @@ def plan_tasks(data: EvalData, plan: PlanConfig) -> list[Task]:
     """
     tasks = build_tasks(data, plan)
     if not tasks:
-        raise ProtocolError("the plan has no draws: give numeric --shots with --episodes, or 'all'")
+        raise ProtocolError(
+            "the plan has no draws: give numeric shots with episodes, e.g. PlanConfig(shots=1,5), or 'all'"
+        )
     return tasks

@@ -44,12 +44,15 @@ def needs_view_plan(data: EvalData, plan: PlanConfig) -> bool:
     cfg = plan.views
     if cfg.modality_dropout > 0 and data.view_kind != "modalities":
         raise ProtocolError(
-            f"--modality-dropout applies to multi-modal stores; {data.dataset} has "
-            f"{data.view_kind or 'one image per sample'}: drop --modality-dropout"
+            f"ViewConfig(modality_dropout={cfg.modality_dropout}) applies to multi-modal stores; {data.dataset} has "
+            f"{data.view_kind or 'one image per sample'}: drop it"
         )
     if task_kind(data).family == "multi-label":
         if cfg.modality_dropout > 0:
-            raise ProtocolError("--modality-dropout is not supported with multi-label targets; drop it")
+            raise ProtocolError(
+                f"ViewConfig(modality_dropout={cfg.modality_dropout}) is not supported with multi-label targets; "
+                "drop it"
+            )
         return False
     return data.view_kind == "modalities" and (cfg.ablate or cfg.modality_dropout > 0)
 

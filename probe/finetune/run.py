@@ -23,15 +23,16 @@ from typing import Any
 import numpy as np
 
 from probe.backbones import Preprocessor
+from probe.backbones.request import BackboneRequest
 from probe.errors import ConfigError, ImageDecodeError, ProtocolError
-from probe.evaluate import EvalData, Evaluation, PlanConfig, Pool, build_tasks, plan_metrics, score
+from probe.evaluate import EvalData, Evaluation, PlanConfig, Pool, build_tasks, plan_metrics, score, task_kind
 from probe.finetune import checkpoint as ckpt
 from probe.finetune.config import FinetuneConfig
 from probe.finetune.model import build_classifier, count_params, resolve_lora_targets
 from probe.finetune.train import EpochHook, TrainSetup, peak_memory, predict_proba, train_classifier
 from probe.provenance import library_versions
 from probe.results import DEFAULT_DIR, ResultRow, append_results
-from probe.sources import SPLITS, Source, open_source
+from probe.sources import SPLITS, Source, SourceRequest
 from probe.store import slug
 
 #: Bumped when training code changes the weights it produces (old checkpoints are then never resumed).
@@ -126,16 +127,11 @@ def source_eval_data(
 
 
 def run_finetune(
-    data: str,
+    source: str | SourceRequest,
     *,
-    backbone: str,
+    backbone: str | BackboneRequest,
     config: FinetuneConfig = FinetuneConfig(),
     plan: FinetunePlan = FinetunePlan(),
-    data_root: str | None = None,
-    weights: str | None = None,
-    pretrained: bool = True,
-    limit: int | None = None,
-    source_options: dict[str, Any] | None = None,
     results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
     checkpoint_dir: str | os.PathLike[str] = ckpt.DEFAULT_DIR,
     keep_checkpoints: bool = False,
@@ -143,8 +139,10 @@ def run_finetune(
 ) -> FinetuneRun:
     """Fine-tune ``backbone`` on every draw of ``plan`` and append one row per (draw, metric).
 
-    ``source_options`` go to :func:`probe.sources.open_source` (``slices`` of volumes, ``multilabel``
-    manifest options). Multi-label sources train per-label sigmoid outputs with a masked BCE loss;
+    ``source`` is a specification or a :class:`~probe.sources.SourceRequest` (data root, limit, slices of
+    volumes, multi-label manifest options); ``backbone`` a name or a :class:`~probe.backbones.BackboneRequest`
+    (local weights, random weights); the input size is ``config.image_size``. Multi-label sources train
+    per-label sigmoid outputs with a masked BCE loss;
     multi-view sources (volumes, modalities) embed every present view and average the features.
 
     Each draw trains from the pretrained weights in its own checkpoint folder; a finished draw is
@@ -155,32 +153,32 @@ def run_finetune(
         ConfigError: bad options (unknown pooling, device, LoRA targets, ...).
         ProtocolError: a source fine-tuning cannot use.
     """
-    from probe.backbones import check_backbone_name, load_backbone
     from probe.runtime import default_workers, resolve_device, resolve_precision
 
     device = resolve_device(config.device, owner="FinetuneConfig")
     # Training needs loss scaling for fp16, so "auto" on a GPU that emulates bf16 trains in fp32.
     precision = resolve_precision(config.precision, device, allow_fp16=False, owner="FinetuneConfig")
-    check_backbone_name(backbone)
-    source = open_source(data, data_root=data_root, limit=limit, **(source_options or {}))
-    bb = load_backbone(backbone, weights=weights, image_size=config.image_size, pretrained=pretrained)
+    bb_req = _backbone_request(backbone, config)
+    bb_req.check()
+    src = SourceRequest.of(source).open()
+    bb = bb_req.load()
     pooling = config.pooling or bb.default_poolings[0]
     if pooling not in bb.poolings:
         raise ConfigError(f"--pooling {pooling!r} is not offered by {bb.name}; use one of {', '.join(bb.poolings)}")
     if config.mode == "lora":
         resolve_lora_targets(bb.pooler, config.lora.targets)  # fail before any training starts
     probe_plan = plan.probe_plan()
-    base = _checkpoint_base(source, bb, config, pooling=pooling, precision=precision, eval_split=plan.eval_split)
+    base = _checkpoint_base(src, bb, config, pooling=pooling, precision=precision, eval_split=plan.eval_split)
     ev_data, rows = source_eval_data(
-        source,
+        src,
         backbone=bb.name,
         pooling=pooling,
         fingerprint="finetune:" + ckpt.run_key(base),
         eval_split=plan.eval_split,
     )
     job = _Job(
-        source=source, backbone=bb, pooling=pooling, config=config, rows=rows, n_classes=ev_data.n_classes,
-        multilabel=ev_data.task == "multilabel", device=device, precision=precision,
+        source=src, backbone=bb, pooling=pooling, config=config, rows=rows, n_classes=ev_data.n_classes,
+        multilabel=task_kind(ev_data).family == "multi-label", device=device, precision=precision,
         workers=config.num_workers if config.num_workers is not None else default_workers(device),
         base=base, checkpoint_dir=Path(checkpoint_dir), keep_checkpoints=keep_checkpoints, on_epoch_end=on_epoch_end,
     )  # fmt: skip
@@ -202,6 +200,19 @@ def run_finetune(
             saved = str(append_results(new, results_dir))  # per draw: an interruption keeps finished rows
         out += new
     return FinetuneRun(rows=out, results_file=saved, run_id=run_id, checkpoints=folders, reused=reused)
+
+
+def _backbone_request(backbone: str | BackboneRequest, config: FinetuneConfig) -> BackboneRequest:
+    """The backbone at the recipe's input size (``config.image_size``; a request's own size must agree)."""
+    request = BackboneRequest.of(backbone)
+    if config.image_size is None or request.image_size == config.image_size:
+        return request
+    if request.image_size is not None:
+        raise ConfigError(
+            f"BackboneRequest(image_size={request.image_size}) and FinetuneConfig(image_size={config.image_size}) "
+            "differ; give the input size once, in FinetuneConfig"
+        )
+    return replace(request, image_size=config.image_size)
 
 
 @dataclass(frozen=True)

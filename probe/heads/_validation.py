@@ -38,7 +38,7 @@ def check_features(X: Any, *, name: str = "X", n_features: int | None = None) ->
         bad = np.flatnonzero(~finite)
         raise HeadError(
             f"{name} holds NaN/inf in {bad.size} row(s) (first: {bad[:5].tolist()}); drop rows whose store "
-            "'valid' flag is False (extraction --on-error skip) or re-extract in fp32."
+            "'valid' flag is False (extraction with ExtractConfig(on_error=skip)) or re-extract in fp32."
         )
     return arr
 

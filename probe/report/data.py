@@ -10,21 +10,10 @@ import pandas as pd
 
 from probe.errors import MetricError, ResultsError
 from probe.metrics import mean_ci, paired_comparison
+from probe.results import IDENTITY_FIELDS
 
 RUN_HINT = "run `probe curve` (or `probe linear`, `probe knn`, `probe fewshot`) first"
-REQUIRED_COLUMNS = (
-    "dataset",
-    "backbone",
-    "pooling",
-    "head",
-    "protocol",
-    "shots",
-    "fraction",
-    "seed",
-    "metric",
-    "value",
-    "labels_per_class",
-)
+REQUIRED_COLUMNS = (*IDENTITY_FIELDS, "value", "labels_per_class")  # what a curve point needs
 ALL = "all"  # level label of the whole training split ("full" protocol, shots "all", fraction 1)
 EPISODES = "episodes"  # regime of episodic few-shot rows: drawn as their own line, never merged with draws
 FRACTIONS = "fractions"  # regime of fraction rows of a line that also has shot rows (not class-balanced draws)

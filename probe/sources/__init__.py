@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from probe.errors import ConfigError, RegistryError, UnknownSourceError
+from probe.errors import ConfigError, ProbeError, RegistryError, UnknownSourceError
 from probe.sources._base import SPLITS, Source, SubsetSource, limit_per_split, split_code
-from probe.sources._options import check_option_keys, split_spec_options
+from probe.sources._options import check_option_keys, split_spec_options, with_options
 from probe.sources.dicom import DICOM_OPTION_KEYS, open_dicom, open_dicom_csv
 from probe.sources.files import FileListSource, manifest_header, open_folder, open_manifest
 from probe.sources.images import RgbaPolicy, read_image
@@ -20,6 +20,7 @@ from probe.sources.multilabel import (
 )
 from probe.sources.multimodal import MultiModalSource, modality_columns, open_multimodal_manifest
 from probe.sources.nifti import NiftiSource
+from probe.sources.request import SourceRequest
 from probe.sources.splitting import SplitConfig, make_splits
 from probe.sources.volumes import MedMNIST3DSource, SlicePolicy, VolumeSource, with_slices
 
@@ -34,12 +35,15 @@ __all__ = [
     "NiftiSource",
     "SlicePolicy",
     "Source",
+    "SourceRequest",
     "SubsetSource",
     "VolumeSource",
+    "canonical_spec",
     "limit_per_split",
     "open_source",
     "read_image",
     "register_source",
+    "same_source",
     "source_prefixes",
     "split_code",
 ]
@@ -48,14 +52,33 @@ __all__ = [
 SourceFactory = Callable[..., Source]
 _SOURCES: dict[str, SourceFactory] = {}
 _OPTION_KEYS: dict[str, tuple[str, ...]] = {}  # spec options (``?key=value``) a factory accepts as ``options=``
+_CANONICAL: dict[str, Callable[[str], str]] = {}  # the argument's canonical form (same data ⇔ same form)
 
 
-def register_source(prefix: str, factory: SourceFactory, *, options: tuple[str, ...] = ()) -> None:
-    """Register a source factory under ``prefix`` (refuses duplicates); ``options``: spec option keys it takes."""
+def _same_path(arg: str) -> str:
+    return os.path.realpath(os.path.expanduser(arg))
+
+
+def register_source(
+    prefix: str,
+    factory: SourceFactory,
+    *,
+    options: tuple[str, ...] = (),
+    canonical: Callable[[str], str] = _same_path,
+) -> None:
+    """Register a source factory under ``prefix`` (refuses duplicates).
+
+    Args:
+        prefix: the part before ``:`` in a specification.
+        factory: builds the source from the argument after the prefix.
+        options: spec option keys (``?key=value``) the factory accepts.
+        canonical: the argument's canonical form (default: the real path of a file or folder).
+    """
     if prefix in _SOURCES:
         raise RegistryError(f"source prefix {prefix!r} is already registered")
     _SOURCES[prefix] = factory
     _OPTION_KEYS[prefix] = options
+    _CANONICAL[prefix] = canonical
 
 
 def source_prefixes() -> list[str]:
@@ -92,11 +115,63 @@ def _nifti(arg: str, *, data_root: str | None, rgba: RgbaPolicy) -> Source:
     return NiftiSource(arg)
 
 
-register_source("medmnist", _medmnist)
+def _medmnist_key(arg: str) -> str:
+    name, _, size = arg.lower().partition("@")
+    return f"{name}@{size or '28'}"
+
+
+register_source("medmnist", _medmnist, canonical=_medmnist_key)
 register_source("folder", _folder)
 register_source("csv", _csv, options=DICOM_OPTION_KEYS)
 register_source("dicom", _dicom, options=DICOM_OPTION_KEYS)
 register_source("nifti", _nifti)
+
+
+def _prefix_and_argument(spec: str) -> tuple[str, str]:
+    prefix, sep, arg = spec.partition(":")
+    if not sep or prefix not in _SOURCES:
+        raise UnknownSourceError(
+            f"unknown data source {spec!r}; write PREFIX:ARGUMENT with a prefix among "
+            f"{', '.join(source_prefixes())} (e.g. medmnist:bloodmnist, folder:/data/isic)"
+        )
+    return prefix, arg
+
+
+def canonical_spec(spec: str) -> str:
+    """The one form of a specification: two specifications name the same data exactly when it is equal.
+
+    The argument is canonicalised by its source (real paths for files and folders, ``name@size`` for
+    MedMNIST); spec options are sorted, ``split`` ratios are normalised to fractions and get their
+    default ``split_seed=0``, numbers are written alike and words lower-cased. The specification is
+    not opened (no file is read), so this also works for data that is not on this machine.
+
+    Raises:
+        UnknownSourceError: the prefix is not registered.
+        ConfigError: a malformed option.
+    """
+    prefix, sep, arg = spec.strip().partition(":")
+    if not sep or prefix not in _SOURCES:
+        raise UnknownSourceError(
+            f"unknown data source {spec!r}; write PREFIX:ARGUMENT with a prefix among {', '.join(source_prefixes())}"
+        )
+    arg, options = split_spec_options(arg, prefix=prefix)
+    split = SplitConfig.pop_from(options)
+    if split is not None:
+        options.update(split.to_options())
+    for key, value in options.items():
+        try:
+            options[key] = ",".join(f"{float(v):.6g}" for v in value.split(","))
+        except ValueError:
+            options[key] = value.lower()
+    return with_options(f"{prefix}:{_CANONICAL[prefix](arg)}", options)
+
+
+def same_source(spec_a: str, spec_b: str) -> bool:
+    """Whether two specifications name the same data (see :func:`canonical_spec`); unparsable ones never match."""
+    try:
+        return canonical_spec(spec_a) == canonical_spec(spec_b)
+    except ProbeError:
+        return False
 
 
 def open_source(
@@ -126,19 +201,16 @@ def open_source(
         UnknownSourceError: the prefix is not registered.
         ConfigError: an option the source does not accept, or a bad option value.
     """
-    prefix, sep, arg = spec.partition(":")
-    if not sep or prefix not in _SOURCES:
-        raise UnknownSourceError(
-            f"unknown data source {spec!r}; write PREFIX:ARGUMENT with a prefix among "
-            f"{', '.join(source_prefixes())} (e.g. medmnist:bloodmnist, folder:/data/isic)"
-        )
+    prefix, arg = _prefix_and_argument(spec)
     arg, options = split_spec_options(arg, prefix=prefix)
     split = SplitConfig.pop_from(options)
     check_option_keys(options, _OPTION_KEYS[prefix], spec=spec)
     extra = {"options": options} if options else {}
     if multilabel is not None:  # label columns or uncertainty policies given explicitly: csv manifests only
         if prefix != "csv":
-            raise ConfigError(f"--label-columns/--uncertain/--blank apply to csv: manifests, not {spec!r}; drop them")
+            raise ConfigError(
+                f"multi-label options (MultiLabelOptions) apply to csv: manifests, not {spec!r}; drop them"
+            )
         source: Source = open_multilabel_manifest(arg, options=multilabel, rgba=rgba, spec_options=options)
     else:
         source = _SOURCES[prefix](arg, data_root=None if data_root is None else str(data_root), rgba=rgba, **extra)

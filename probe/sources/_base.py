@@ -187,7 +187,7 @@ def limit_per_split(source: Source, limit: int) -> Source:
         ConfigError: ``limit`` is not positive.
     """
     if limit < 1:
-        raise ConfigError(f"--limit must be a positive number of samples per split, got {limit}")
+        raise ConfigError(f"SourceRequest(limit={limit}) must be a positive number of samples per split")
     keep: list[int] = []
     for code in np.unique(source.splits):
         keep.extend(np.flatnonzero(source.splits == code)[:limit].tolist())

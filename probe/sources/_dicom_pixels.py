@@ -280,10 +280,10 @@ def read_dicom(
     try:
         ds = pydicom.dcmread(path)
     except FileNotFoundError:
-        raise ImageDecodeError(f"{where}: file not found; fix the path or pass --on-error skip") from None
+        raise ImageDecodeError(f"{where}: file not found; fix the path or pass ExtractConfig(on_error=skip)") from None
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise ImageDecodeError(
-            f"{where}: not a readable DICOM file ({exc}); replace it or pass --on-error skip"
+            f"{where}: not a readable DICOM file ({exc}); replace it or pass ExtractConfig(on_error=skip)"
         ) from None
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ImageDecodeError(f"{where}: DICOM file has no pixel data (a report or structure set?); remove it")
@@ -292,5 +292,5 @@ def read_dicom(
     except (ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError, TypeError) as exc:
         raise ImageDecodeError(
             f"{where}: cannot decode DICOM pixels ({exc}); for compressed transfer syntaxes install a decoder "
-            "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg), or pass --on-error skip"
+            "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg), or pass ExtractConfig(on_error=skip)"
         ) from None

@@ -162,7 +162,7 @@ def resolve_file(
             verify_md5(path, expected)
             return path
     if data_root is not None and not Path(data_root).is_dir():
-        raise DataFileError(f"--data-root {data_root} is not a folder; pass the folder that holds {file}")
+        raise DataFileError(f"SourceRequest(data_root={data_root}) is not a folder; pass the folder that holds {file}")
     reason = "downloads are off (PROBE_OFFLINE is set)"
     if download and not os.environ.get("PROBE_OFFLINE"):
         try:
@@ -180,7 +180,7 @@ def resolve_file(
     searched = ", ".join(str(c) for c in candidates)
     raise DataFileError(
         f"MedMNIST file {file} not found (searched {searched}) and {reason}; put the official "
-        f"{file} (MD5 {expected}) into {cache_dir()} or pass --data-root FOLDER"
+        f"{file} (MD5 {expected}) into {cache_dir()} or pass SourceRequest(data_root=FOLDER)"
     )
 
 

@@ -62,14 +62,20 @@ class MultiLabelOptions:
 
     def __post_init__(self) -> None:
         if self.uncertain not in UNCERTAIN_POLICIES:
-            raise ConfigError(f"--uncertain {self.uncertain!r} is invalid; use one of {', '.join(UNCERTAIN_POLICIES)}")
+            raise ConfigError(
+                f"MultiLabelOptions(uncertain={self.uncertain!r}) is invalid; "
+                f"use one of {', '.join(UNCERTAIN_POLICIES)}"
+            )
         if self.blank not in BLANK_POLICIES:
-            raise ConfigError(f"--blank {self.blank!r} is invalid; use one of {', '.join(BLANK_POLICIES)}")
+            raise ConfigError(
+                f"MultiLabelOptions(blank={self.blank!r}) is invalid; use one of {', '.join(BLANK_POLICIES)}"
+            )
         if self.label_columns is not None:
             cols = tuple(c.strip() for c in self.label_columns if c.strip())
             if len(cols) < 2 or len(set(cols)) != len(cols):
                 raise ConfigError(
-                    f"--label-columns {','.join(self.label_columns)!r} must name at least 2 distinct columns "
+                    f"MultiLabelOptions(label_columns={','.join(self.label_columns)!r}) must name at least 2 "
+                    "distinct columns "
                     "(a single label column is an ordinary binary manifest)"
                 )
             object.__setattr__(self, "label_columns", cols)
@@ -169,7 +175,8 @@ def label_columns_of(header: Sequence[str], options: MultiLabelOptions) -> list[
         missing = [c for c in options.label_columns if c not in header]
         if missing:
             raise SourceError(
-                f"--label-columns names {', '.join(map(repr, missing))} but the manifest has no such column "
+                f"MultiLabelOptions(label_columns=...) names {', '.join(map(repr, missing))} but the manifest "
+                "has no such column "
                 f"(found: {', '.join(header)})"
             )
         return [(c, c) for c in options.label_columns]
@@ -222,7 +229,7 @@ def open_multilabel_manifest(
     pairs = label_columns_of(header, options)
     if pairs is None or len(pairs) < 2:
         raise SourceError(
-            f"csv:{manifest}: no multi-label columns; name them with --label-columns A,B,... or call them "
+            f"csv:{manifest}: no multi-label columns; name them with MultiLabelOptions(label_columns=A,B) or call them "
             f"'{LABEL_PREFIX}<name>' in the header (found: {', '.join(header)})"
         )
     path_col = _pick(header, PATH_COLUMNS, "image path", file, required=True)

@@ -110,7 +110,7 @@ class NiftiSource(VolumeSource):
         except Exception as exc:
             raise ImageDecodeError(
                 f"sample {self.ids[index]!r} ({self.files.paths[index]}): cannot read NIfTI voxels ({exc}); "
-                "replace the file or pass --on-error skip"
+                "replace the file or pass ExtractConfig(on_error=skip)"
             ) from None
         return vol.reshape(self._shapes[index])
 

@@ -34,11 +34,11 @@ class SlicePolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in SLICE_MODES:
-            raise ConfigError(f"--slices mode {self.mode!r} is unknown; use all, every:N or central:K")
+            raise ConfigError(f"SlicePolicy(mode={self.mode!r}) is unknown; use all, every:N or central:K")
         if self.n < 1:
-            raise ConfigError(f"--slices {self.mode}:{self.n}: N must be a positive integer, e.g. {self.mode}:4")
+            raise ConfigError(f"slice policy {self.mode}:{self.n}: N must be a positive integer, e.g. {self.mode}:4")
         if self.axis is not None and self.axis not in (0, 1, 2):
-            raise ConfigError(f"--slice-axis {self.axis} is invalid; a volume has array axes 0, 1 and 2")
+            raise ConfigError(f"SlicePolicy(axis={self.axis}) is invalid; a volume has array axes 0, 1 and 2")
 
     @classmethod
     def parse(cls, text: str | None, *, axis: int | None = None) -> SlicePolicy:
@@ -47,11 +47,11 @@ class SlicePolicy:
         if mode == "all" and not sep:
             return cls(axis=axis)
         if mode not in ("every", "central") or not count.strip().isdigit():
-            raise ConfigError(f"--slices {text!r} is invalid; use all, every:N (every N-th slice) or central:K")
+            raise ConfigError(f"slice policy {text!r} is invalid; use all, every:N (every N-th slice) or central:K")
         return cls(axis=axis, mode=mode, n=int(count))
 
     def text(self) -> str:
-        """The policy as ``--slices`` spells it."""
+        """The policy as text: ``all``, ``every:N`` or ``central:K`` (what :meth:`parse` reads)."""
         return "all" if self.mode == "all" else f"{self.mode}:{self.n}"
 
 
@@ -193,6 +193,6 @@ def with_slices(source: Source, policy: SlicePolicy) -> Source:
         return source.with_slices(policy)
     if policy != SlicePolicy():
         raise ConfigError(
-            f"--slices/--slice-axis apply to 3D volumes, but {source.spec} holds 2D images; drop those options"
+            f"a slice policy ({policy.text()}) applies to 3D volumes, but {source.spec} holds 2D images; drop it"
         )
     return source

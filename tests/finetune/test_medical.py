@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from probe.backbones import BackboneRequest
 from probe.evaluate import PlanConfig, run_curve
 from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
-from probe.sources import MultiLabelOptions, SlicePolicy
+from probe.sources import MultiLabelOptions, SlicePolicy, SourceRequest
+from tests.cli.test_multilabel_cli import _manifest
 from tests.sources.test_dicom import write_dicom_folder
 from tests.sources.test_volumes import _fake_adrenal
-from tests.cli.test_multilabel_cli import _manifest
 
 FAST = FinetuneConfig(epochs=2, min_steps=0, image_size=32, batch_size=8, progress=False)
 
@@ -22,14 +23,13 @@ def test_multilabel_manifest_trains_sigmoid_outputs_on_the_probe_draws(tmp_path:
     shots: tuple[int | str, ...] = (2, "all")
     ml = MultiLabelOptions(label_columns=("bright", "red", "stripes"))
     probes = run_curve(
-        data,
-        backbones=["timm:test_vit"],
+        SourceRequest(data, multilabel=ml),
+        backbones=[BackboneRequest("timm:test_vit", pretrained=False, image_size=32)],
         plan=PlanConfig(heads=("prototype",), shots=shots, seeds=1, bootstrap=0),
         results_dir=None,
-        extract_options={"pretrained": False, "image_size": 32, "multilabel": ml},
     ).rows
     run = run_finetune(
-        data, backbone="timm:test_vit", pretrained=False, config=FAST, source_options={"multilabel": ml},
+        SourceRequest(data, multilabel=ml), backbone=BackboneRequest("timm:test_vit", pretrained=False), config=FAST,
         plan=FinetunePlan(shots=shots, seeds=1, bootstrap=20), results_dir=None, checkpoint_dir=tmp_path / "ckpt",
     )  # fmt: skip
     digests = lambda rows: {(r.shots, r.seed): r.sample_digest for r in rows}  # noqa: E731
@@ -47,8 +47,8 @@ def test_multilabel_manifest_trains_sigmoid_outputs_on_the_probe_draws(tmp_path:
 def test_volumes_are_fine_tuned_slice_wise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _fake_adrenal(tmp_path / "data", monkeypatch, n=6)
     run = run_finetune(
-        "medmnist:adrenalmnist3d", backbone="timm:test_vit", pretrained=False, data_root=str(root), config=FAST,
-        source_options={"slices": SlicePolicy.parse("central:4")},
+        SourceRequest("medmnist:adrenalmnist3d", data_root=str(root), slices=SlicePolicy.parse("central:4")),
+        backbone=BackboneRequest("timm:test_vit", pretrained=False), config=FAST,
         plan=FinetunePlan(shots=(2,), seeds=1, bootstrap=0), results_dir=None, checkpoint_dir=tmp_path / "ckpt",
     )  # fmt: skip
     row = run.rows[0]
@@ -59,7 +59,8 @@ def test_volumes_are_fine_tuned_slice_wise(tmp_path: Path, monkeypatch: pytest.M
 def test_dicom_folder_fine_tunes(tmp_path: Path) -> None:
     root = write_dicom_folder(tmp_path / "dcm", per_class=6)
     run = run_finetune(
-        f"dicom:{root}?window=soft_tissue&split=50,25,25&split_seed=1", backbone="timm:test_vit", pretrained=False,
+        f"dicom:{root}?window=soft_tissue&split=50,25,25&split_seed=1",
+        backbone=BackboneRequest("timm:test_vit", pretrained=False),
         config=FAST, plan=FinetunePlan(shots=(2,), seeds=1, bootstrap=0, metrics=("accuracy",)), results_dir=None,
         checkpoint_dir=tmp_path / "ckpt",
     )  # fmt: skip

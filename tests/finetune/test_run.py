@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from probe.backbones import BackboneRequest
 from probe.evaluate import PlanConfig, run_curve
 from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
 from probe.results import REQUIRED_FIELDS
+from probe.sources import SourceRequest
 from tests.conftest import write_image_folder
 
 
@@ -17,15 +19,13 @@ def test_training_ids_equal_the_probes_draws(tmp_path: Path) -> None:
     shots: tuple[int | str, ...] = (1, 4, "all")
     probes = run_curve(
         data,
-        backbones=["timm:test_vit"],
+        backbones=[BackboneRequest("timm:test_vit", pretrained=False, image_size=32)],
         plan=PlanConfig(heads=("prototype",), shots=shots, seeds=2, bootstrap=0),
         results_dir=None,
-        extract_options={"pretrained": False, "image_size": 32},
     ).rows
     ft = run_finetune(
         data,
-        backbone="timm:test_vit",
-        pretrained=False,
+        backbone=BackboneRequest("timm:test_vit", pretrained=False),
         config=FinetuneConfig(mode="bitfit", epochs=1, min_steps=0, image_size=32, progress=False),
         plan=FinetunePlan(shots=shots, seeds=2, bootstrap=0),
         results_dir=tmp_path / "results",
@@ -47,11 +47,8 @@ def test_training_ids_equal_the_probes_draws(tmp_path: Path) -> None:
 def test_tiny_backbone_beats_chance_on_bloodmnist(medmnist_root: Path, tmp_path: Path, mode: str) -> None:
     """A random-init timm test CNN, fine-tuned on 32 real BloodMNIST images per class, beats 1/8 chance."""
     run = run_finetune(
-        "medmnist:bloodmnist",
-        backbone="timm:test_efficientnet",
-        pretrained=False,
-        data_root=str(medmnist_root),
-        limit=600,
+        SourceRequest("medmnist:bloodmnist", data_root=str(medmnist_root), limit=600),
+        backbone=BackboneRequest("timm:test_efficientnet", pretrained=False),
         config=FinetuneConfig(
             mode=mode, epochs=12, image_size=28, lr=1e-3 if mode == "full" else 5e-3, head_lr=1e-2, progress=False
         ),

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from probe.backbones import BackboneRequest
 from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
 from probe.finetune.train import cosine_with_warmup, plan_epochs
 from tests.conftest import write_image_folder
@@ -22,8 +23,7 @@ def _run(data: str, tmp_path: Path, name: str, mode: str = "full", hook=None, **
     cfg = FinetuneConfig(mode=mode, **{**CFG, **kw})  # type: ignore[arg-type]
     return run_finetune(
         data,
-        backbone="timm:test_vit",
-        pretrained=False,
+        backbone=BackboneRequest("timm:test_vit", pretrained=False),
         config=cfg,
         plan=FinetunePlan(shots=(3,), seeds=1, bootstrap=0),
         results_dir=tmp_path / f"results-{name}",
@@ -68,8 +68,7 @@ def test_full_data_early_stops_on_val_and_keeps_the_best_epoch(tmp_path: Path) -
     data = f"folder:{write_image_folder(tmp_path / 'imgs', per_class=4)}"
     run = run_finetune(
         data,
-        backbone="timm:test_vit",
-        pretrained=False,
+        backbone=BackboneRequest("timm:test_vit", pretrained=False),
         config=FinetuneConfig(**{**CFG, "epochs": 8, "patience": 1, "lr": 1e-12, "head_lr": 1e-12}),  # type: ignore[arg-type]
         plan=FinetunePlan(shots=("all",), seeds=1, bootstrap=0),
         results_dir=None,
@@ -206,13 +205,13 @@ def test_checkpoints_are_dropped_after_done_unless_kept(tmp_path: Path) -> None:
     folder = Path(run.checkpoints[0])
     assert (folder / "done.json").is_file() and not (folder / "last.pt").exists()
     kept = run_finetune(
-        data, backbone="timm:test_vit", pretrained=False, config=FinetuneConfig(**CFG),  # type: ignore[arg-type]
+        data, backbone=BackboneRequest("timm:test_vit", pretrained=False), config=FinetuneConfig(**CFG),  # type: ignore[arg-type]
         plan=FinetunePlan(shots=(3,), seeds=1, bootstrap=0), results_dir=None,
         checkpoint_dir=tmp_path / "ckpt-keep", keep_checkpoints=True,
     )  # fmt: skip
     assert (Path(kept.checkpoints[0]) / "last.pt").is_file()
     other_split = run_finetune(
-        data, backbone="timm:test_vit", pretrained=False, config=FinetuneConfig(**CFG),  # type: ignore[arg-type]
+        data, backbone=BackboneRequest("timm:test_vit", pretrained=False), config=FinetuneConfig(**CFG),  # type: ignore[arg-type]
         plan=FinetunePlan(shots=(3,), seeds=1, bootstrap=0, eval_split="val"), results_dir=None,
         checkpoint_dir=tmp_path / "ckpt-keep",
     )  # fmt: skip

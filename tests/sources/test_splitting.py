@@ -127,9 +127,11 @@ def test_csv_groups_reach_the_store_and_splits_keep_patients_apart(tmp_path: Pat
     from probe.store import open_store
 
     spec = f"csv:{manifest}?split=50,0,50&split_seed=0"
+    from probe.backbones import BackboneRequest
+
     result = extract(
-        spec, backbone="timm:test_vit", config=ExtractConfig(store_root=str(tmp_path / "emb"), progress=False),
-        pretrained=False,
+        spec, backbone=BackboneRequest("timm:test_vit", pretrained=False),
+        config=ExtractConfig(store_root=str(tmp_path / "emb"), progress=False),
     )  # fmt: skip
     store = open_store(result.store)
     groups = [str(g) for g in store.groups.tolist()]

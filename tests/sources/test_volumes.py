@@ -180,19 +180,16 @@ def test_real_adrenal_curve_beats_chance(medmnist_root: Path, tmp_path: Path, na
     """The real AdrenalMNIST3D with efficientnet_lite0 at 64 px: full-data AUROC well above 0.5."""
     if not (medmnist_root / "adrenalmnist3d.npz").is_file():
         pytest.skip("adrenalmnist3d.npz not in the data folder")
+    from probe.backbones import BackboneRequest
     from probe.evaluate import PlanConfig, run_curve
+    from probe.sources import SourceRequest
 
     run = run_curve(
-        f"medmnist:{name}",
-        backbones=["efficientnet_lite0"],
+        SourceRequest(f"medmnist:{name}", data_root=str(medmnist_root), slices=SlicePolicy.parse(slices)),
+        backbones=[BackboneRequest("efficientnet_lite0", image_size=64)],
         plan=PlanConfig(heads=("linear",), shots=(16, "all"), seeds=2, bootstrap=200, metrics=("macro_auroc",)),
         results_dir=None,
-        extract_options={
-            "data_root": str(medmnist_root),
-            "image_size": 64,
-            "slices": SlicePolicy.parse(slices),
-            "config": ExtractConfig(store_root=str(tmp_path / "emb"), progress=False),
-        },
+        extract_config=ExtractConfig(store_root=str(tmp_path / "emb"), progress=False),
     )
     full = next(r for r in run.rows if r.shots == "all")
     assert full.value > 0.7 and full.ci_low is not None and full.ci_low > 0.6, full
