@@ -84,14 +84,14 @@ def resolve_device(device: str, *, owner: str = "resolve_device") -> torch.devic
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"{owner}(device={device!r}): CUDA is not available here; use device='cpu' (or 'auto')")
+            raise DeviceError(f"{owner}(device={device!r}): CUDA is not available here; use {owner}(device=cpu)")
         count = torch.cuda.device_count()
         if index is not None and index >= count:
             use = f"cuda:0 to cuda:{count - 1}" if count > 1 else "cuda:0"
             raise DeviceError(f"{owner}(device={device!r}): only {count} CUDA device(s); use {use}")
         return torch.device("cuda", torch.cuda.current_device() if index is None else index)
     if kind == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"{owner}(device={device!r}): MPS is not available here; use device='cpu'")
+        raise DeviceError(f"{owner}(device={device!r}): MPS is not available here; use {owner}(device=cpu)")
     return torch.device(kind)
 
 
@@ -136,14 +136,14 @@ def resolve_precision(
     if precision in ("bf16", "fp16") and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn(
             f"{owner}(precision={precision!r}) on a CPU without AVX512-BF16/AMX is emulated and usually slower than "
-            "fp32 (measured 8x slower for efficientnet_lite0 on a 2-core EPYC); consider precision='fp32'",
+            f"fp32 (measured 8x slower for efficientnet_lite0 on a 2-core EPYC); consider {owner}(precision=fp32)",
             RuntimeWarning,
             stacklevel=2,
         )
     elif precision == "bf16" and device.type == "cuda" and not cuda_has_native_bf16(device):
         warnings.warn(
             f"{owner}(precision='bf16') on {device}, which emulates bf16 (compute capability < 8.0); "
-            "consider precision='fp16' or 'fp32'",
+            f"consider {owner}(precision=fp16) or {owner}(precision=fp32)",
             RuntimeWarning,
             stacklevel=2,
         )

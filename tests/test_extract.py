@@ -101,7 +101,10 @@ def test_bad_options(image_folder: Path) -> None:
         ExtractConfig(batch_size=4, chunk_rows=10)
     assert ExtractConfig(batch_size=100).resolved_chunk_rows() == 4100
     if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="CUDA is not available here; use --device cpu"):
+        with pytest.raises(
+            DeviceError,
+            match=r"resolve_device\(device='cuda'\): CUDA is not available here; use resolve_device\(device=cpu\)",
+        ):
             resolve_device("cuda")
     with pytest.raises(ConfigError, match="--pooling last4 is not offered by efficientnet_lite0; choose from gap"):
         extract(f"folder:{image_folder}", backbone="efficientnet_lite0", config=ExtractConfig(poolings=("last4",)))

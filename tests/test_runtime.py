@@ -111,3 +111,10 @@ def test_cublas_workspace_is_set_on_import() -> None:
     import os
 
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in runtime.DETERMINISTIC_CUBLAS
+
+
+def test_device_scope_makes_the_chosen_gpu_current() -> None:
+    scope = runtime.device_scope(torch.device("cuda", 1))  # built, not entered: no CUDA needed
+    assert isinstance(scope, torch.cuda.device) and scope.idx == 1
+    with runtime.device_scope(torch.device("cpu")):
+        pass

@@ -30,6 +30,21 @@ RAD_DINO_CONFIG: dict[str, Any] = {
 RAD_DINO_PREPROCESS = PreprocessConfig(image_size=518, mean=(0.5307,) * 3, std=(0.2583,) * 3, interpolation="bicubic")
 
 
+def float32_kwargs() -> dict[str, Any]:
+    """``dtype=torch.float32`` in this transformers' spelling (``dtype`` from 4.56, ``torch_dtype`` before).
+
+    transformers 5 builds and loads a model in the dtype its config declares, so a repository saved
+    in bf16 would otherwise be extracted in bf16 while the store says fp32; probe loads every hub
+    model in float32 and leaves reduced precision to autocast (``ExtractConfig(precision=...)``).
+    """
+    import transformers
+
+    major, minor = (
+        int("".join(c for c in part if c.isdigit()) or 0) for part in transformers.__version__.split(".")[:2]
+    )
+    return {"dtype": torch.float32} if (major, minor) >= (4, 56) else {"torch_dtype": torch.float32}
+
+
 def vision_tower(model: nn.Module) -> nn.Module:
     """The image encoder of a model: itself, or ``vision_model`` of CLIP/SigLIP-style models."""
     return getattr(model, "vision_model", None) or model
@@ -84,13 +99,18 @@ def backbone_from_hf_model(
 
 
 def _preprocess_from_processor(processor: Any, *, image_size: int | None, resolution: str) -> PreprocessConfig:
-    size = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
-    side = size.get("height") or size.get("shortest_edge") or 224 if isinstance(size, dict) else int(size)
+    size: Any = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
+    # a dict (slow processors) or transformers 5's SizeDict (fast ones; it has .get but is no dict)
+    side = (size.get("height") or size.get("shortest_edge") or 224) if hasattr(size, "get") else int(size)
+    try:
+        resample = int(getattr(processor, "resample", 3))
+    except (TypeError, ValueError):  # a torchvision InterpolationMode in some fast processors
+        resample = 3
     return PreprocessConfig(
         image_size=int(image_size or side),
         mean=tuple(processor.image_mean),
         std=tuple(processor.image_std),
-        interpolation=_PIL_RESAMPLE.get(int(getattr(processor, "resample", 3)), "bicubic"),
+        interpolation=_PIL_RESAMPLE.get(resample, "bicubic"),
         resolution=resolution,
     )
 
@@ -121,7 +141,7 @@ def build_hf_written(
     args = {**config, **dict(model_args or {})}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
-        model = AutoModel.from_config(AutoConfig.for_model(**args))
+        model = AutoModel.from_config(AutoConfig.for_model(**args), **float32_kwargs())
     if weights is not None:
         load_weights(vision_tower(model), read_state_dict(weights), origin=f"--weights {weights}")
     pp = preprocess.replace(resolution=resolution, image_size=int(image_size or preprocess.image_size))
@@ -150,11 +170,11 @@ def build_hf(
     try:
         processor = AutoImageProcessor.from_pretrained(repo)
         if weights is None and pretrained:
-            model = AutoModel.from_pretrained(repo)
+            model = AutoModel.from_pretrained(repo, **float32_kwargs())
         else:  # architecture from the repository's config; weights from a file, or seeded random init
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(RANDOM_INIT_SEED)
-                model = AutoModel.from_config(AutoConfig.from_pretrained(repo))
+                model = AutoModel.from_config(AutoConfig.from_pretrained(repo), **float32_kwargs())
             if weights is not None:
                 load_weights(vision_tower(model), read_state_dict(weights), origin=f"--weights {weights}")
     except (OSError, ValueError, ImportError) as exc:

@@ -319,7 +319,7 @@ def _train_one(
                 f"FinetuneConfig(device={str(setup.device)!r}): {str(exc).splitlines()[0]} - fine-tuning on CUDA runs "
                 "in strict deterministic mode so that a resumed run equals an uninterrupted one; the usual cause is a "
                 "ViT whose position embeddings are interpolated (bicubic) to another image size: use "
-                "FinetuneConfig(image_size=None) (the backbone's own size) or device='cpu'"
+                "FinetuneConfig(image_size=None) (the backbone's own size) or FinetuneConfig(device=cpu)"
             ) from None
 
 

@@ -102,7 +102,7 @@ def resolve_device(device: str, *, owner: str = "solve_logistic_batch") -> torch
     except ConfigError as exc:
         raise HeadError(str(exc)) from None
     if dev.type not in ("cpu", "cuda"):
-        raise HeadError(f"{owner}(device={device!r}): the solver runs on the CPU or CUDA; use device='cpu' or 'auto'")
+        raise HeadError(f"{owner}(device={device!r}): the solver runs on the CPU or CUDA; use {owner}(device=cpu)")
     return dev
 
 
@@ -119,7 +119,7 @@ def check_device(device: str, *, owner: str) -> None:
     except ConfigError as exc:
         raise HeadError(str(exc)) from None
     if kind == "mps":
-        raise HeadError(f"{owner}(device={device!r}): the solver runs on the CPU or CUDA; use device='cpu' or 'auto'")
+        raise HeadError(f"{owner}(device={device!r}): the solver runs on the CPU or CUDA; use {owner}(device=cpu)")
 
 
 def resolve_precision(precision: str, device: torch.device, *, owner: str = "solve_logistic_batch") -> torch.dtype:

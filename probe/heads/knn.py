@@ -317,15 +317,15 @@ def _resolve_device(device: str, max_k: int, *, owner: str = "KNNProbe") -> tupl
     if kind == "cpu":
         return "cpu", None
     if kind == "mps":
-        raise HeadError(f"{owner}(device={device!r}): FAISS searches on the CPU or CUDA; use device='cpu' or 'auto'")
+        raise HeadError(f"{owner}(device={device!r}): FAISS searches on the CPU or CUDA; use {owner}(device=cpu)")
     gpu = _gpu_index(None if kind == "auto" else device)
     reason = _gpu_unavailable_reason(gpu)
     if kind == "cuda":
         if reason is not None:
-            raise DeviceError(f"{owner}(device={device!r}): {reason}; use device='cpu' or device='auto'")
+            raise DeviceError(f"{owner}(device={device!r}): {reason}; use {owner}(device=cpu) or {owner}(device=auto)")
         if max_k > GPU_MAX_K:
             raise HeadError(
-                f"{owner}(k={max_k}) exceeds FAISS's GPU limit of {GPU_MAX_K}; use device='cpu' or a smaller k"
+                f"{owner}(k={max_k}) exceeds FAISS's GPU limit of {GPU_MAX_K}; use {owner}(device=cpu) or a smaller k"
             )
         return f"cuda:{gpu}", None
     if reason is None and max_k > GPU_MAX_K:
@@ -355,7 +355,8 @@ def _build_index(xb: np.ndarray, device: str, *, requested: str) -> tuple[Any, A
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if parse_device(requested)[0] != "auto":
                 raise DeviceError(
-                    f"KNNProbe(device={requested!r}): FAISS cannot build a GPU index ({first}); use device='cpu'"
+                    f"KNNProbe(device={requested!r}): FAISS cannot build a GPU index ({first}); "
+                    "use KNNProbe(device=cpu)"
                 ) from None
             index, resources = faiss.IndexFlatIP(xb.shape[1]), None
             index.add(xb)

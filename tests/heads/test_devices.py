@@ -95,7 +95,9 @@ def test_knn_auto_falls_back_with_a_reason(fake_faiss_gpu: dict[str, Any]) -> No
     probe = KNNProbe(device="auto").fit(xb, yb)
     assert (probe.device_, probe.fallback_reason_) == ("cpu", "FAISS sees no GPU")
     fake_faiss_gpu["gpus"] = 2
-    with pytest.raises(DeviceError, match=r"^KNNProbe\(device='cuda:2'\): FAISS sees only 2 GPU\(s\); use device="):
+    with pytest.raises(
+        DeviceError, match=r"^KNNProbe\(device='cuda:2'\): FAISS sees only 2 GPU\(s\); use KNNProbe\(device=cpu\)"
+    ):
         KNNProbe(device="cuda:2").fit(xb, yb)
 
 

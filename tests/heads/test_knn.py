@@ -269,7 +269,7 @@ def gpu_usable() -> bool:
 @pytest.mark.skipif(gpu_usable(), reason="a GPU is usable here")
 def test_cuda_without_gpu_raises_device_error() -> None:
     xb, yb = make_blobs(40, seed=11)
-    with pytest.raises(DeviceError, match=r"KNNProbe\(device='cuda'\): .*; use device='cpu'"):
+    with pytest.raises(DeviceError, match=r"KNNProbe\(device='cuda'\): .*; use KNNProbe\(device=cpu\)"):
         KNNProbe(device="cuda").fit(xb, yb)
     assert KNNProbe(device="auto").fit(xb, yb).device_ == "cpu"
 

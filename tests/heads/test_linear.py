@@ -331,7 +331,8 @@ def test_invalid_inputs_raise_clear_errors() -> None:
         solve_logistic_batch(X5, [LinearProblem(rows=TRAIN, y=Y5[TRAIN], C=1.0)], n_classes=3)
     if not torch.cuda.is_available():
         with pytest.raises(
-            DeviceError, match=r"LinearProbe\(device='cuda'\): CUDA is not available here; use device='cpu'"
+            DeviceError,
+            match=r"LinearProbe\(device='cuda'\): CUDA is not available here; use LinearProbe\(device=cpu\)",
         ):
             LinearProbe(device="cuda").fit(X5, Y5)
 
