@@ -105,10 +105,10 @@ def minimize_lbfgs(
     done = stop(w.g, ids)
     _finish(w, out, done, done)
     while True:
-        dead = ~w.alive
-        if bool(dead.all()):
+        n_dead = int((~w.alive).sum())  # the loop's one host sync for "all done?" and "compact?"
+        if n_dead == w.alive.numel():
             return out
-        if float(dead.sum()) >= COMPACT_DEAD_FRACTION * dead.numel():
+        if n_dead >= COMPACT_DEAD_FRACTION * w.alive.numel():
             w = w.keep(w.alive.nonzero().squeeze(1))
         _step(w, out, fun, stop, max_iter)
 
@@ -142,8 +142,10 @@ def _first_step(g: torch.Tensor) -> torch.Tensor:
 
 
 def _finish(w: _Work, out: LbfgsResult, rows: torch.Tensor, converged: torch.Tensor) -> None:
-    """Record problems at rows (bool mask) as finished."""
+    """Record problems at rows (bool mask) as finished (none: nothing changes)."""
     idx = rows.nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return
     pid = w.ids[idx]
     out.x[pid] = w.x[idx]
     out.f[pid] = w.f[idx]
@@ -166,9 +168,8 @@ def _step(w: _Work, out: LbfgsResult, fun: Objective, stop: Stopper, max_iter: i
     quad = -w.gd * w.step * w.step / denom
     quad = torch.where(torch.isfinite(quad) & (denom > 0), quad, 0.1 * w.step)
     shrunk = torch.minimum(torch.maximum(quad, 0.1 * w.step), 0.5 * w.step)
-    # Accepted rows move to their trial point: take the trial tensors whole, restore the others.
-    stay = (~ok).nonzero().squeeze(1)
-    xt[stay], gt[stay] = w.x[stay], w.g[stay]
+    # Accepted rows move to their trial point, the others stay (a select: no host sync).
+    xt, gt = torch.where(ok[:, None], xt, w.x), torch.where(ok[:, None], gt, w.g)
     w.x, w.g, w.f = xt, gt, torch.where(ok, ft, w.f)
     w.n_iter += ok
     ab = _insert_pairs(w, ok, s, y)
@@ -182,8 +183,7 @@ def _step(w: _Work, out: LbfgsResult, fun: Objective, stop: Stopper, max_iter: i
     # step means no decrease is measurable any more, so the problem stops there.
     finished = (ok & (conv | stalled | (w.n_iter >= max_iter))) | (spent & ~has_pairs)
     _next_directions(w, ab, fresh=ok & ~finished, bad=bad, shrunk=shrunk, reset=spent & has_pairs)
-    if bool(finished.any()):
-        _finish(w, out, finished, conv)
+    _finish(w, out, finished, conv)
 
 
 def _next_directions(
@@ -193,13 +193,11 @@ def _next_directions(
     d = _direction(w, ab)
     gd = torch.linalg.vecdot(w.g, d)
     restart = reset | (fresh & ~(gd < 0))
-    old = (~fresh).nonzero().squeeze(1)
-    d[old] = w.d[old]
-    w.d = d
+    w.d = torch.where(fresh[:, None], d, w.d)
     w.gd = torch.where(fresh, gd, w.gd)
     w.step = torch.where(fresh, torch.ones_like(w.step), torch.where(bad, shrunk, w.step))
-    if bool(restart.any()):
-        r = restart.nonzero().squeeze(1)
+    r = restart.nonzero().squeeze(1)
+    if r.numel():
         w.stamp[r] = -1
         w.d[r] = -w.g[r]
         w.gd[r] = -torch.linalg.vecdot(w.g[r], w.g[r])
@@ -209,9 +207,9 @@ def _next_directions(
 
 def _evaluate_alive(fun: Objective, xt: torch.Tensor, w: _Work) -> tuple[torch.Tensor, torch.Tensor]:
     """The objective at the trial points of live rows (finished rows get f = inf, g = 0)."""
-    if bool(w.alive.all()):
-        return fun(xt, w.ids)
     rows = w.alive.nonzero().squeeze(1)
+    if rows.numel() == w.alive.numel():
+        return fun(xt, w.ids)
     f, g = fun(xt[rows], w.ids[rows])
     ft = torch.full_like(w.f, torch.inf)
     gt = torch.zeros_like(w.g)
