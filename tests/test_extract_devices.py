@@ -55,3 +55,30 @@ def test_bf16_features_agree_with_fp32_and_the_pooler_stays_on_the_cpu(image_fol
         np.linalg.norm(stores["bf16"], axis=1) * np.linalg.norm(stores["fp32"], axis=1)
     )
     assert cos.min() > 0.99
+
+
+@pytest.mark.gpu
+def test_torchrun_with_two_gpus_equals_one_process(image_folder: Path, tmp_path: Path) -> None:
+    """Extraction under ``torchrun --nproc_per_node 2`` writes the features one process writes."""
+    import inspect
+    import os
+    import subprocess
+    import sys
+
+    import probe.extract
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA devices")
+    if "LOCAL_RANK" not in inspect.getsource(probe.extract):
+        pytest.skip("extraction has no torchrun path yet (added by another issue)")
+    args = ["extract", f"folder:{image_folder}", "--backbone", "timm:test_vit", "--random-weights", "--image-size",
+            "32", "--batch-size", "8", "--chunk-rows", "16", "--device", "cuda", "--precision", "fp32"]  # fmt: skip
+    one, two = tmp_path / "one.zarr", tmp_path / "two.zarr"
+    script = tmp_path / "probe_cli.py"
+    script.write_text("import sys\nfrom cli.main import main\nsys.exit(main())\n")
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    subprocess.run([sys.executable, str(script), *args, "--store", str(one)], check=True, cwd=repo, env=env)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    subprocess.run([*launcher, *args, "--store", str(two)], check=True, cwd=repo, env=env)
+    np.testing.assert_allclose(open_store(str(two)).features("cls"), open_store(str(one)).features("cls"), atol=1e-5)

@@ -117,3 +117,38 @@ def test_no_deterministic_kernel_is_one_clear_error(tmp_path: Path, monkeypatch:
                        r"FinetuneConfig\(image_size=None\)"):  # fmt: skip
         _finetune(tmp_path)
     assert torch.are_deterministic_algorithms_enabled() == saved  # the strict mode ended with the draw
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_cuda_resume_equals_an_uninterrupted_run_in_strict_deterministic_mode(tmp_path: Path, mode: str) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    folder = write_image_folder(tmp_path / "imgs", per_class=5)
+
+    def go(name: str, hook: Any = None) -> Any:
+        cfg = FinetuneConfig(mode=mode, epochs=3, min_steps=0, image_size=32, batch_size=4, progress=False,
+                             device="cuda", precision="bf16")  # fmt: skip
+        return run_finetune(
+            f"folder:{folder}", backbone="timm:test_vit", pretrained=False, config=cfg,
+            plan=FinetunePlan(shots=(3,), seeds=1, bootstrap=0), results_dir=None,
+            checkpoint_dir=tmp_path / f"ckpt-{name}", on_epoch_end=hook,
+        )  # fmt: skip
+
+    def stop_after_first(epoch: int) -> None:
+        if epoch == 0:
+            raise _Interrupt
+
+    straight = go("a")
+    with pytest.raises(_Interrupt):
+        go("b", stop_after_first)
+    resumed = go("b")
+    assert resumed.rows[0].params["resumed_from_epoch"] == 1
+    assert straight.rows[0].params["device"].startswith("cuda")
+    assert {r.metric: r.value for r in straight.rows} == {r.metric: r.value for r in resumed.rows}
+    assert straight.rows[0].params["history"] == resumed.rows[0].params["history"]
+    assert not torch.are_deterministic_algorithms_enabled()  # strict mode ended with the run

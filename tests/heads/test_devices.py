@@ -185,3 +185,21 @@ def test_knn_predictions_equal_on_every_device_string(fake_faiss_gpu: dict[str, 
     ref = KNNProbe(k=7, device="cpu").fit(xb, yb).predict(xb)
     for device in ("auto", "cuda", "cuda:0", "cuda:1"):
         assert_array_equal(KNNProbe(k=7, device=device).fit(xb, yb).predict(xb), ref)
+
+
+@pytest.mark.gpu
+def test_cuda_float32_solver_matches_cpu_float64_accuracy() -> None:
+    """The CUDA default (float32 products) against the CPU default (float64): accuracy within 0.5 points."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    rng = np.random.default_rng(5)
+    centres = rng.normal(0, 1.0, size=(5, 64))
+    y = np.arange(3000) % 5
+    X = (centres[y] + rng.normal(size=(3000, 64))).astype(np.float32)  # overlapping classes: accuracy < 1
+    train, test = np.arange(2000), np.arange(2000, 3000)
+    cpu = LinearProbe(device="cpu").fit(X[train], y[train])
+    gpu = LinearProbe(device="cuda").fit(X[train], y[train])
+    assert (cpu.device_, cpu.dtype_) == ("cpu", "float64")
+    assert gpu.device_.startswith("cuda:") and gpu.dtype_ == "float32"
+    acc = {p.device_: float(np.mean(p.predict(X[test]) == y[test])) for p in (cpu, gpu)}
+    assert abs(acc[cpu.device_] - acc[gpu.device_]) <= 0.005, acc
