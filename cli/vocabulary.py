@@ -37,7 +37,7 @@ def command_options(command: Callable[..., Any]) -> dict[str, str]:
     for name, hint in hints.items():
         for info in getattr(hint, "__metadata__", ()):
             if isinstance(info, typer.models.OptionInfo):
-                decls = [*info.param_decls, *([info.default] if isinstance(info.default, str) else [])]
+                decls = [*(info.param_decls or ()), *([info.default] if isinstance(info.default, str) else [])]
                 longs = [d for d in decls if d.startswith("--")]
                 out[name] = longs[0].split("/")[0] if longs else "--" + name.replace("_", "-")
     return out

@@ -68,3 +68,17 @@ def test_the_private_rule_itself(edge: Edge, bad: bool) -> None:
 
 def test_a_cycle_is_found() -> None:
     assert cycles(["a", "b", "c"], [("a", "b"), ("b", "c"), ("c", "a")]) == [["a", "b", "c"]]
+
+
+def test_the_public_api_resolves_and_reading_a_store_needs_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, probe\n"
+        "probe.open_store; probe.load_results; probe.PlanConfig; probe.StoreChoice; probe.SourceRequest\n"
+        "assert 'torch' not in sys.modules, 'the probing side imported torch'\n"
+        "missing = [n for n in probe.__all__ if getattr(probe, n, None) is None]\n"
+        "assert not missing, missing\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
-from probe.evaluate.data import EvalData
-from probe.evaluate.runners import linear_options
-from probe.evaluate.sampling import ALL
+from probe.evaluate.data import EvalData, Pool
+from probe.evaluate.runners import fit_linear_draws, linear_options
 from probe.metrics import multilabel as ML
 
 
@@ -112,39 +111,28 @@ def _linear_params(probe: Any, data: EvalData, cfg: Any) -> dict[str, Any]:
 
 @register_runner("linear", family="multi-label")
 def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
-    """One-vs-rest logistic regression: a C per label, by CV inside each support (few-shot, batched
-    over every draw and label) or on the validation split (full data; CV when there is none)."""
+    """One-vs-rest logistic regression with a C per label over every draw (see
+    :func:`~probe.evaluate.runners.fit_linear_draws`; the batch holds every draw × label × CV problem)."""
     from probe.heads.multilabel_linear import DEFAULT_SELECT_METRIC, fit_multilabel_linear_probes
 
-    cfg = plan.linear
+    cfg, train = plan.linear, data.train
     options = linear_options(plan, select_metric=DEFAULT_SELECT_METRIC)
-    few = [t for t in tasks if t.draw.shots != ALL]
-    full = [t for t in tasks if t.draw.shots == ALL]
-    fitted: list[tuple[Task, Any, float]] = []
-    train, val = data.train, data.val
-    if few:
-        t0 = time.perf_counter()
-        probes = fit_multilabel_linear_probes(train.X, train.y, [t.draw.rows for t in few], config=options)
-        share = (time.perf_counter() - t0) / len(few)
-        fitted += [(t, p, share) for t, p in zip(few, probes, strict=True)]
-    for task in full:
-        t0 = time.perf_counter()
-        x_val, y_val = (None, None) if val is None else (val.X, val.y)
-        (probe,) = fit_multilabel_linear_probes(
-            train.X, train.y, [task.draw.rows], X_val=x_val, Y_val=y_val, config=options
-        )
-        fitted.append((task, probe, time.perf_counter() - t0))
+
+    def fit(rows: list[np.ndarray], val: Pool | None) -> list[Any]:
+        X_val, Y_val = (None, None) if val is None else (val.X, val.y)
+        return fit_multilabel_linear_probes(train.X, train.y, rows, X_val=X_val, Y_val=Y_val, config=options)
+
     out = []
-    for task, probe, seconds in fitted:
+    for task, probe, seconds in fit_linear_draws(data, tasks, fit):
         t0 = time.perf_counter()
         if _tune_on_val(data, task):
-            assert val is not None
-            tuned = _tuned(val.y, probe.predict_proba(val.X), "val")
+            assert data.val is not None
+            tuned = _tuned(data.val.y, probe.predict_proba(data.val.X), "val")
         else:
             rows = task.draw.rows
             tuned = _tuned(train.y[rows], probe.predict_proba(train.X[rows]), "train")
         params = {**_linear_params(probe, data, cfg), **tuned}
-        proba = probe.predict_proba(data.test.X)
-        out.append(Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0))
-    order = {id(t): i for i, t in enumerate(tasks)}
-    return sorted(out, key=lambda e: order[id(e.task)])
+        out.append(
+            Evaluation(task, "linear", params, probe.predict_proba(data.test.X), seconds + time.perf_counter() - t0)
+        )
+    return out

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
-from probe.evaluate.data import EvalData
+from probe.evaluate.data import EvalData, Pool
 from probe.evaluate.sampling import ALL
 
 if TYPE_CHECKING:
@@ -121,49 +122,53 @@ def linear_options(plan: PlanConfig, *, select_metric: str | None = None) -> Lin
     return config if select_metric is None else dataclasses.replace(config, select_metric=select_metric)
 
 
+FitDraws = Callable[[list[np.ndarray], "Pool | None"], list[Any]]
+
+
+def fit_linear_draws(data: EvalData, tasks: list[Task], fit: FitDraws) -> list[tuple[Task, Any, float]]:
+    """(task, fitted probe, seconds) for every task, in task order, with the linear heads' protocol.
+
+    Few-shot draws are fitted in one batched call without the validation split (C by CV inside each
+    support: the validation labels are never used); each full-data draw is fitted on its own with
+    the validation split (C on validation; CV inside train when there is none).
+
+    Args:
+        data: the pools.
+        tasks: the plan's draws.
+        fit: ``fit(rows per draw, validation pool or None)`` → one fitted probe per draw.
+    """
+    few = [t for t in tasks if t.draw.shots != ALL]
+    fitted: dict[int, tuple[Task, Any, float]] = {}
+    if few:
+        t0 = time.perf_counter()
+        probes = fit([t.draw.rows for t in few], None)
+        share = (time.perf_counter() - t0) / len(few)
+        fitted |= {id(t): (t, p, share) for t, p in zip(few, probes, strict=True)}
+    for task in (t for t in tasks if t.draw.shots == ALL):
+        t0 = time.perf_counter()
+        (probe,) = fit([task.draw.rows], data.val)
+        fitted[id(task)] = (task, probe, time.perf_counter() - t0)
+    return [fitted[id(t)] for t in tasks]
+
+
 @register_runner("linear", family="single-label")
 def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
-    """Logistic regression: few-shot draws in one batched solve (C by CV inside each support);
-    the full train split with C chosen on the validation split (CV when the store has none)."""
+    """Logistic regression over every draw (see :func:`fit_linear_draws`)."""
     from probe.heads.linear import fit_linear_probes
 
-    cfg = plan.linear
-    options = linear_options(plan)
-    few = [t for t in tasks if t.draw.shots != ALL]
-    full = [t for t in tasks if t.draw.shots == ALL]
-    fitted: list[tuple[Task, Any, float]] = []
-    if few:  # C by cross-validation inside each support: the validation labels are never used
-        t0 = time.perf_counter()
-        probes = fit_linear_probes(data.train.X, data.train.y, [t.draw.rows for t in few], config=options)
-        share = (time.perf_counter() - t0) / len(few)
-        fitted += [(t, p, share) for t, p in zip(few, probes, strict=True)]
-    val = data.val
-    for task in full:  # full data: C on the validation split (CV inside train when there is none)
-        t0 = time.perf_counter()
-        (probe,) = fit_linear_probes(
-            data.train.X,
-            data.train.y,
-            [task.draw.rows],
-            X_val=None if val is None else val.X,
-            y_val=None if val is None else val.y,
-            config=options,
-        )
-        fitted.append((task, probe, time.perf_counter() - t0))
+    cfg, options, train = plan.linear, linear_options(plan), data.train
+
+    def fit(rows: list[np.ndarray], val: Pool | None) -> list[Any]:
+        X_val, y_val = (None, None) if val is None else (val.X, val.y)
+        return fit_linear_probes(train.X, train.y, rows, X_val=X_val, y_val=y_val, config=options)
+
     out = []
-    for task, probe, seconds in fitted:
+    for task, probe, seconds in fit_linear_draws(data, tasks, fit):
         t0 = time.perf_counter()
         proba = full_proba(probe.predict_proba(data.test.X), probe.classes_, data.n_classes)
-        out.append(
-            Evaluation(
-                task=task,
-                head="linear",
-                params=_linear_params(probe, cfg),
-                proba=proba,
-                seconds=seconds + time.perf_counter() - t0,
-            )
-        )
-    order = {id(t): i for i, t in enumerate(tasks)}
-    return sorted(out, key=lambda e: order[id(e.task)])
+        params = _linear_params(probe, cfg)
+        out.append(Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0))
+    return out
 
 
 @register_runner("labelspread", family="single-label")

@@ -14,9 +14,10 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin
 
 from probe.errors import HeadError
+from probe.heads._linear_params import LinearParams
 from probe.heads._linear_selection import (
     COARSE_GRID,
     FINE_POINTS,
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 
-class LinearProbe(ClassifierMixin, BaseEstimator):
+class LinearProbe(ClassifierMixin, LinearParams):
     """Multinomial L2 logistic regression, scikit-learn's objective, with C selection.
 
     The objective is ``C * sum_i CE_i + 0.5 * ||W||^2`` (intercept unpenalised) on features
@@ -85,7 +86,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         selection: "auto", "val" (needs X_val) or "cv".
         cv_folds: CV folds at most (>= 2).
         refit: final fit on "train" rows or on "train+val" rows (needs X_val).
-        select_metric: "accuracy", "balanced_accuracy" or "neg_log_loss".
+        select_metric: "accuracy", "balanced_accuracy" or "neg_log_loss" (None: "accuracy").
         max_iter: L-BFGS iterations per fit at most.
         tol: gradient tolerance, scikit-learn's ``tol``.
         device: "auto" (CUDA when available), "cpu" or "cuda".
@@ -110,37 +111,6 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         dtype_: the dtype of its feature products, resolved (``"float64"`` or ``"float32"``).
     """
 
-    def __init__(
-        self,
-        *,
-        C: float | str = "auto",
-        c_grid: Sequence[float] | None = None,
-        standardize: bool = True,
-        selection: str = "auto",
-        cv_folds: int = 5,
-        refit: str = "train",
-        select_metric: str = "accuracy",
-        max_iter: int = 1000,
-        tol: float = 1e-4,
-        device: str = "auto",
-        precision: str = "auto",
-        seed: int = 0,
-        batch_memory_mb: int = 1024,
-    ) -> None:
-        self.C = C
-        self.c_grid = c_grid
-        self.standardize = standardize
-        self.selection = selection
-        self.cv_folds = cv_folds
-        self.refit = refit
-        self.select_metric = select_metric
-        self.max_iter = max_iter
-        self.tol = tol
-        self.device = device
-        self.precision = precision
-        self.seed = seed
-        self.batch_memory_mb = batch_memory_mb
-
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None) -> LinearProbe:
         """Select C (if "auto") and fit.
 
@@ -157,7 +127,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             HeadError: invalid parameters or inputs (one class, NaN rows, C <= 0, ...).
             DeviceError: ``device="cuda"`` without CUDA.
         """
-        config = LinearProbeConfig(**self.get_params())
+        config = self._config()
         resolved_backend(self.device, self.precision, owner="LinearProbe")  # fail fast, naming this head
         n = np.asarray(X).shape[0] if np.ndim(X) == 2 else 0
         fits, classes, d = _fit_all(X, y, [np.arange(n)], X_val=X_val, y_val=y_val, config=config, many=False)

@@ -19,9 +19,10 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin
 
 from probe.errors import HeadError
+from probe.heads._linear_params import LinearParams
 from probe.heads._linear_selection import Context, LinearProbeConfig, Plan, SelectedFit, plan_support, run_plans
 from probe.heads._logistic import resolved_backend
 from probe.heads._validation import check_features, check_fitted
@@ -31,7 +32,7 @@ from probe.heads.multilabel import check_multilabel_targets
 DEFAULT_SELECT_METRIC = "neg_log_loss"
 
 
-class MultiLabelLinearProbe(ClassifierMixin, BaseEstimator):
+class MultiLabelLinearProbe(ClassifierMixin, LinearParams):
     """One-vs-rest L2 logistic regression with a C per label (see the module docstring).
 
     Args: as :class:`~probe.heads.linear.LinearProbe`; ``select_metric`` defaults to ``"neg_log_loss"``.
@@ -51,36 +52,7 @@ class MultiLabelLinearProbe(ClassifierMixin, BaseEstimator):
         dtype_: the dtype of its feature products, resolved (``"float64"`` or ``"float32"``).
     """
 
-    def __init__(
-        self,
-        *,
-        C: float | str = "auto",
-        c_grid: Sequence[float] | None = None,
-        standardize: bool = True,
-        selection: str = "auto",
-        cv_folds: int = 5,
-        refit: str = "train",
-        select_metric: str = DEFAULT_SELECT_METRIC,
-        max_iter: int = 1000,
-        tol: float = 1e-4,
-        device: str = "auto",
-        precision: str = "auto",
-        seed: int = 0,
-        batch_memory_mb: int = 1024,
-    ) -> None:
-        self.C = C
-        self.c_grid = c_grid
-        self.standardize = standardize
-        self.selection = selection
-        self.cv_folds = cv_folds
-        self.refit = refit
-        self.select_metric = select_metric
-        self.max_iter = max_iter
-        self.tol = tol
-        self.device = device
-        self.precision = precision
-        self.seed = seed
-        self.batch_memory_mb = batch_memory_mb
+    DEFAULT_SELECT_METRIC = DEFAULT_SELECT_METRIC
 
     def fit(
         self, X: Any, Y: Any, *, mask: Any = None, X_val: Any = None, Y_val: Any = None, mask_val: Any = None
@@ -98,7 +70,7 @@ class MultiLabelLinearProbe(ClassifierMixin, BaseEstimator):
         Returns:
             self.
         """
-        config = LinearProbeConfig(**self.get_params())
+        config = self._config()
         resolved_backend(self.device, self.precision, owner="MultiLabelLinearProbe")  # fail fast, naming this head
         n = np.asarray(X).shape[0] if np.ndim(X) == 2 else 0
         (fit,) = _fit_all(X, Y, [np.arange(n)], mask=mask, X_val=X_val, Y_val=Y_val, mask_val=mask_val, config=config)

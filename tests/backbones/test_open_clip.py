@@ -75,14 +75,14 @@ def test_weights_file_loads_the_visual_keys_and_resamples_positions(tmp_path: Pa
 def test_weights_file_of_another_architecture_is_refused(tmp_path: Path) -> None:
     _save_clip_checkpoint(tmp_path / "clip.pt", image_size=32, seed=3)
     wide = {**TINY_CLIP, "width": 64}
-    with pytest.raises(WeightsError, match=r"--weights .*clip.pt: weights do not fit"):
+    with pytest.raises(WeightsError, match=r"BackboneRequest\(weights=.*clip.pt\): weights do not fit"):
         load_backbone("clip_vitb16", weights=str(tmp_path / "clip.pt"), model_args=wide, image_size=32)
 
 
 def test_offline_downloads_fail_with_the_fix() -> None:
-    with pytest.raises(WeightsError, match=r"open_clip:ViT-B-16@openai.*--weights FILE"):
+    with pytest.raises(WeightsError, match=r"open_clip:ViT-B-16@openai.*BackboneRequest\(weights=FILE\)"):
         load_backbone("clip_vitb16")
-    with pytest.raises(WeightsError, match=r"open_clip_config.json of microsoft/BiomedCLIP.*--weights FILE"):
+    with pytest.raises(WeightsError, match=r"BiomedCLIP.*BackboneRequest\(weights=FILE\)"):
         load_backbone("biomedclip")
 
 

@@ -39,5 +39,5 @@ def test_float_input_and_normalisation() -> None:
 def test_bad_config_values() -> None:
     with pytest.raises(ConfigError, match="unknown resolution policy 'crop'"):
         PreprocessConfig(image_size=32, resolution="crop")
-    with pytest.raises(ConfigError, match="--image-size 2 is too small"):
+    with pytest.raises(ConfigError, match=r"BackboneRequest\(image_size=2\) is too small"):
         PreprocessConfig(image_size=2)

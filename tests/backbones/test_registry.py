@@ -99,7 +99,7 @@ def test_weights_file_errors(tmp_path: Path, tiny_vit_weights: Path) -> None:
 
 def test_download_failure_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(WeightsError, match="could not load pretrained weights for timm:test_vit.*--weights FILE"):
+    with pytest.raises(WeightsError, match=r"pretrained weights for timm:test_vit.*BackboneRequest\(weights=FILE\)"):
         load_backbone("timm:test_vit")
 
 

@@ -63,11 +63,11 @@ def test_curve_and_report_on_a_multimodal_manifest(tmp_path: Path) -> None:
 
 def test_view_option_errors(image_folder: Path, tmp_path: Path) -> None:
     common = [*TINY, "--store-root", str(tmp_path / "emb")]
-    _one_line_error(["extract", f"folder:{image_folder}", *common, "--slices", "central:4"], "apply to 3D volumes")
+    _one_line_error(["extract", f"folder:{image_folder}", *common, "--slices", "central:4"], "applies to 3D volumes")
     _one_line_error(
-        ["extract", f"folder:{image_folder}", *common, "--slices", "middle"], "--slices 'middle' is invalid"
+        ["extract", f"folder:{image_folder}", *common, "--slices", "middle"], "slice policy 'middle' is invalid"
     )
     curve = ["curve", f"folder:{image_folder}", *common, "--results", str(tmp_path / "r"), "--shots", "all"]
     _one_line_error([*curve, "--fusion", "meanmax"], "applies to multi-view stores")
     _one_line_error([*curve, "--fusion", "median"], "--fusion 'median' is unknown")
-    _one_line_error([*curve, "--modality-dropout", "0.3"], "--modality-dropout applies to multi-modal stores")
+    _one_line_error([*curve, "--modality-dropout", "0.3"], "--modality-dropout 0.3 applies to multi-modal stores")

@@ -85,7 +85,7 @@ def test_ordinal_adds_qwk(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"seeds": 0}, ProtocolError, "--seeds 0: use at least 1"),
+        ({"seeds": 0}, ProtocolError, r"PlanConfig\(seeds=0\): use at least 1"),
         ({"heads": ("svm",)}, UnknownHeadError, "unknown head 'svm'; choose from knn"),
         ({"metrics": ("auc",)}, MetricError, "unknown metric 'auc'"),
         ({"shots": (0,)}, ProtocolError, "positive integer or 'all'"),
@@ -131,7 +131,7 @@ def test_store_lookup_errors(tmp_path: Path, synth_store: str) -> None:
         find_store("medmnist:synth", backbone="vit", root=root)
     X, y, s = gaussian_features({"train": 5, "val": 2, "test": 5})
     other = write_feature_store(root, X, y, s)
-    with pytest.raises(StoreError, match="several stores .*--store PATH"):
+    with pytest.raises(StoreError, match=r"several stores .*StoreChoice\(store=PATH\)"):
         find_store("medmnist:synth@28", backbone="toy", root=root)
     import zarr
 

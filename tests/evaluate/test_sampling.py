@@ -43,7 +43,7 @@ def test_cap_warns_and_records_or_strict_raises() -> None:
     with pytest.warns(CapWarning, match="class 2: 5"):
         d = draw_shots(IDS, LABELS, shots=8, seed=0, n_classes=3)
     assert d.caps == {2: 5} and np.bincount(LABELS[d.rows]).tolist() == [8, 8, 5]
-    with pytest.raises(ProtocolError, match="8 shots asked.*class 2: 5.*lower --shots"):
+    with pytest.raises(ProtocolError, match="8 shots asked.*class 2: 5.*lower the shots"):
         draw_shots(IDS, LABELS, shots=8, seed=0, n_classes=3, strict=True)
 
 

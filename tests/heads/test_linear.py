@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -227,7 +228,7 @@ def test_fit_linear_probes_equals_individual_fits() -> None:
     probes = fit_linear_probes(X5, Y5, supports, config=config)
     selections = set()
     for rows, batched in zip(supports, probes, strict=True):
-        alone = LinearProbe(device="cpu", c_grid=(0.01, 0.1, 1.0, 10.0)).fit(X5[rows], Y5[rows])
+        alone = LinearProbe(**asdict(config)).fit(X5[rows], Y5[rows])
         assert (batched.C_, batched.selection_) == (alone.C_, alone.selection_)
         assert batched.cv_scores_ == pytest.approx(alone.cv_scores_)
         np.testing.assert_allclose(batched.coef_, alone.coef_, rtol=1e-6, atol=1e-9)

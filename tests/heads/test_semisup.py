@@ -172,7 +172,7 @@ def test_estimator_contract_and_errors() -> None:
     for params, labels, match in cases:
         with pytest.raises(HeadError, match=match):
             LabelSpreadingProbe(device="cpu", **{"n_neighbors": 5, **params}).fit(X, labels)  # type: ignore[arg-type]
-    with pytest.raises(ProtocolError, match="--spread-alpha 1.5"):
+    with pytest.raises(ProtocolError, match=r"LabelSpreadConfig\(alpha=1.5\)"):
         LabelSpreadConfig(alpha=1.5)
 
 

@@ -79,9 +79,9 @@ def test_label_columns_option_and_fingerprints(tmp_path: Path) -> None:
 
 def test_errors(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path / "a")
-    with pytest.raises(ConfigError, match="--uncertain 'maybe'"):
+    with pytest.raises(ConfigError, match=r"MultiLabelOptions\(uncertain='maybe'\)"):
         MultiLabelOptions(uncertain="maybe")
-    with pytest.raises(ConfigError, match="--blank 'ones'"):
+    with pytest.raises(ConfigError, match=r"MultiLabelOptions\(blank='ones'\)"):
         MultiLabelOptions(blank="ones")
     with pytest.raises(ConfigError, match="at least 2 distinct"):
         MultiLabelOptions(label_columns=("a",))
