@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from probe import runtime
+from probe.backbones import BackboneRequest
 from probe.errors import ConfigError
 from probe.finetune import AugmentConfig, FinetuneConfig, FinetunePlan, model, run, run_finetune, train
 from tests.conftest import write_image_folder
@@ -64,8 +65,7 @@ def _finetune(tmp_path: Path, **kw: Any) -> Any:
     )
     return run_finetune(
         f"folder:{folder}",
-        backbone="timm:test_vit",
-        pretrained=False,
+        backbone=BackboneRequest("timm:test_vit", pretrained=False),
         config=cfg,
         plan=FinetunePlan(shots=(3,), seeds=1, bootstrap=0),
         results_dir=None,
@@ -134,7 +134,7 @@ def test_cuda_resume_equals_an_uninterrupted_run_in_strict_deterministic_mode(tm
         cfg = FinetuneConfig(mode=mode, epochs=3, min_steps=0, image_size=32, batch_size=4, progress=False,
                              device="cuda", precision="bf16")  # fmt: skip
         return run_finetune(
-            f"folder:{folder}", backbone="timm:test_vit", pretrained=False, config=cfg,
+            f"folder:{folder}", backbone=BackboneRequest("timm:test_vit", pretrained=False), config=cfg,
             plan=FinetunePlan(shots=(3,), seeds=1, bootstrap=0), results_dir=None,
             checkpoint_dir=tmp_path / f"ckpt-{name}", on_epoch_end=hook,
         )  # fmt: skip
