@@ -2,7 +2,9 @@
 
 One row per (dataset, backbone, pooling, head, protocol, shots or fraction, seed, metric). Rows are
 only ever appended: a file is locked, one line per row is written and flushed, and nothing is
-rewritten, so a crash loses at most the rows of the evaluation in flight.
+rewritten, so a crash loses at most the rows of the evaluation in flight. A line torn by a killed
+writer is moved to ``results.jsonl.torn`` by the next append (never deleted), so later rows are never
+glued onto it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import fcntl
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +47,12 @@ REQUIRED_FIELDS = frozenset(
 )
 DEFAULT_DIR = "results"
 RESULTS_FILE = "results.jsonl"
+TORN_SUFFIX = ".torn"  # side file keeping the torn tails of a results file
 SCHEMA = "probe.results/1"
+
+
+class ResultsWarning(UserWarning):
+    """A results file needed care: a torn tail was set aside, or bad lines were skipped."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,10 @@ def results_file(path: str | os.PathLike[str]) -> Path:
 def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEFAULT_DIR) -> Path:
     """Append rows to the results table, creating it when missing.
 
+    The rows go out as whole lines in one write, under an exclusive lock. A file that does not end
+    with a newline (a writer was killed mid-line) first has its torn tail moved to
+    ``<file>.torn`` (with a :class:`ResultsWarning`), so the new rows start on a line of their own.
+
     Args:
         rows: result rows.
         path: a results folder (``results/``) or a ``.jsonl`` file.
@@ -120,11 +132,12 @@ def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEF
     """
     target = results_file(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) + "\n" for r in rows]
-    with open(target, "a", encoding="utf-8") as f:
+    data = "".join(json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) + "\n" for r in rows).encode()
+    with open(target, "ab+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # concurrent runs append whole lines, never interleaved
         try:
-            f.writelines(lines)
+            _set_aside_torn_tail(f, target)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         finally:
@@ -132,29 +145,64 @@ def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEF
     return target
 
 
-def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def _set_aside_torn_tail(f: Any, target: Path) -> None:
+    """Move an unterminated last line of the open (locked) file ``f`` to ``<target>.torn``."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+        return
+    block = 1 << 16
+    end = size
+    while end > 0:  # find the last newline, reading backwards
+        start = max(0, end - block)
+        f.seek(start)
+        cut = f.read(end - start).rfind(b"\n")
+        if cut >= 0:
+            start += cut + 1
+            break
+        end = start
+    else:
+        start = 0
+    f.seek(start)
+    tail = f.read()
+    if _parse_row(tail.decode("utf-8", errors="replace"))[0] is None:  # a whole row that lacks only its newline
+        f.write(b"\n")
+        return
+    torn = target.with_name(target.name + TORN_SUFFIX)
+    with open(torn, "ab") as side:
+        side.write(tail + b"\n")
+        side.flush()
+        os.fsync(side.fileno())
+    f.truncate(start)
+    warnings.warn(
+        f"{target} ended with a torn line (a writer was killed mid-write); its {len(tail)} bytes were moved to "
+        f"{torn} and the new rows start on a fresh line",
+        ResultsWarning,
+        stacklevel=3,
+    )
+
+
+def read_rows(path: str | os.PathLike[str], *, skip_bad_lines: bool = False) -> list[dict[str, Any]]:
     """All rows of a results folder or file, in the order written (every ``*.jsonl`` of a folder).
 
+    An unterminated last line (a writer killed mid-line) is ignored. Any other line that is not a
+    result row is an error naming the file and line, unless ``skip_bad_lines``.
+
+    Args:
+        path: a results folder or ``.jsonl`` file.
+        skip_bad_lines: skip unreadable lines (with a :class:`ResultsWarning` naming them) instead of
+            raising.
+
     Raises:
-        ResultsError: nothing there, or a line that is not a result row.
+        ResultsError: nothing there, an unreadable file, or a line that is not a result row.
     """
     p = Path(path)
     files = sorted(p.glob("*.jsonl")) if p.is_dir() else ([p] if p.is_file() else [])
     rows: list[dict[str, Any]] = []
     for file in files:
-        with open(file, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    if n == _count_lines(file):  # a torn last line from a killed writer: skip it
-                        continue
-                    raise ResultsError(f"{file}:{n} is not JSON ({exc}); fix or remove that line") from exc
-                if not isinstance(row, dict) or "metric" not in row:
-                    raise ResultsError(f"{file}:{n} is not a probe result row")
-                rows.append(row)
+        rows += _read_file(file, skip_bad_lines=skip_bad_lines)
     if not rows:
         raise ResultsError(
             f"no result rows in {p}; run `probe curve`, `probe linear`, `probe knn` or `probe fewshot` first "
@@ -163,9 +211,45 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _count_lines(file: Path) -> int:
-    with open(file, encoding="utf-8") as f:
-        return sum(1 for _ in f)
+def _read_file(file: Path, *, skip_bad_lines: bool) -> list[dict[str, Any]]:
+    try:
+        text = file.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ResultsError(f"cannot read {file} ({exc.strerror or exc}); check the path and its permissions") from None
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline; else a line a killed writer left unfinished
+    rows: list[dict[str, Any]] = []
+    bad: list[int] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        problem, row = _parse_row(line)
+        if problem is None:
+            rows.append(row)
+            continue
+        if not skip_bad_lines:
+            raise ResultsError(
+                f"{file}:{n} {problem}; load_results(skip_bad_lines=True) reads the other rows, "
+                "or fix or remove that line"
+            )
+        bad.append(n)
+    if torn.strip() and _parse_row(torn)[0] is None:  # complete JSON, only the newline is missing
+        rows.append(_parse_row(torn)[1])
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        warnings.warn(f"{file}: skipped {len(bad)} unreadable line(s): {shown}", ResultsWarning, stacklevel=3)
+    return rows
+
+
+def _parse_row(line: str) -> tuple[str | None, dict[str, Any]]:
+    """(None, row) for a result row, else (what is wrong, {})."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"is not JSON ({exc})", {}
+    if not isinstance(row, dict) or "metric" not in row:
+        return "is not a probe result row", {}
+    return None, row
 
 
 def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -210,13 +294,17 @@ def latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~keys.duplicated(keep="last").to_numpy()].drop(columns="params_key").reset_index(drop=True)
 
 
-def load_results(path: str | os.PathLike[str] = DEFAULT_DIR, *, latest: bool = True, **filters: Any) -> pd.DataFrame:
+def load_results(
+    path: str | os.PathLike[str] = DEFAULT_DIR, *, latest: bool = True, skip_bad_lines: bool = False, **filters: Any
+) -> pd.DataFrame:
     """Load a results folder or file as a DataFrame, optionally filtered by column values.
 
     Args:
         path: results folder or ``.jsonl`` file.
         latest: keep only the last of rows that repeat the same evaluation (the file itself keeps
             every row ever written).
+        skip_bad_lines: skip lines that are not result rows (with a warning naming them) instead of
+            raising :class:`~probe.errors.ResultsError`.
         **filters: column → value or list of values to keep, e.g. ``dataset="bloodmnist_28"``,
             ``head=["knn", "linear"]``.
 
@@ -226,7 +314,7 @@ def load_results(path: str | os.PathLike[str] = DEFAULT_DIR, *, latest: bool = T
     Raises:
         ResultsError: no rows, an unknown filter column, or filters that keep nothing.
     """
-    frame = rows_to_frame(read_rows(path))
+    frame = rows_to_frame(read_rows(path, skip_bad_lines=skip_bad_lines))
     if latest:
         frame = latest_rows(frame)
     for col, want in filters.items():

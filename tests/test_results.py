@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from probe.errors import ResultsError
-from probe.results import ResultRow, append_results, load_results, read_rows, results_file
+from probe.results import ResultRow, ResultsWarning, append_results, load_results, read_rows, results_file
 
 ROW = ResultRow(
     dataset="synth",
@@ -78,3 +78,36 @@ def test_empty_folder_and_torn_last_line(tmp_path: Path) -> None:
     file.write_text(file.read_text() + '{"metric": "accuracy"}\n')
     with pytest.raises(ResultsError, match="is not JSON"):
         load_results(tmp_path)
+
+
+def test_append_after_a_torn_line_sets_it_aside(tmp_path: Path) -> None:
+    """Issue 12.1: a line cut in half by a kill is moved to results.jsonl.torn, never glued to the next rows."""
+    file = append_results([ROW, replace(ROW, seed=1)], tmp_path)
+    data = file.read_bytes()
+    cut = data[: len(data) - len(data.splitlines()[-1]) // 2 - 1]  # the second line half written
+    file.write_bytes(cut)
+    with pytest.warns(ResultsWarning, match=r"torn line.*moved to .*results\.jsonl\.torn"):
+        append_results([replace(ROW, seed=2)], tmp_path)
+    assert sorted(load_results(tmp_path)["seed"]) == [0, 2]
+    torn = file.with_name("results.jsonl.torn")
+    assert torn.read_bytes() == cut[len(data.splitlines(keepends=True)[0]) :] + b"\n"
+    assert file.read_bytes().endswith(b"\n") and len(file.read_bytes().splitlines()) == 2
+
+
+def test_append_completes_a_whole_row_missing_its_newline(tmp_path: Path) -> None:
+    file = append_results([ROW], tmp_path)
+    file.write_bytes(file.read_bytes().rstrip(b"\n"))
+    append_results([replace(ROW, seed=1)], tmp_path)
+    assert sorted(load_results(tmp_path)["seed"]) == [0, 1]
+    assert not file.with_name("results.jsonl.torn").exists()
+
+
+def test_corrupt_middle_line_is_named_and_skippable(tmp_path: Path) -> None:
+    file = append_results([ROW, replace(ROW, seed=1), replace(ROW, seed=2)], tmp_path)
+    lines = file.read_text().splitlines(keepends=True)
+    file.write_text(lines[0] + '{"metric": "acc\n' + lines[2])
+    with pytest.raises(ResultsError, match=r"results\.jsonl:2 is not JSON .*load_results\(skip_bad_lines=True\)"):
+        load_results(tmp_path)
+    with pytest.warns(ResultsWarning, match=r"skipped 1 unreadable line\(s\): 2"):
+        frame = load_results(tmp_path, skip_bad_lines=True)
+    assert sorted(frame["seed"]) == [0, 2]
