@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,6 +35,7 @@ from probe.store import (
     StoreWriter,
     check_writable,
     existing_store_attrs,
+    open_store,
     store_lock,
     store_path,
 )
@@ -372,26 +373,28 @@ def extract_embeddings(
     path = cfg.store or store_path(root, dataset=source.name, backbone=backbone.name, fingerprint=fingerprint)
     if "://" not in path:
         path = os.path.normpath(path)  # "out.zarr/" and "out.zarr" are one store (and one lock)
+    noop = ExtractResult(
+        store=path,
+        rows=0,
+        complete=True,
+        poolings=poolings,
+        fingerprint=fingerprint,
+        resumed_from=0,
+        seconds=0.0,
+        images_per_second=0.0,
+        noop=True,
+        device=str(device),
+        precision=precision,
+    )
+    if not cfg.overwrite and (done := _complete_rows(path, fingerprint)) is not None:
+        return replace(noop, rows=done[0], skipped=done[1])  # read without the writer lock: readers never wait
     check_writable(os.path.dirname(path) or ".")
     t0 = time.perf_counter()
     with store_lock(path):
         writer = _open_or_create(path, source, backbone, poolings, fingerprint, inputs, cfg, device, command)
         pending = writer.pending_chunks()
         if not pending and writer.attrs.get("complete"):
-            return ExtractResult(
-                store=path,
-                rows=writer.n_rows,
-                complete=True,
-                poolings=poolings,
-                fingerprint=fingerprint,
-                resumed_from=0,
-                seconds=0.0,
-                images_per_second=0.0,
-                noop=True,
-                skipped=writer.n_rows - writer.valid_rows(),
-                device=str(device),
-                precision=precision,
-            )
+            return replace(noop, rows=writer.n_rows, skipped=writer.n_rows - writer.valid_rows())
         resumed_from = writer.chunk_bounds(pending[0])[0] if pending and len(pending) < writer.n_chunks else 0
         computed, images, write_s = (
             _run_chunks(source, backbone, writer, pending, cfg, device, precision) if pending else (0, 0, 0.0)
@@ -425,6 +428,23 @@ def extract_embeddings(
         device=str(device),
         precision=precision,
     )
+
+
+def _complete_rows(path: str, fingerprint: str) -> tuple[int, int] | None:
+    """(rows, skipped rows) of a complete store of ``fingerprint`` at ``path``, else None; takes no lock.
+
+    A complete store is never written again (except by ``overwrite``), so reading it needs no lock:
+    concurrent probing commands over a finished store never see a "being written" error.
+    """
+    try:
+        found = existing_store_attrs(path)
+    except StoreError:
+        return None  # not a probe store: the locked path below reports it
+    if found is None or found.get("fingerprint") != fingerprint or not found.get("complete"):
+        return None
+    store = open_store(path)
+    valid = int(np.count_nonzero(store.valid))
+    return store.n_rows, store.n_rows - valid
 
 
 def _open_or_create(

@@ -312,3 +312,21 @@ def test_unreadable_path_in_a_manifest_is_a_clean_decode_error(image_folder: Pat
     with pytest.raises(ImageDecodeError, match="'train/cyst'.*cannot decode"):
         extract_embeddings(src, bb, _cfg(tmp_path))
     assert extract_embeddings(src, bb, _cfg(tmp_path, on_error="skip")).skipped == 1
+
+
+def test_complete_store_check_takes_no_lock(image_folder: Path, tmp_path: Path) -> None:
+    """Issue 12.6: confirming a complete store reads it without the writer lock, so concurrent probing
+    commands never fail with "being written by pid ..." (the lock held here stands for a writer)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from probe.store import store_lock
+
+    src = open_source(f"folder:{image_folder}")
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    first = extract_embeddings(src, bb, _cfg(tmp_path))
+    with store_lock(first.store):  # another process holding the lock (flock conflicts across file handles)
+        again = extract_embeddings(src, bb, _cfg(tmp_path))
+        assert again.noop and again.rows == 36 and again.skipped == 0
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: extract_embeddings(src, bb, _cfg(tmp_path)), range(8)))
+    assert all(r.noop and r.store == first.store for r in results)
