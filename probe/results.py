@@ -84,6 +84,8 @@ class ResultRow:
     versions: Mapping[str, str] = field(default_factory=dict)  # probe, numpy, torch, faiss, sklearn ...
     run_id: str = ""  # one id per command invocation
     time: str = ""  # ISO-8601 UTC time the row was produced
+    dataset_fingerprint: str = ""  # the source's content fingerprint: the dataset's identity ("" in older rows)
+    dataset_spec: str = ""  # the source specification, e.g. "folder:/data/a/base" (names same-named datasets apart)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -294,6 +296,59 @@ def latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~keys.duplicated(keep="last").to_numpy()].drop(columns="params_key").reset_index(drop=True)
 
 
+def dataset_identities(frame: pd.DataFrame) -> pd.Series:
+    """The identity of each row's dataset: its ``dataset_fingerprint``.
+
+    Rows written before that field existed carry none; they take the fingerprint of newer rows of the
+    same name when only one fingerprint goes by that name (or of newer rows from the same store),
+    and otherwise keep an identity of their own.
+    """
+    import pandas as pd
+
+    names = frame["dataset"].astype(str)
+    fps = frame.get("dataset_fingerprint", pd.Series([""] * len(frame), index=frame.index)).fillna("").astype(str)
+    stores = frame.get("store_fingerprint", pd.Series([""] * len(frame), index=frame.index)).fillna("").astype(str)
+    known = fps != ""
+    by_store = dict(zip(stores[known], fps[known], strict=True))
+    single = {n: f.iloc[0] for n, f in fps[known].groupby(names[known]) if f.nunique() == 1}
+    inherited = [by_store.get(st) or single.get(n, "") for n, st in zip(names, stores, strict=True)]
+    return fps.where(known, pd.Series(inherited, index=frame.index))
+
+
+def unique_dataset_names(frame: pd.DataFrame) -> pd.Series:
+    """Display names: a row's ``dataset``, made unique when different datasets (identities) share it.
+
+    Same-named datasets get the trailing folders of their source paths until the names differ
+    (``folder:/a/base`` and ``folder:/b/base`` become ``a/base`` and ``b/base``; two manifests of one
+    folder become ``<folder>/<manifest.csv>``), then the spec options, then a fingerprint prefix.
+    """
+    names = frame["dataset"].astype(str)
+    ids = dataset_identities(frame)
+    specs = frame["dataset_spec"].fillna("").astype(str) if "dataset_spec" in frame else names.map(lambda _: "")
+    out = names.copy()
+    for name, rows in frame.groupby(names, sort=False).groups.items():
+        idents = list(dict.fromkeys(ids[rows]))
+        if len(idents) < 2:
+            continue
+        spec_of = {i: next((sp for sp in specs[rows][ids[rows] == i] if sp), "") for i in idents}
+        labels = _distinct_labels(str(name), spec_of)
+        out[rows] = [labels[i] for i in ids[rows]]
+    return out
+
+
+def _distinct_labels(name: str, spec_of: Mapping[str, str]) -> dict[str, str]:
+    """One distinct label per identity of the datasets called ``name`` (see :func:`unique_dataset_names`)."""
+    paths = {i: Path(sp.partition(":")[2].partition("?")[0]).parts for i, sp in spec_of.items()}
+    depth = max((len(p) for p in paths.values()), default=0)
+    candidates = [{i: "/".join(p[-d:]) if p else name for i, p in paths.items()} for d in range(2, depth + 1)]
+    candidates.append({i: (sp.partition(":")[2] or name) for i, sp in spec_of.items()})
+    # the shortest labels with the fewest clashes; a clash left (same path, other content) gets a fingerprint
+    last = min(candidates, key=lambda labels: len(labels) - len(set(labels.values())))
+    seen = list(last.values())
+    tag = {i: f"@{i[:8]}" if i else " (no fingerprint)" for i in last}
+    return {i: last[i] + tag[i] if seen.count(last[i]) > 1 else last[i] for i in last}
+
+
 def load_results(
     path: str | os.PathLike[str] = DEFAULT_DIR, *, latest: bool = True, skip_bad_lines: bool = False, **filters: Any
 ) -> pd.DataFrame:
@@ -309,7 +364,8 @@ def load_results(
             ``head=["knn", "linear"]``.
 
     Returns:
-        DataFrame with the :class:`ResultRow` columns.
+        DataFrame with the :class:`ResultRow` columns; ``dataset`` is the display name (unique per
+        dataset identity, see :func:`unique_dataset_names`) and ``dataset_name`` the name in the rows.
 
     Raises:
         ResultsError: no rows, an unknown filter column, or filters that keep nothing.
@@ -317,6 +373,8 @@ def load_results(
     frame = rows_to_frame(read_rows(path, skip_bad_lines=skip_bad_lines))
     if latest:
         frame = latest_rows(frame)
+    frame["dataset_name"] = frame["dataset"]
+    frame["dataset"] = unique_dataset_names(frame)
     for col, want in filters.items():
         if want is None:
             continue
@@ -325,6 +383,8 @@ def load_results(
         values = list(want) if isinstance(want, (list, tuple, set)) else [want]
         wanted = {str(v) for v in values}
         keep = [str(v) in wanted for v in frame[col]]
+        if col == "dataset":  # a dataset's own name selects every dataset shown under a longer one
+            keep = [k or str(v) in wanted for k, v in zip(keep, frame["dataset_name"], strict=True)]
         frame = frame[keep]
     if frame.empty:
         raise ResultsError(f"no rows in {path} match {filters}; run `probe results {path}` to see what is there")

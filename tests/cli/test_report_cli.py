@@ -52,3 +52,24 @@ def test_csv_export_replaces_the_file(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert csv.stat().st_ino != before and "dataset" in csv.read_text().splitlines()[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "rows.csv"]
+
+
+def test_two_folders_named_alike_are_two_datasets(tmp_path: Path) -> None:
+    """Issue 12.3: folder:/a/base and folder:/b/base are reported apart, each under a unique name."""
+    from tests.conftest import write_image_folder
+
+    res = str(tmp_path / "results")
+    for parent, seed in (("a", 0), ("b", 1)):
+        folder = write_image_folder(tmp_path / parent / "base", per_class=3, seed=seed)
+        out = runner.invoke(app, ["curve", f"folder:{folder}", "--backbone", "timm:test_vit", "--random-weights",
+                                  "--image-size", "32", "--heads", "knn", "--shots", "all", "--seeds", "1",
+                                  "--bootstrap", "20", "--store-root", str(tmp_path / "emb"), "--results", res,
+                                  "--json"])  # fmt: skip
+        assert out.exit_code == 0, out.output
+        assert {r["dataset"] for r in json.loads(out.stdout)["results"]} == {"base"}
+    rows = json.loads(runner.invoke(app, ["results", res, "--json"]).stdout)["results"]
+    assert {r["dataset"] for r in rows} == {"a/base", "b/base"} and {r["dataset_name"] for r in rows} == {"base"}
+    assert len({r["dataset_fingerprint"] for r in rows}) == 2
+    rep = runner.invoke(app, ["report", res, "--out", str(tmp_path / "rep"), "--json"])
+    md = Path(json.loads(rep.stdout)["markdown"]).read_text()
+    assert "2 datasets" in md and "## a/base" in md and "## b/base" in md
