@@ -2,7 +2,7 @@
 
 Run from the repository root (figures go to docs/benchmarks.md, between the finetune markers):
 
-    .venv/bin/python bench/finetune.py --data-root ../shared/data/medmnist
+    .venv/bin/python bench/bench_finetune.py --data-root ../shared/data/medmnist
 
 Per dataset (BreastMNIST, BloodMNIST by default) and in one run: the linear probe on
 efficientnet_lite0 features (``probe curve --heads linear``, extracted at the same input size), then
@@ -49,7 +49,16 @@ def main() -> None:
     ap.add_argument("--work", default="bench/_finetune", help="stores, checkpoints, results and report")
     ap.add_argument("--label", default="finetune")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny run (tests: the script runs; figures mean nothing): timm:test_vit with random weights at "
+        "32 px on the first 8 images per split, LoRA, 1 epoch, 1 seed",
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.backbone, args.image_size, args.shots, args.seeds = "timm:test_vit", 32, "2", 1
+        args.modes, args.epochs = "lora", 1
     warnings.simplefilter("ignore")
     shots = tuple(int(s) if s != "all" else "all" for s in args.shots.split(","))
     results = {}
@@ -94,6 +103,7 @@ def run_dataset(name: str, shots: tuple[Any, ...], args: argparse.Namespace) -> 
             "data_root": args.data_root,
             "image_size": args.image_size,
             "config": ExtractConfig(progress=False, device=args.device),
+            **({"pretrained": False, "limit": 8} if args.quick else {}),
         },
     )
     timings = {"linear": time.perf_counter() - t0}
@@ -104,10 +114,16 @@ def run_dataset(name: str, shots: tuple[Any, ...], args: argparse.Namespace) -> 
             data,
             backbone=args.backbone,
             config=FinetuneConfig(
-                mode=mode, image_size=args.image_size, epochs=args.epochs, device=args.device, progress=False
+                mode=mode,
+                image_size=args.image_size,
+                epochs=args.epochs,
+                device=args.device,
+                progress=False,
+                **({"min_steps": 0} if args.quick else {}),
             ),
             plan=FinetunePlan(shots=shots, seeds=args.seeds, bootstrap=0),
             data_root=args.data_root,
+            **({"pretrained": False, "limit": 8} if args.quick else {}),
             results_dir=work / "results",
             checkpoint_dir=work / "checkpoints",
         )
@@ -157,10 +173,10 @@ def report(args: argparse.Namespace, results: dict[str, Any], report_md: Path, f
 
     device = "cuda" if (args.device != "cpu" and torch.cuda.is_available()) else "cpu"
     gpu = f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""
-    cmd = " ".join(["python bench/finetune.py", *sys.argv[1:]])
+    cmd = " ".join(["python bench/bench_finetune.py", *sys.argv[1:]])
     lines = [
         f"<!-- bench:{args.label}:start -->",
-        f"## Fine-tuning vs linear probe (`bench/finetune.py`, {args.label})",
+        f"## Fine-tuning vs linear probe (`bench/bench_finetune.py`, {args.label})",
         "",
         f"- command: `{re.sub(r' +', ' ', cmd)}`",
         f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`{gpu}; "
