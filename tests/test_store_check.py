@@ -105,6 +105,10 @@ def test_stores_without_checksums_still_open(tmp_path: Path, monkeypatch: pytest
     assert store.features("gap")[3, 0] == pytest.approx(0.3) and describe_store(path)["checksums"] == "none"
     check = verify_store(path)
     assert check.ok and not check.checksums
+    chunk = tmp_path / "old.zarr/features/gap/c/1/0"
+    chunk.write_bytes(chunk.read_bytes()[:-8])  # without checksums zarr raised "cannot reshape"
+    with pytest.raises(StoreError, match=r"chunk features/gap/c/1/0 is damaged \(cannot decode: ValueError"):
+        open_store(path).features("gap")
 
 
 def test_mark_damaged_makes_only_those_chunks_pending(tmp_path: Path) -> None:
