@@ -122,3 +122,30 @@ def test_mark_damaged_makes_only_those_chunks_pending(tmp_path: Path) -> None:
     _flip(tmp_path / "t.zarr/features/gap/c/1/0")
     w2 = StoreWriter.open(path2)
     assert w2.mark_damaged(verify_store(path2)) == [1] and w2.pending_chunks() == [1]
+
+
+def test_multi_view_store_verifies_present_views_only(tmp_path: Path) -> None:
+    n, views = 12, ("t1", "t2")
+    w = StoreWriter.create(
+        str(tmp_path / "mv.zarr"),
+        layout=StoreLayout(n_rows=n, poolings={"gap": 4}, chunk_rows=4, views=views),
+        labels=np.arange(n) % 2,
+        splits=np.zeros(n, np.int8),
+        ids=[f"s{i}" for i in range(n)],
+        groups=[f"p{i}" for i in range(n)],
+        attrs={"fingerprint": "f" * 64, "source": {"spec": "x", "classes": ["a", "b"], "has_groups": True}},
+    )
+    for c in w.pending_chunks():
+        lo, hi = w.chunk_bounds(c)
+        present = np.ones((hi - lo, 2), bool)
+        present[:, 1] = False  # the second view is absent: its NaN features are not damage
+        feats = np.full((hi - lo, 2, 4), np.nan, np.float32)
+        feats[:, 0] = 1.0
+        w.write_chunk(c, {"gap": feats}, np.ones(hi - lo, bool), present)
+    w.finish({})
+    assert (
+        verify_store(w.path).ok and verify_store(w.path).arrays == 8
+    )  # gap, labels, split, ids, groups, valid, done, present
+    _flip(tmp_path / "mv.zarr/present/c/1/0", at=1, n=2)
+    assert [d.key for d in verify_store(w.path).damaged] == ["present/c/1/0"]
+    assert StoreWriter.open(w.path).mark_damaged(verify_store(w.path)) == [1]
