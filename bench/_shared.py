@@ -1,7 +1,9 @@
 """Shared by the bench scripts: the repository root, the machine's CPU name, and docs/benchmarks.md sections.
 
-Importing it also removes ``bench/`` from ``sys.path``: the scripts run as ``python bench/<x>.py``,
-and ``bench/probe.py`` would otherwise shadow the ``probe`` package.
+The scripts run as ``python bench/bench_<x>.py``, so ``bench/`` is first on ``sys.path`` (in the
+script and in every process it spawns): no script may be named like a package it imports, hence
+the ``bench_`` prefix. The repository root is added after it, so ``probe`` is this checkout's
+package even when another checkout is installed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+if str(REPO) not in sys.path:
+    sys.path.insert(1, str(REPO))
 
 
 def cpu_name() -> str:

@@ -1,8 +1,9 @@
-"""Shared CLI plumbing: user errors become one line and exit code 1; ``--json`` output."""
+"""Shared CLI plumbing: user errors become one line and exit code 1 (and JSON with ``--json``); ``--json`` output."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -17,20 +18,45 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(func: F) -> F:
-    """Run a command, turning :class:`ProbeError` into ``error: <message>`` on stderr and exit 1."""
+    """Run a command, turning :class:`ProbeError` into ``error: <message>`` on stderr and exit 1.
+
+    With ``--json`` (a command's ``json_out`` parameter), the error is also printed on stdout as one
+    JSON object ``{"error": "<message>"}``, so a caller parsing stdout always gets JSON.
+    """
+    signature = inspect.signature(func)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except ProbeError as exc:
-            typer.echo(f"error: {in_shell_words(str(exc), func)}", err=True)
+            _fail(
+                f"error: {in_shell_words(str(exc), func)}",
+                in_shell_words(str(exc), func),
+                json_out=_wants_json(signature, args, kwargs),
+            )
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted: finished chunks are kept; run the same command again to resume", err=True)
+            line = "interrupted: finished chunks are kept; run the same command again to resume"
+            _fail(line, line, json_out=_wants_json(signature, args, kwargs))
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _wants_json(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    try:
+        return bool(signature.bind_partial(*args, **kwargs).arguments.get("json_out", False))
+    except TypeError:
+        return bool(kwargs.get("json_out", False))
+
+
+def _fail(line: str, message: str, *, json_out: bool) -> None:
+    """One line on stderr; with ``--json`` also ``{"error": message}`` on stdout."""
+    single = " ".join(message.split())  # a message is one line, whatever a library put in it
+    typer.echo(line if "\n" not in line else " ".join(line.split()), err=True)
+    if json_out:
+        emit_json({"error": single})
 
 
 def emit_json(obj: Any) -> None:

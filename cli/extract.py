@@ -90,6 +90,9 @@ def extract_command(
     uncertain: Uncertain = None,
     blank: Blank = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+    repair: Annotated[
+        bool, typer.Option(help="read back every chunk of the store and recompute only the damaged ones")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:
@@ -107,6 +110,7 @@ def extract_command(
         chunk_rows=chunk_rows,
         on_error=on_error.value,
         overwrite=overwrite,
+        repair=repair,
         progress=progress,
     )
     result = extract(
@@ -126,10 +130,13 @@ def extract_command(
         return
     dims = ", ".join(f"{k} ({v})" for k, v in result.poolings.items())
     if result.noop:
-        typer.echo(f"already complete, nothing to do: {result.store} ({result.rows} rows; {dims})")
+        state = "every chunk reads back intact" if repair else "already complete, nothing to do"
+        typer.echo(f"{state}: {result.store} ({result.rows} rows; {dims})")
         return
     resumed = f", resumed at row {result.resumed_from}" if result.resumed_from else ""
     skipped = f", {result.skipped} skipped" if result.skipped else ""
+    if result.repaired:
+        resumed = f", recomputed damaged chunks {','.join(map(str, result.repaired))}"
     typer.echo(
         f"wrote {result.store}: {result.rows} rows{skipped}; poolings {dims}{resumed}; "
         f"{result.images_computed} images in {result.seconds:.1f} s ({result.images_per_second:.1f} img/s, "

@@ -21,13 +21,16 @@ def report_command(
     dataset: Annotated[str | None, typer.Option(help="keep these datasets (comma list)")] = None,
     formats: Annotated[str, typer.Option(help="figure formats, comma list of png, svg, pdf")] = "png,svg",
     title: Annotated[str, typer.Option(help="report title")] = "probe report",
+    skip_bad_lines: Annotated[
+        bool, typer.Option("--skip-bad-lines", help="skip unreadable lines of the results (named in a warning)")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the written paths as JSON")] = False,
 ) -> None:
     """Write report.md, a self-contained report.html and label-efficiency figures from result rows."""
     from probe.report import write_report
     from probe.results import load_results
 
-    frame = load_results(results, dataset=list(split_list(dataset) or ()) or None)
+    frame = load_results(results, skip_bad_lines=skip_bad_lines, dataset=list(split_list(dataset) or ()) or None)
     files = write_report(frame, out, metric=metric, formats=split_list(formats) or ("png",), title=title)
     if json_out:
         emit_json(
@@ -47,24 +50,31 @@ def results_command(
     protocol: Annotated[str | None, typer.Option(help="comma list: full, shots, fraction, episodes")] = None,
     all_rows: Annotated[bool, typer.Option("--all", help="keep superseded reruns too")] = False,
     csv: Annotated[str | None, typer.Option(help="write the filtered rows to this CSV file")] = None,
+    skip_bad_lines: Annotated[
+        bool, typer.Option("--skip-bad-lines", help="skip unreadable lines of the results (named in a warning)")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help='print {"results": [row, ...]}')] = False,
 ) -> None:
     """Filter the results table; print a summary, export CSV, or print JSON rows."""
     import json
 
+    from probe.atomic import write_atomic
     from probe.report.summary import format_table
     from probe.results import load_results
 
     filters = {"dataset": dataset, "backbone": backbone, "head": head, "metric": metric, "protocol": protocol}
     frame = load_results(
-        results, latest=not all_rows, **{k: list(split_list(v) or ()) for k, v in filters.items() if v}
+        results,
+        latest=not all_rows,
+        skip_bad_lines=skip_bad_lines,
+        **{k: list(split_list(v) or ()) for k, v in filters.items() if v},
     )
     if csv:
         flat = frame.copy()
         for col in ("params", "versions"):
             if col in flat:
                 flat[col] = [json.dumps(v, sort_keys=True) for v in flat[col]]
-        flat.to_csv(csv, index=False)
+        write_atomic(csv, flat.to_csv(index=False))  # a temporary name, then a rename
     records = json.loads(frame.to_json(orient="records"))
     if json_out:
         emit_json({"results": records})

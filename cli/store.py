@@ -1,4 +1,4 @@
-"""``probe store ls`` / ``probe store info``: what has been extracted, and with what."""
+"""``probe store ls`` / ``info`` / ``verify``: what has been extracted, with what, and is it intact."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from cli._common import emit_json, user_errors
-from probe.store import describe_store, list_stores
+from probe.errors import StoreError
+from probe.store import describe_store, list_stores, verify_store
 
 store_app = typer.Typer(help="Inspect embedding stores.", no_args_is_help=True)
 
@@ -45,3 +46,33 @@ def info_command(
         return
     for key, value in info.items():
         typer.echo(f"{key}: {value}")
+
+
+@store_app.command("verify")
+@user_errors
+def verify_command(
+    path: Annotated[str, typer.Argument(help="a store folder")],
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
+) -> None:
+    """Read back every chunk (checking CRC32C checksums); exit 1 when any is damaged."""
+    check = verify_store(path)
+    if json_out:
+        emit_json(check.to_json())
+        if not check.ok:
+            raise typer.Exit(1)
+        return
+    for d in check.damaged:
+        typer.echo(f"damaged: {d.key}: {d.reason}")
+    sums = (
+        "CRC32C checksums"
+        if check.checksums
+        else "no checksums (a store made before them: only undecodable chunks show)"
+    )
+    if check.ok:
+        typer.echo(f"ok: {path}: {check.chunks} chunks of {check.arrays} arrays read back intact ({sums})")
+        return
+    cmd = check.command or "probe extract DATA --backbone NAME"
+    raise StoreError(
+        f"store {path} has {len(check.damaged)} damaged chunk(s) (listed above); recompute only those with "
+        f"`{cmd} --repair`"
+    )

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -43,9 +43,12 @@ from probe.store import (
     StoreWriter,
     check_writable,
     existing_store_attrs,
+    open_store,
     store_lock,
     store_path,
+    verify_store,
 )
+from probe.store_check import ROW_ARRAYS
 
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
 MIN_CHUNK_ROWS = 4096
@@ -70,6 +73,7 @@ class ExtractConfig:
     chunk_rows: int | None = None  # rows per chunk; None: 4096 rounded up to a multiple of batch_size
     on_error: str = "raise"  # corrupt/missing image: "raise", or "skip" (row masked invalid)
     overwrite: bool = False  # replace an existing store
+    repair: bool = False  # read back every chunk of an existing store and recompute only the damaged ones
     progress: bool = True  # progress bar on stderr
 
     def __post_init__(self) -> None:
@@ -85,6 +89,11 @@ class ExtractConfig:
             raise ConfigError(f"--store-dtype {self.store_dtype!r} is invalid; use one of {', '.join(STORE_DTYPES)}")
         if self.compression not in COMPRESSIONS:
             raise ConfigError(f"--compression {self.compression!r} is invalid; use one of {', '.join(COMPRESSIONS)}")
+        if self.repair and self.overwrite:
+            raise ConfigError(
+                "ExtractConfig(repair=True) keeps a store's intact chunks and overwrite=True replaces them all; "
+                "pass one of them"
+            )
         if self.on_error not in ON_ERROR:
             raise ConfigError(f"--on-error {self.on_error!r} is invalid; use one of {', '.join(ON_ERROR)}")
         if self.chunk_rows is not None and (self.chunk_rows < 1 or self.chunk_rows % self.batch_size):
@@ -113,6 +122,7 @@ class ExtractResult:
     rows_computed: int = 0  # rows this run pushed through the model
     images_computed: int = 0  # images embedded (rows x their views for multi-view sources)
     write_seconds: float = 0.0  # time the writer thread spent writing chunks
+    repaired: list[int] = field(default_factory=list)  # chunks --repair found damaged and recomputed
     device: str = ""
     precision: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -424,26 +434,29 @@ def extract_embeddings(
     path = cfg.store or store_path(root, dataset=source.name, backbone=backbone.name, fingerprint=fingerprint)
     if "://" not in path:
         path = os.path.normpath(path)  # "out.zarr/" and "out.zarr" are one store (and one lock)
+    noop = ExtractResult(
+        store=path,
+        rows=0,
+        complete=True,
+        poolings=poolings,
+        fingerprint=fingerprint,
+        resumed_from=0,
+        seconds=0.0,
+        images_per_second=0.0,
+        noop=True,
+        device=str(device),
+        precision=precision,
+    )
+    if not cfg.overwrite and not cfg.repair and (done := _complete_rows(path, fingerprint)) is not None:
+        return replace(noop, rows=done[0], skipped=done[1])  # read without the writer lock: readers never wait
     check_writable(os.path.dirname(path) or ".")
     t0 = time.perf_counter()
     with store_lock(path):
         writer = _open_or_create(path, source, backbone, poolings, fingerprint, inputs, cfg, device, command)
+        repaired = _repair(writer, source, cfg, device) if cfg.repair else []
         pending = writer.pending_chunks()
         if not pending and writer.attrs.get("complete"):
-            return ExtractResult(
-                store=path,
-                rows=writer.n_rows,
-                complete=True,
-                poolings=poolings,
-                fingerprint=fingerprint,
-                resumed_from=0,
-                seconds=0.0,
-                images_per_second=0.0,
-                noop=True,
-                skipped=writer.n_rows - writer.valid_rows(),
-                device=str(device),
-                precision=precision,
-            )
+            return replace(noop, rows=writer.n_rows, skipped=writer.n_rows - writer.valid_rows())
         resumed_from = writer.chunk_bounds(pending[0])[0] if pending and len(pending) < writer.n_chunks else 0
         computed, images, write_s = (
             _run_chunks(source, backbone, writer, pending, cfg, device, precision) if pending else (0, 0, 0.0)
@@ -474,9 +487,58 @@ def extract_embeddings(
         rows_computed=computed,
         images_computed=images,
         write_seconds=round(write_s, 3),
+        repaired=repaired,
         device=str(device),
         precision=precision,
     )
+
+
+def _repair(writer: StoreWriter, source: Source, cfg: ExtractConfig, device: torch.device) -> list[int]:
+    """Read back every chunk; rewrite damaged row arrays from the source and make damaged chunks pending.
+
+    Returns:
+        The chunks to recompute.
+
+    Raises:
+        StoreError: chunks must be recomputed, but with another batch size or device than the store's
+            (its features would differ from an undamaged store's).
+    """
+    check = verify_store(writer.path)
+    rows = tuple(dict.fromkeys(d.array for d in check.damaged if d.array in ROW_ARRAYS))
+    if rows:
+        writer.rewrite_rows(rows, labels=source.labels, splits=source.splits, ids=source.ids, groups=source.groups)
+    chunks = writer.mark_damaged(check)
+    if chunks:
+        _check_resumable(writer, cfg, device)
+    return chunks
+
+
+def _check_resumable(writer: StoreWriter, cfg: ExtractConfig, device: torch.device) -> None:
+    """Pending chunks are computed with the batch size and device type the store was started with."""
+    started = (writer.attrs.get("batch_size"), writer.attrs.get("device_type"))
+    if started != (cfg.batch_size, device.type):
+        raise StoreError(
+            f"store {writer.path} was started with --batch-size {started[0]} on {started[1]}; resume it with the "
+            f"same batch size and device (this run: {cfg.batch_size} on {device.type}) so its features "
+            "equal an uninterrupted run's, or pass --overwrite to start again"
+        )
+
+
+def _complete_rows(path: str, fingerprint: str) -> tuple[int, int] | None:
+    """(rows, skipped rows) of a complete store of ``fingerprint`` at ``path``, else None; takes no lock.
+
+    A complete store is never written again (except by ``overwrite``), so reading it needs no lock:
+    concurrent probing commands over a finished store never see a "being written" error.
+    """
+    try:
+        found = existing_store_attrs(path)
+    except StoreError:
+        return None  # not a probe store: the locked path below reports it
+    if found is None or found.get("fingerprint") != fingerprint or not found.get("complete"):
+        return None
+    store = open_store(path)
+    valid = int(np.count_nonzero(store.valid))
+    return store.n_rows, store.n_rows - valid
 
 
 def _open_or_create(
@@ -500,13 +562,8 @@ def _open_or_create(
                 "pass --overwrite to replace it, or choose another --store"
             )
         writer = StoreWriter.open(path)
-        started = (found.get("batch_size"), found.get("device_type"))
-        if writer.pending_chunks() and started != (cfg.batch_size, device.type):
-            raise StoreError(
-                f"store {path} was started with --batch-size {started[0]} on {started[1]}; resume it with the "
-                f"same batch size and device (this run: {cfg.batch_size} on {device.type}) so its features "
-                "equal an uninterrupted run's, or pass --overwrite to start again"
-            )
+        if not cfg.repair and writer.pending_chunks():  # repair checks once it knows what to recompute
+            _check_resumable(writer, cfg, device)
         return writer
     attrs = {
         "fingerprint": fingerprint,

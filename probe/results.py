@@ -2,7 +2,9 @@
 
 One row per (dataset, backbone, pooling, head, protocol, shots or fraction, seed, metric). Rows are
 only ever appended: a file is locked, one line per row is written and flushed, and nothing is
-rewritten, so a crash loses at most the rows of the evaluation in flight.
+rewritten, so a crash loses at most the rows of the evaluation in flight. A line torn by a killed
+writer is moved to ``results.jsonl.torn`` by the next append (never deleted), so later rows are never
+glued onto it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import fcntl
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,11 +26,16 @@ if TYPE_CHECKING:
 
 DEFAULT_DIR = "results"
 RESULTS_FILE = "results.jsonl"
+TORN_SUFFIX = ".torn"  # side file keeping the torn tails of a results file
 SCHEMA = "probe.results/1"
 
 
 _IDENTITY = {"key": "identity"}  # what was evaluated: a curve point of one configuration, seed and metric
 _PROVENANCE = {"key": "provenance"}  # on what exactly: rows equal on every key field are reruns of each other
+
+
+class ResultsWarning(UserWarning):
+    """A results file needed care: a torn tail was set aside, or bad lines were skipped."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class ResultRow:
     versions: Mapping[str, str] = field(default_factory=dict)  # probe, numpy, torch, faiss, sklearn ...
     run_id: str = ""  # one id per command invocation
     time: str = ""  # ISO-8601 UTC time the row was produced
+    dataset_fingerprint: str = ""  # the source's content fingerprint: the dataset's identity ("" in older rows)
+    dataset_spec: str = ""  # the source specification, e.g. "folder:/data/a/base" (names same-named datasets apart)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +118,10 @@ def results_file(path: str | os.PathLike[str]) -> Path:
 def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEFAULT_DIR) -> Path:
     """Append rows to the results table, creating it when missing.
 
+    The rows go out as whole lines in one write, under an exclusive lock. A file that does not end
+    with a newline (a writer was killed mid-line) first has its torn tail moved to
+    ``<file>.torn`` (with a :class:`ResultsWarning`), so the new rows start on a line of their own.
+
     Args:
         rows: result rows.
         path: a results folder (``results/``) or a ``.jsonl`` file.
@@ -117,11 +131,12 @@ def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEF
     """
     target = results_file(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) + "\n" for r in rows]
-    with open(target, "a", encoding="utf-8") as f:
+    data = "".join(json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) + "\n" for r in rows).encode()
+    with open(target, "ab+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # concurrent runs append whole lines, never interleaved
         try:
-            f.writelines(lines)
+            _set_aside_torn_tail(f, target)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         finally:
@@ -129,29 +144,64 @@ def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEF
     return target
 
 
-def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def _set_aside_torn_tail(f: Any, target: Path) -> None:
+    """Move an unterminated last line of the open (locked) file ``f`` to ``<target>.torn``."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+        return
+    block = 1 << 16
+    end = size
+    while end > 0:  # find the last newline, reading backwards
+        start = max(0, end - block)
+        f.seek(start)
+        cut = f.read(end - start).rfind(b"\n")
+        if cut >= 0:
+            start += cut + 1
+            break
+        end = start
+    else:
+        start = 0
+    f.seek(start)
+    tail = f.read()
+    if _parse_row(tail.decode("utf-8", errors="replace"))[0] is None:  # a whole row that lacks only its newline
+        f.write(b"\n")
+        return
+    torn = target.with_name(target.name + TORN_SUFFIX)
+    with open(torn, "ab") as side:
+        side.write(tail + b"\n")
+        side.flush()
+        os.fsync(side.fileno())
+    f.truncate(start)
+    warnings.warn(
+        f"{target} ended with a torn line (a writer was killed mid-write); its {len(tail)} bytes were moved to "
+        f"{torn} and the new rows start on a fresh line",
+        ResultsWarning,
+        stacklevel=3,
+    )
+
+
+def read_rows(path: str | os.PathLike[str], *, skip_bad_lines: bool = False) -> list[dict[str, Any]]:
     """All rows of a results folder or file, in the order written (every ``*.jsonl`` of a folder).
 
+    An unterminated last line (a writer killed mid-line) is ignored. Any other line that is not a
+    result row is an error naming the file and line, unless ``skip_bad_lines``.
+
+    Args:
+        path: a results folder or ``.jsonl`` file.
+        skip_bad_lines: skip unreadable lines (with a :class:`ResultsWarning` naming them) instead of
+            raising.
+
     Raises:
-        ResultsError: nothing there, or a line that is not a result row.
+        ResultsError: nothing there, an unreadable file, or a line that is not a result row.
     """
     p = Path(path)
     files = sorted(p.glob("*.jsonl")) if p.is_dir() else ([p] if p.is_file() else [])
     rows: list[dict[str, Any]] = []
     for file in files:
-        with open(file, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    if n == _count_lines(file):  # a torn last line from a killed writer: skip it
-                        continue
-                    raise ResultsError(f"{file}:{n} is not JSON ({exc}); fix or remove that line") from exc
-                if not isinstance(row, dict) or "metric" not in row:
-                    raise ResultsError(f"{file}:{n} is not a probe result row")
-                rows.append(row)
+        rows += _read_file(file, skip_bad_lines=skip_bad_lines)
     if not rows:
         raise ResultsError(
             f"no result rows in {p}; run `probe curve`, `probe linear`, `probe knn` or `probe fewshot` first "
@@ -160,9 +210,45 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _count_lines(file: Path) -> int:
-    with open(file, encoding="utf-8") as f:
-        return sum(1 for _ in f)
+def _read_file(file: Path, *, skip_bad_lines: bool) -> list[dict[str, Any]]:
+    try:
+        text = file.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ResultsError(f"cannot read {file} ({exc.strerror or exc}); check the path and its permissions") from None
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline; else a line a killed writer left unfinished
+    rows: list[dict[str, Any]] = []
+    bad: list[int] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        problem, row = _parse_row(line)
+        if problem is None:
+            rows.append(row)
+            continue
+        if not skip_bad_lines:
+            raise ResultsError(
+                f"{file}:{n} {problem}; load_results(skip_bad_lines=True) reads the other rows, "
+                "or fix or remove that line"
+            )
+        bad.append(n)
+    if torn.strip() and _parse_row(torn)[0] is None:  # complete JSON, only the newline is missing
+        rows.append(_parse_row(torn)[1])
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        warnings.warn(f"{file}: skipped {len(bad)} unreadable line(s): {shown}", ResultsWarning, stacklevel=3)
+    return rows
+
+
+def _parse_row(line: str) -> tuple[str | None, dict[str, Any]]:
+    """(None, row) for a result row, else (what is wrong, {})."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"is not JSON ({exc})", {}
+    if not isinstance(row, dict) or "metric" not in row:
+        return "is not a probe result row", {}
+    return None, row
 
 
 def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -193,25 +279,85 @@ def latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~keys.duplicated(keep="last").to_numpy()].drop(columns="params_key").reset_index(drop=True)
 
 
-def load_results(path: str | os.PathLike[str] = DEFAULT_DIR, *, latest: bool = True, **filters: Any) -> pd.DataFrame:
+def dataset_identities(frame: pd.DataFrame) -> pd.Series:
+    """The identity of each row's dataset: its ``dataset_fingerprint``.
+
+    Rows written before that field existed carry none; they take the fingerprint of newer rows of the
+    same name when only one fingerprint goes by that name (or of newer rows from the same store),
+    and otherwise keep an identity of their own.
+    """
+    import pandas as pd
+
+    names = frame["dataset"].astype(str)
+    fps = frame.get("dataset_fingerprint", pd.Series([""] * len(frame), index=frame.index)).fillna("").astype(str)
+    stores = frame.get("store_fingerprint", pd.Series([""] * len(frame), index=frame.index)).fillna("").astype(str)
+    known = fps != ""
+    by_store = dict(zip(stores[known], fps[known], strict=True))
+    single = {n: f.iloc[0] for n, f in fps[known].groupby(names[known]) if f.nunique() == 1}
+    inherited = [by_store.get(st) or single.get(n, "") for n, st in zip(names, stores, strict=True)]
+    return fps.where(known, pd.Series(inherited, index=frame.index))
+
+
+def unique_dataset_names(frame: pd.DataFrame) -> pd.Series:
+    """Display names: a row's ``dataset``, made unique when different datasets (identities) share it.
+
+    Same-named datasets get the trailing folders of their source paths until the names differ
+    (``folder:/a/base`` and ``folder:/b/base`` become ``a/base`` and ``b/base``; two manifests of one
+    folder become ``<folder>/<manifest.csv>``), then the spec options, then a fingerprint prefix.
+    """
+    names = frame["dataset"].astype(str)
+    ids = dataset_identities(frame)
+    specs = frame["dataset_spec"].fillna("").astype(str) if "dataset_spec" in frame else names.map(lambda _: "")
+    out = names.copy()
+    for name, rows in frame.groupby(names, sort=False).groups.items():
+        idents = list(dict.fromkeys(ids[rows]))
+        if len(idents) < 2:
+            continue
+        spec_of = {i: next((sp for sp in specs[rows][ids[rows] == i] if sp), "") for i in idents}
+        labels = _distinct_labels(str(name), spec_of)
+        out[rows] = [labels[i] for i in ids[rows]]
+    return out
+
+
+def _distinct_labels(name: str, spec_of: Mapping[str, str]) -> dict[str, str]:
+    """One distinct label per identity of the datasets called ``name`` (see :func:`unique_dataset_names`)."""
+    paths = {i: Path(sp.partition(":")[2].partition("?")[0]).parts for i, sp in spec_of.items()}
+    depth = max((len(p) for p in paths.values()), default=0)
+    candidates = [{i: "/".join(p[-d:]) if p else name for i, p in paths.items()} for d in range(2, depth + 1)]
+    candidates.append({i: (sp.partition(":")[2] or name) for i, sp in spec_of.items()})
+    # the shortest labels with the fewest clashes; a clash left (same path, other content) gets a fingerprint
+    last = min(candidates, key=lambda labels: len(labels) - len(set(labels.values())))
+    seen = list(last.values())
+    tag = {i: f"@{i[:8]}" if i else " (no fingerprint)" for i in last}
+    return {i: last[i] + tag[i] if seen.count(last[i]) > 1 else last[i] for i in last}
+
+
+def load_results(
+    path: str | os.PathLike[str] = DEFAULT_DIR, *, latest: bool = True, skip_bad_lines: bool = False, **filters: Any
+) -> pd.DataFrame:
     """Load a results folder or file as a DataFrame, optionally filtered by column values.
 
     Args:
         path: results folder or ``.jsonl`` file.
         latest: keep only the last of rows that repeat the same evaluation (the file itself keeps
             every row ever written).
+        skip_bad_lines: skip lines that are not result rows (with a warning naming them) instead of
+            raising :class:`~probe.errors.ResultsError`.
         **filters: column → value or list of values to keep, e.g. ``dataset="bloodmnist_28"``,
             ``head=["knn", "linear"]``.
 
     Returns:
-        DataFrame with the :class:`ResultRow` columns.
+        DataFrame with the :class:`ResultRow` columns; ``dataset`` is the display name (unique per
+        dataset identity, see :func:`unique_dataset_names`) and ``dataset_name`` the name in the rows.
 
     Raises:
         ResultsError: no rows, an unknown filter column, or filters that keep nothing.
     """
-    frame = rows_to_frame(read_rows(path))
+    frame = rows_to_frame(read_rows(path, skip_bad_lines=skip_bad_lines))
     if latest:
         frame = latest_rows(frame)
+    frame["dataset_name"] = frame["dataset"]
+    frame["dataset"] = unique_dataset_names(frame)
     for col, want in filters.items():
         if want is None:
             continue
@@ -220,6 +366,8 @@ def load_results(path: str | os.PathLike[str] = DEFAULT_DIR, *, latest: bool = T
         values = list(want) if isinstance(want, (list, tuple, set)) else [want]
         wanted = {str(v) for v in values}
         keep = [str(v) in wanted for v in frame[col]]
+        if col == "dataset":  # a dataset's own name selects every dataset shown under a longer one
+            keep = [k or str(v) in wanted for k, v in zip(keep, frame["dataset_name"], strict=True)]
         frame = frame[keep]
     if frame.empty:
         raise ResultsError(f"no rows in {path} match {filters}; run `probe results {path}` to see what is there")

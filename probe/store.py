@@ -15,6 +15,13 @@ Layout of a store group::
 
 A chunk's ``done`` flag is set only after all its feature rows are written, so an interrupted run
 resumes at the first unwritten chunk. This module imports no torch.
+
+Checksums: every chunk of a store made with layout 2 (``attrs["layout"]``) ends with zarr v3's
+CRC32C codec, verified whenever it is read, so a flipped bit is an error instead of a silently
+different number. Checksums do not change the numbers, so they are not fingerprinted: stores made
+before them (no ``layout`` attribute) keep opening and being found. Any read failure (checksum
+mismatch, truncated or corrupt chunk, missing array metadata) is a one-line :class:`StoreError`
+naming the array and chunk; :func:`verify_store` checks every chunk.
 """
 
 from __future__ import annotations
@@ -32,8 +39,11 @@ import numpy as np
 import zarr
 
 from probe.errors import StoreError, StoreLockedError
+from probe.store_check import ROW_ARRAYS, StoreCheck, check_group, open_array, read_array
 
 FORMAT = "probe.embeddings/1"
+#: Chunk layout of new stores: 2 adds a CRC32C checksum to every chunk (1, implicit: none).
+LAYOUT = 2
 DEFAULT_ROOT = "embeddings"
 STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
 COMPRESSIONS: tuple[str, ...] = ("none", "lz4")
@@ -130,12 +140,38 @@ def _array(group: zarr.Group, name: str) -> zarr.Array:
     return cast(zarr.Array, group[name])
 
 
-def _compressors(compression: str) -> Any:
-    if compression == "none":
-        return None
-    from zarr.codecs import BloscCodec
+def _compressors(compression: str) -> list[Any]:
+    """Bytes-to-bytes codecs of a new array: the compression, then a CRC32C checksum of the stored bytes."""
+    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
-    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    first: list[Any] = []
+    if compression == "lz4":
+        first = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+    elif compression == "zstd":  # zarr's default for the row arrays (labels, ids, ...)
+        first = [ZstdCodec(level=0)]
+    return [*first, Crc32cCodec()]
+
+
+def _write_row_arrays(
+    g: zarr.Group,
+    *,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    ids: list[str],
+    groups: list[str] | None,
+    names: tuple[str, ...] = ROW_ARRAYS,
+) -> None:
+    """(Re)create the row arrays ``names`` from the source's values."""
+    n = len(ids)
+    zstd = _compressors("zstd")
+    if "labels" in names:
+        g.create_array("labels", data=np.asarray(labels, dtype=np.int64), compressors=zstd, overwrite=True)
+    if "split" in names:
+        g.create_array("split", data=np.asarray(splits, dtype=np.int8), compressors=zstd, overwrite=True)
+    for name, values in (("ids", ids), ("groups", groups)):
+        if values is not None and name in names:  # variable-length UTF-8 (fixed-width unicode has no v3 spec)
+            arr = g.create_array(name, shape=(n,), chunks=(max(n, 1),), dtype=str, compressors=zstd, overwrite=True)
+            arr[:] = np.asarray(values, dtype=str)
 
 
 _NOT_A_GROUP = (
@@ -180,6 +216,45 @@ def existing_store_attrs(path: str) -> dict[str, Any] | None:
     return attrs
 
 
+def _create_chunk_arrays(g: zarr.Group, layout: StoreLayout, only: set[str] | None = None) -> None:
+    """(Re)create the arrays written chunk by chunk (features, ``valid``, ``present``, ``done``), empty.
+
+    Args:
+        g: the store group.
+        layout: shapes and encodings.
+        only: array names to create (None: all of them).
+    """
+    n, rows = layout.n_rows, layout.chunk_rows
+    inner = () if layout.views is None else (len(layout.views),)
+    want = (lambda name: True) if only is None else only.__contains__
+    for name, dim in layout.poolings.items():
+        if want(f"features/{name}"):
+            g.create_array(
+                f"features/{name}",
+                shape=(n, *inner, dim),
+                chunks=(rows, *inner, dim),
+                dtype=layout.dtype,
+                compressors=_compressors(layout.compression),
+                fill_value=np.nan,
+                overwrite=True,
+            )
+    flags = _compressors("zstd")
+    if want("valid"):
+        g.create_array(
+            "valid", shape=(n,), chunks=(rows,), dtype=bool, fill_value=False, compressors=flags, overwrite=True
+        )
+    if layout.views is not None and want("present"):
+        g.create_array(
+            "present", shape=(n, *inner), chunks=(rows, *inner), dtype=bool, fill_value=False, compressors=flags,
+            overwrite=True,
+        )  # fmt: skip
+    if want("done"):
+        g.create_array(
+            "done", shape=(layout.n_chunks,), chunks=(1,), dtype=bool, fill_value=False,
+            compressors=_compressors("none"), overwrite=True,
+        )  # fmt: skip
+
+
 class StoreWriter:
     """Creates a store, tells which chunks are missing, and writes chunks (use under :func:`store_lock`)."""
 
@@ -201,7 +276,54 @@ class StoreWriter:
 
     def valid_rows(self) -> int:
         """Rows not masked as skipped."""
-        return int(np.count_nonzero(_array(self.group, "valid")[:]))
+        return int(np.count_nonzero(read_array(self.group, self.path, "valid")))
+
+    def layout(self) -> StoreLayout:
+        """The shapes and encodings the store was created with."""
+        a = self.attrs
+        return StoreLayout(
+            n_rows=self.n_rows,
+            poolings=self.poolings,
+            chunk_rows=self.chunk_rows,
+            dtype=str(a["dtype"]),
+            compression=str(a.get("compression", "none")),
+            views=self.views,
+        )
+
+    def mark_damaged(self, check: StoreCheck) -> list[int]:
+        """Make the chunks a check found damaged pending again (recreating arrays whose metadata is lost).
+
+        Row arrays (labels, split, ids, groups) are not handled here: rewrite them from the source
+        with :meth:`rewrite_rows`. The store is marked incomplete until the chunks are written again.
+
+        Returns:
+            The row chunks now pending, ascending.
+        """
+        lost = {d.array for d in check.damaged if not d.chunk and d.array not in ROW_ARRAYS}
+        chunks = {d.chunk[0] for d in check.damaged if d.chunk and d.array not in ROW_ARRAYS}
+        if lost:
+            _create_chunk_arrays(self.group, self.layout(), only=lost)
+            if lost & {"done", "valid", "present"} or any(a.startswith("features/") for a in lost):
+                chunks = set(range(self.n_chunks))
+        if not chunks:
+            return []
+        self.group.attrs.update({"state": "extracting", "complete": False})
+        done = open_array(self.group, self.path, "done")
+        for c in sorted(chunks):
+            done[c] = False  # a whole one-element chunk: written without reading the damaged one
+        return sorted(chunks)
+
+    def rewrite_rows(
+        self,
+        names: tuple[str, ...],
+        *,
+        labels: np.ndarray,
+        splits: np.ndarray,
+        ids: list[str],
+        groups: list[str] | None,
+    ) -> None:
+        """Rewrite the row arrays ``names`` from the source (its fingerprint equals the store's)."""
+        _write_row_arrays(self.group, labels=labels, splits=splits, ids=ids, groups=groups, names=names)
 
     @classmethod
     def create(
@@ -224,29 +346,9 @@ class StoreWriter:
             shutil.rmtree(trash)
         # one metadata write: a group that exists always says it is a probe store being created
         g = zarr.open_group(path, mode="w", attributes={"format": FORMAT, "state": "creating"})
-        comp = _compressors(layout.compression)
         n = layout.n_rows
-        inner = () if layout.views is None else (len(layout.views),)
-        for name, dim in layout.poolings.items():
-            g.create_array(
-                f"features/{name}",
-                shape=(n, *inner, dim),
-                chunks=(layout.chunk_rows, *inner, dim),
-                dtype=layout.dtype,
-                compressors=comp,
-                fill_value=np.nan,
-            )
-        g.create_array("labels", data=np.asarray(labels, dtype=np.int64))
-        g.create_array("split", data=np.asarray(splits, dtype=np.int8))
-        for name, values in (("ids", ids), ("groups", groups)):
-            if values is not None:  # variable-length UTF-8 (fixed-width unicode has no v3 spec)
-                g.create_array(name, shape=(n,), chunks=(max(n, 1),), dtype=str)[:] = np.asarray(values, dtype=str)
-        g.create_array("valid", shape=(n,), chunks=(layout.chunk_rows,), dtype=bool, fill_value=False)
-        if layout.views is not None:
-            g.create_array(
-                "present", shape=(n, *inner), chunks=(layout.chunk_rows, *inner), dtype=bool, fill_value=False
-            )
-        g.create_array("done", shape=(layout.n_chunks,), chunks=(1,), dtype=bool, fill_value=False, compressors=None)
+        _write_row_arrays(g, labels=labels, splits=splits, ids=ids, groups=groups)
+        _create_chunk_arrays(g, layout)
         g.attrs.update(
             {
                 **dict(attrs),
@@ -256,6 +358,8 @@ class StoreWriter:
                 "poolings": dict(layout.poolings),
                 "dtype": layout.dtype,
                 "compression": layout.compression,
+                "layout": LAYOUT,
+                "checksums": "crc32c",
                 **({"views": list(layout.views)} if layout.views is not None else {}),
                 "state": "extracting",
                 "complete": False,
@@ -270,7 +374,7 @@ class StoreWriter:
 
     def pending_chunks(self) -> list[int]:
         """Indices of chunks whose rows are not all written yet, ascending."""
-        done = np.asarray(_array(self.group, "done")[:], dtype=bool)
+        done = np.asarray(read_array(self.group, self.path, "done"), dtype=bool)
         return np.flatnonzero(~done).tolist()
 
     def chunk_bounds(self, chunk: int) -> tuple[int, int]:
@@ -361,13 +465,15 @@ class EmbeddingStore:
                 f"store {self.path} has no pooling {pooling!r}; it has {', '.join(self.poolings)} "
                 "(extract again with --pooling to add others)"
             )
-        return np.asarray(_array(self.group, f"features/{pooling}")[:])
+        return read_array(self.group, self.path, f"features/{pooling}")
 
     def array(self, name: str) -> np.ndarray:
-        """A row-aligned array: ``labels``, ``split``, ``ids``, ``groups``, ``valid``, ``present``."""
-        if name not in self.group:
-            raise StoreError(f"store {self.path} has no array {name!r}")
-        return np.asarray(_array(self.group, name)[:])
+        """A row-aligned array: ``labels``, ``split``, ``ids``, ``groups``, ``valid``, ``present``.
+
+        Raises:
+            StoreError: the array is absent, or a chunk of it cannot be read (named, with the fix).
+        """
+        return read_array(self.group, self.path, name)
 
     @property
     def labels(self) -> np.ndarray:
@@ -387,7 +493,9 @@ class EmbeddingStore:
 
     @property
     def groups(self) -> np.ndarray | None:
-        return self.array("groups") if "groups" in self.group else None
+        if "groups" in self.group or self.attrs.get("source", {}).get("has_groups"):
+            return self.array("groups")  # an array the source had but whose metadata is lost: an error
+        return None
 
     def summary(self) -> StoreSummary:
         return StoreSummary(
@@ -425,6 +533,22 @@ def open_store(path: str | os.PathLike[str], *, require_complete: bool = True) -
     return store
 
 
+def verify_store(path: str | os.PathLike[str]) -> StoreCheck:
+    """Read back every chunk of every array of a store (checksums verified where the store has them).
+
+    Args:
+        path: the store folder (or fsspec URL).
+
+    Returns:
+        What was checked and every damaged chunk (``ok`` is False when there is any).
+
+    Raises:
+        StoreError: no probe store at ``path``.
+    """
+    store = open_store(path, require_complete=False)
+    return check_group(store.group, store.path, store.attrs)
+
+
 def list_stores(root: str | os.PathLike[str] = DEFAULT_ROOT) -> list[StoreSummary]:
     """Summaries of every probe store under ``root`` (complete or not), sorted by path."""
     out: list[StoreSummary] = []
@@ -457,6 +581,7 @@ def describe_store(path: str | os.PathLike[str]) -> dict[str, Any]:
         **({"views": list(store.views)} if store.views else {}),
         "dtype": a.get("dtype"),
         "chunk_rows": a.get("chunk_rows"),
+        "checksums": a.get("checksums", "none"),
         "fingerprint": a.get("fingerprint"),
         "source": a.get("source"),
         "split_counts": {

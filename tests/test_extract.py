@@ -314,3 +314,49 @@ def test_unreadable_path_in_a_manifest_is_a_clean_decode_error(image_folder: Pat
     with pytest.raises(ImageDecodeError, match="'train/cyst'.*cannot decode"):
         extract_embeddings(src, bb, _cfg(tmp_path))
     assert extract_embeddings(src, bb, _cfg(tmp_path, on_error="skip")).skipped == 1
+
+
+def test_complete_store_check_takes_no_lock(image_folder: Path, tmp_path: Path) -> None:
+    """Issue 12.6: confirming a complete store reads it without the writer lock, so concurrent probing
+    commands never fail with "being written by pid ..." (the lock held here stands for a writer)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from probe.store import store_lock
+
+    src = open_source(f"folder:{image_folder}")
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    first = extract_embeddings(src, bb, _cfg(tmp_path))
+    with store_lock(first.store):  # another process holding the lock (flock conflicts across file handles)
+        again = extract_embeddings(src, bb, _cfg(tmp_path))
+        assert again.noop and again.rows == 36 and again.skipped == 0
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: extract_embeddings(src, bb, _cfg(tmp_path)), range(8)))
+    assert all(r.noop and r.store == first.store for r in results)
+
+
+def test_repair_recomputes_only_damaged_chunks(image_folder: Path, tmp_path: Path) -> None:
+    """Issue 12.4: --repair marks chunks that fail their checksum (or lost rows' arrays) not done and
+    recomputes only those; the repaired store equals the undamaged one."""
+    from probe.store import verify_store
+
+    src = open_source(f"folder:{image_folder}")
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    res = extract_embeddings(src, bb, _cfg(tmp_path))
+    before = open_store(res.store).features("cls")
+    chunk = Path(res.store) / "features/cls/c/1/0"
+    data = bytearray(chunk.read_bytes())
+    data[40:72] = bytes(b ^ 0xFF for b in data[40:72])
+    chunk.write_bytes(bytes(data))
+    (Path(res.store) / "labels/c/0").write_bytes(b"garbage")
+    with pytest.raises(StoreError, match="chunk features/cls/c/1/0 is damaged"):
+        open_store(res.store).features("cls")
+    assert extract_embeddings(src, bb, _cfg(tmp_path)).noop  # without --repair nothing is read back
+    fixed = extract_embeddings(src, bb, _cfg(tmp_path, repair=True))
+    assert fixed.repaired == [1] and fixed.rows_computed == 16 and not fixed.noop
+    store = open_store(res.store)
+    np.testing.assert_array_equal(store.features("cls"), before)
+    assert store.labels.tolist() == src.labels.tolist() and verify_store(res.store).ok
+    again = extract_embeddings(src, bb, _cfg(tmp_path, repair=True))
+    assert again.noop and again.repaired == []
+    with pytest.raises(ConfigError, match=r"repair=True.*overwrite=True"):
+        _cfg(tmp_path, repair=True, overwrite=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from probe.errors import ResultsError
-from probe.results import ResultRow, append_results, load_results, read_rows, results_file
+from probe.results import ResultRow, ResultsWarning, append_results, load_results, read_rows, results_file
 
 ROW = ResultRow(
     dataset="synth",
@@ -91,3 +92,62 @@ def test_the_schema_is_stated_once_by_result_row() -> None:
     assert set(FIELDS) >= REQUIRED_FIELDS and {"versions", "run_id", "time", "schema"}.isdisjoint(REQUIRED_FIELDS)
     assert set(KEY_COLUMNS) - {"params_key"} <= set(FIELDS) and set(REQUIRED_COLUMNS) <= set(FIELDS)
     assert set(NUMERIC_FIELDS) == {"value", "ci_low", "ci_high", "fraction", "labels_per_class", "seconds"}
+
+
+def test_append_after_a_torn_line_sets_it_aside(tmp_path: Path) -> None:
+    """Issue 12.1: a line cut in half by a kill is moved to results.jsonl.torn, never glued to the next rows."""
+    file = append_results([ROW, replace(ROW, seed=1)], tmp_path)
+    data = file.read_bytes()
+    cut = data[: len(data) - len(data.splitlines()[-1]) // 2 - 1]  # the second line half written
+    file.write_bytes(cut)
+    with pytest.warns(ResultsWarning, match=r"torn line.*moved to .*results\.jsonl\.torn"):
+        append_results([replace(ROW, seed=2)], tmp_path)
+    assert sorted(load_results(tmp_path)["seed"]) == [0, 2]
+    torn = file.with_name("results.jsonl.torn")
+    assert torn.read_bytes() == cut[len(data.splitlines(keepends=True)[0]) :] + b"\n"
+    assert file.read_bytes().endswith(b"\n") and len(file.read_bytes().splitlines()) == 2
+
+
+def test_append_completes_a_whole_row_missing_its_newline(tmp_path: Path) -> None:
+    file = append_results([ROW], tmp_path)
+    file.write_bytes(file.read_bytes().rstrip(b"\n"))
+    append_results([replace(ROW, seed=1)], tmp_path)
+    assert sorted(load_results(tmp_path)["seed"]) == [0, 1]
+    assert not file.with_name("results.jsonl.torn").exists()
+
+
+def test_corrupt_middle_line_is_named_and_skippable(tmp_path: Path) -> None:
+    file = append_results([ROW, replace(ROW, seed=1), replace(ROW, seed=2)], tmp_path)
+    lines = file.read_text().splitlines(keepends=True)
+    file.write_text(lines[0] + '{"metric": "acc\n' + lines[2])
+    with pytest.raises(ResultsError, match=r"results\.jsonl:2 is not JSON .*load_results\(skip_bad_lines=True\)"):
+        load_results(tmp_path)
+    with pytest.warns(ResultsWarning, match=r"skipped 1 unreadable line\(s\): 2"):
+        frame = load_results(tmp_path, skip_bad_lines=True)
+    assert sorted(frame["seed"]) == [0, 2]
+
+
+def test_same_named_datasets_stay_apart_with_unique_display_names(tmp_path: Path) -> None:
+    """Issue 12.3: folder:/a/base and folder:/b/base are two datasets, not two seeds of one."""
+    a = replace(ROW, dataset="base", dataset_fingerprint="a" * 64, dataset_spec="folder:/data/a/base", value=1.0)
+    b = replace(a, dataset_fingerprint="b" * 64, dataset_spec="folder:/data/b/base", value=0.5, store_fingerprint="g")
+    append_results([a, b, replace(a, seed=1)], tmp_path)
+    frame = load_results(tmp_path)
+    assert sorted(frame["dataset"]) == ["a/base", "a/base", "b/base"]
+    assert set(frame["dataset_name"]) == {"base"}
+    assert len(load_results(tmp_path, dataset="base")) == 3 and len(load_results(tmp_path, dataset="b/base")) == 1
+
+
+def test_two_manifests_of_one_folder_and_legacy_rows(tmp_path: Path) -> None:
+    one = replace(ROW, dataset="csv", dataset_fingerprint="1" * 64, dataset_spec="csv:/x/csv/one.csv")
+    two = replace(ROW, dataset="csv", dataset_fingerprint="2" * 64, dataset_spec="csv:/x/csv/two.csv", seed=1)
+    same_path = replace(one, dataset_fingerprint="3" * 64, seed=2)  # the manifest's files changed since
+    append_results([one, two, same_path], tmp_path)
+    names = load_results(tmp_path).set_index("seed")["dataset"]
+    assert names.to_dict() == {0: "csv/one.csv@11111111", 1: "csv/two.csv", 2: "csv/one.csv@33333333"}
+    legacy = tmp_path / "legacy"
+    old = {k: v for k, v in ROW.to_dict().items() if k not in ("dataset_fingerprint", "dataset_spec")}
+    (legacy / "results.jsonl").parent.mkdir()
+    (legacy / "results.jsonl").write_text(json.dumps(old) + "\n")
+    append_results([replace(ROW, seed=1, dataset_fingerprint="f" * 64, dataset_spec="folder:/d/synth")], legacy)
+    assert load_results(legacy)["dataset"].tolist() == ["synth", "synth"]  # one fingerprint: the old rows join it

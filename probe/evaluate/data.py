@@ -56,10 +56,17 @@ class EvalData:
     views: tuple[str, ...] = ()  # view names of a multi-view store (slices, modalities); () for images
     view_kind: str = ""  # "slices" or "modalities" for multi-view stores
     fusion: str = ""  # how the views were fused into X (see probe.evaluate.fusion)
+    dataset_fingerprint: str = ""  # the source's fingerprint (content, ids, labels, splits): the dataset's identity
+    dataset_spec: str = ""  # the source specification the store was extracted from
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """The result-row fields that tell datasets of the same name apart."""
+        return {"dataset_fingerprint": self.dataset_fingerprint, "dataset_spec": self.dataset_spec}
 
 
 def find_store(
@@ -181,6 +188,8 @@ def load_eval_data(
         eval_split=eval_split,
         notes={"invalid_rows": int((~valid).sum()), **_label_notes(source), **_view_notes(store, views)},
         **_view_fields(store, views),
+        dataset_fingerprint=str(store.attrs.get("fingerprint_inputs", {}).get("source", {}).get("content", "")),
+        dataset_spec=str(source.get("spec", "")),
     )
 
 

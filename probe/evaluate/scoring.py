@@ -55,6 +55,7 @@ def score(
         "params": {**ev.params, **({"caps": task.draw.caps} if task.draw.caps else {}), **data.notes},
         "split": data.eval_split,
         "store_fingerprint": data.store_fingerprint,
+        **data.identity,  # dataset_fingerprint, dataset_spec: datasets sharing a name stay apart
         "sample_digest": task.draw.digest,
         "seconds": round(ev.seconds, 4),
         "versions": versions,

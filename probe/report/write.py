@@ -1,7 +1,8 @@
 """Reports from result rows: label-efficiency figures, curve tables and leaderboards in Markdown and HTML.
 
 A report is a derived artefact: :func:`write_report` overwrites ``report.md``, ``report.html`` and the
-figures of its folder, and reads nothing but the result rows it is given.
+figures of its folder (each written under a temporary name and renamed, so a kill never leaves a
+half-written file), and reads nothing but the result rows it is given.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from probe.atomic import write_atomic
 from probe.errors import ConfigError, MetricError
 from probe.metrics import metric_label
 from probe.report.data import EPISODES, FRACTIONS, ablation_summary, curve_points, metric_rows, rank, summarise
@@ -138,8 +140,8 @@ def write_report(
         sections.append(Section(str(dataset), files[0].relative_to(out).as_posix(), png, alt, tables))
     doc = Document(title, _provenance(results, rows, metric=metric, source=source), NOTES, tuple(sections))
     md, page = out / MARKDOWN_FILE, out / HTML_FILE
-    md.write_text(render_markdown(doc), encoding="utf-8")
-    page.write_text(render_html(doc), encoding="utf-8")
+    write_atomic(md, render_markdown(doc))  # a temporary name, then a rename: never a half-written report
+    write_atomic(page, render_html(doc))
     return ReportFiles(markdown=md, html=page, figures=tuple(figures))
 
 
@@ -194,7 +196,7 @@ def _write_figures(
     paths = []
     for fmt in fmts:
         path = out / FIGURES_DIR / f"{stem}.{fmt}"
-        path.write_bytes(png if fmt == "png" else figure_bytes(fig, fmt))
+        write_atomic(path, png if fmt == "png" else figure_bytes(fig, fmt))
         paths.append(path)
     return paths, png
 

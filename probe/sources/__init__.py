@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from probe.errors import ConfigError, ProbeError, RegistryError, UnknownSourceError
 from probe.sources._base import SPLITS, Source, SubsetSource, limit_per_split, split_code
+from probe.sources._labels import check_labels, pop_allowed_labels
 from probe.sources._options import check_option_keys, split_spec_options, with_options
 from probe.sources.dicom import DICOM_OPTION_KEYS, open_dicom, open_dicom_csv
 from probe.sources.files import FileListSource, manifest_header, open_folder, open_manifest
@@ -195,15 +196,19 @@ def open_source(
             (None: a manifest is multi-label when its header has ``label:<name>`` columns).
 
     Any source takes ``?split=TRAIN,VAL,TEST&split_seed=N`` (group-aware splits of its unsplit rows,
-    see :mod:`probe.sources.splitting`); ``dicom:`` and ``csv:`` also take ``window`` and ``frames``.
+    see :mod:`probe.sources.splitting`) and ``?allow_label=nan,none`` (keep labels spelling a missing
+    value as classes; they are refused otherwise); ``dicom:`` and ``csv:`` also take ``window`` and ``frames``.
 
     Raises:
         UnknownSourceError: the prefix is not registered.
         ConfigError: an option the source does not accept, or a bad option value.
+        SourceError: the data cannot be read, or a class label spells a missing value (``NaN``, ``None``,
+            ``null``) without ``allow_label``.
     """
     prefix, arg = _prefix_and_argument(spec)
     arg, options = split_spec_options(arg, prefix=prefix)
     split = SplitConfig.pop_from(options)
+    allowed = pop_allowed_labels(options)
     check_option_keys(options, _OPTION_KEYS[prefix], spec=spec)
     extra = {"options": options} if options else {}
     if multilabel is not None:  # label columns or uncertainty policies given explicitly: csv manifests only
@@ -214,6 +219,7 @@ def open_source(
         source: Source = open_multilabel_manifest(arg, options=multilabel, rgba=rgba, spec_options=options)
     else:
         source = _SOURCES[prefix](arg, data_root=None if data_root is None else str(data_root), rgba=rgba, **extra)
+    source = check_labels(source, allowed)
     if split is not None:
         source = make_splits(source, split)
     if slices is not None:

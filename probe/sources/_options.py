@@ -41,7 +41,7 @@ def check_option_keys(options: dict[str, str], allowed: tuple[str, ...], *, spec
     """Refuse options a source does not understand, naming those it does."""
     bad = sorted(set(options) - set(allowed))
     if bad:
-        hint = ", ".join(allowed) if allowed else "none besides split and split_seed"
+        hint = ", ".join(allowed) if allowed else "none besides split, split_seed and allow_label"
         raise ConfigError(f"{spec}: unknown option(s) {', '.join(bad)}; this source accepts: {hint}")
 
 

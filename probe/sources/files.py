@@ -19,7 +19,7 @@ import numpy as np
 from probe.errors import SourceError
 from probe.sources._base import Source, cache_root, split_code
 from probe.sources._stat_cache import cached_per_file
-from probe.sources.images import IMAGE_EXTENSIONS, RgbaPolicy, read_image
+from probe.sources.images import IMAGE_EXTENSIONS, RgbaPolicy, pixel_budget_options, read_image
 
 if TYPE_CHECKING:
     from probe.sources._dicom_pixels import DicomOptions
@@ -149,7 +149,9 @@ class FileListSource(Source):
         return self.paths[index]
 
     def decode_options(self) -> dict[str, Any]:
-        return {"rgba": self.rgba} if self.dicom is None else {"rgba": self.rgba, "dicom": self.dicom.__dict__}
+        if self.dicom is not None:  # DICOM pixels are read by pydicom: the image pixel budget does not apply
+            return {"rgba": self.rgba, "dicom": self.dicom.__dict__}
+        return {"rgba": self.rgba, **pixel_budget_options()}  # a non-default budget only: fingerprints stay
 
     def content_digest(self) -> str:
         return self.subset_digest(np.arange(len(self.paths)))

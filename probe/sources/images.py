@@ -3,11 +3,19 @@
 Rules: grayscale is repeated to 3 channels; 16-bit and float images are min-max rescaled per image
 to [0, 1] float (never clipped at 255); palette images are expanded; alpha is composited on black
 (``rgba="composite"``) or rejected (``rgba="reject"``); other modes (CMYK, YCbCr, ...) go to RGB.
+
+Pixel budget: an image whose header declares more than :func:`max_image_pixels` pixels (default
+50 MP; environment variable ``PROBE_MAX_IMAGE_PIXELS``) is decoded at a reduced size where the format
+allows it (JPEG's DCT scaling, 1/2 to 1/8 per side) and refused otherwise, before any pixel is
+decoded, so a small file declaring a huge canvas cannot exhaust memory. Pillow's own
+decompression-bomb warning is replaced by this check.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -23,6 +31,52 @@ RGBA_POLICIES: tuple[str, ...] = ("composite", "reject")
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm",
 )  # fmt: skip
+
+
+#: Default pixel budget per image (50 megapixels).
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+#: Environment variable that sets the pixel budget (a number of pixels).
+MAX_PIXELS_ENV = "PROBE_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel budget: ``PROBE_MAX_IMAGE_PIXELS`` when set, else :data:`DEFAULT_MAX_IMAGE_PIXELS`.
+
+    Raises:
+        ConfigError: the variable is not a positive whole number.
+    """
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(
+            f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a positive number of pixels; "
+            f"set it to e.g. 200000000 (default {DEFAULT_MAX_IMAGE_PIXELS})"
+        )
+    return int(text)
+
+
+def pixel_budget_options() -> dict[str, int]:
+    """Decode options of a non-default pixel budget (it can change pixels, so it enters fingerprints)."""
+    budget = max_image_pixels()
+    return {} if budget == DEFAULT_MAX_IMAGE_PIXELS else {"max_image_pixels": budget}
+
+
+def _within_budget(img: Image.Image, budget: int, where: str) -> None:
+    """Ask a JPEG for a reduced-size decode that fits ``budget``; refuse any other image above it."""
+    w, h = img.size
+    if w * h <= budget:
+        return
+    if img.format == "JPEG":
+        scale = min(8, 2 ** math.ceil(math.log2(math.sqrt(w * h / budget))))
+        img.draft(img.mode, (max(1, w // scale), max(1, h // scale)))
+        if img.size[0] * img.size[1] <= budget:
+            return
+    raise ImageDecodeError(
+        f"{where}: image is {w}x{h} ({w * h / 1e6:.1f} MP), above the pixel budget of {budget / 1e6:g} MP"
+        f"{' even at 1/8 scale' if img.format == 'JPEG' else ''}; downscale the file, raise the budget with "
+        f"the environment variable {MAX_PIXELS_ENV}={w * h}, or skip it with ExtractConfig(on_error='skip')"
+    )
 
 
 def to_three_channels(array: np.ndarray) -> np.ndarray:
@@ -92,22 +146,37 @@ def read_image(
     rgba: RgbaPolicy = "composite",
     sample_id: str = "",
     dicom: DicomOptions | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Open and decode an image file (DICOM files go to :func:`probe.sources._dicom_pixels.read_dicom`).
+
+    Args:
+        path: the image file.
+        rgba: alpha-channel policy.
+        sample_id: the sample's id, named in error messages.
+        dicom: window and frame policy of DICOM files.
+        max_pixels: pixel budget (None: :func:`max_image_pixels`); a JPEG above it is decoded at a
+            reduced size, any other image above it is refused.
 
     Returns:
         (H, W, 3) uint8, or (H, W, 3) float32 in [0, 1] for 16-bit / float images.
 
     Raises:
-        ImageDecodeError: missing, unreadable or corrupt file; the message names id and path.
+        ImageDecodeError: missing, unreadable or corrupt file, or an image above the pixel budget; the
+            message names id and path.
     """
     from probe.sources._dicom_pixels import is_dicom_path, read_dicom
 
     if is_dicom_path(path):
         return read_dicom(path, dicom, sample_id=sample_id)
     where = f"sample {sample_id!r} ({path})" if sample_id else str(path)
+    budget = max_pixels if max_pixels is not None else max_image_pixels()
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the budget below decides
+            img_cm = Image.open(path)
+        with img_cm as img:
+            _within_budget(img, budget, where)
             img.load()
             return pil_to_array(img, rgba=rgba, where=where)
     except FileNotFoundError:

@@ -33,7 +33,7 @@ from probe.sources.files import (
     content_digests,
     read_manifest,
 )
-from probe.sources.images import RgbaPolicy, read_image
+from probe.sources.images import RgbaPolicy, pixel_budget_options, read_image
 
 MODALITY_PREFIX = "modality:"
 
@@ -130,7 +130,7 @@ class MultiModalSource(Source):
         return ", ".join(p for p in self.paths[index] if p is not None)
 
     def decode_options(self) -> dict[str, Any]:
-        return {"rgba": self.rgba}
+        return {"rgba": self.rgba, **pixel_budget_options()}
 
     def content_digest(self) -> str:
         return self.subset_digest(np.arange(len(self)))

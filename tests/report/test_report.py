@@ -258,3 +258,15 @@ def test_report_reads_rows_loaded_from_jsonl(tmp_path: Path) -> None:
     np.testing.assert_allclose(summary["mean"], expected["mean"])
     assert summary["level"].tolist() == expected["level"].tolist()
     assert write_report(loaded, tmp_path / "report").html.is_file()
+
+
+def test_report_files_are_replaced_not_rewritten_in_place(tmp_path: Path) -> None:
+    """Issue 12.1: each report file is written under a temporary name and renamed over the old one, so a
+    kill mid-write never leaves a half file (a new inode each time; nothing left behind)."""
+    rows = curve_rows({"a": 0.4}, heads=("linear",))
+    first = write_report(rows, tmp_path, formats=("png", "svg"))
+    inodes = {p: p.stat().st_ino for p in (first.markdown, first.html, *first.figures)}
+    second = write_report(rows, tmp_path, formats=("png", "svg"))
+    assert all(p.stat().st_ino != inodes[p] for p in (second.markdown, second.html, *second.figures))
+    left = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted(p.name for p in (second.markdown, second.html, *second.figures))

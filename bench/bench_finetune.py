@@ -2,7 +2,7 @@
 
 Run from the repository root (figures go to docs/benchmarks.md, between the finetune markers):
 
-    .venv/bin/python bench/finetune.py --data-root ../shared/data/medmnist
+    .venv/bin/python bench/bench_finetune.py --data-root ../shared/data/medmnist
 
 Per dataset (BreastMNIST, BloodMNIST by default) and in one run: the linear probe on
 efficientnet_lite0 features (``probe curve --heads linear``, extracted at the same input size), then
@@ -49,7 +49,16 @@ def main() -> None:
     ap.add_argument("--work", default="bench/_finetune", help="stores, checkpoints, results and report")
     ap.add_argument("--label", default="finetune")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny run (tests: the script runs; figures mean nothing): timm:test_vit with random weights at "
+        "32 px on the first 8 images per split, LoRA, 1 epoch, 1 seed",
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.backbone, args.image_size, args.shots, args.seeds = "timm:test_vit", 32, "2", 1
+        args.modes, args.epochs = "lora", 1
     warnings.simplefilter("ignore")
     shots = tuple(int(s) if s != "all" else "all" for s in args.shots.split(","))
     results = {}
@@ -85,10 +94,12 @@ def run_dataset(name: str, shots: tuple[Any, ...], args: argparse.Namespace) -> 
 
     work = Path(args.work)
     data = f"medmnist:{name}"
+    source = SourceRequest(data, data_root=args.data_root, limit=8 if args.quick else None)
+    backbone = BackboneRequest(args.backbone, pretrained=not args.quick)  # --quick: random weights, 8 rows
     t0 = time.perf_counter()
     probe = run_curve(
-        SourceRequest(data, data_root=args.data_root),
-        backbones=[BackboneRequest(args.backbone, image_size=args.image_size)],
+        source,
+        backbones=[BackboneRequest(args.backbone, image_size=args.image_size, pretrained=not args.quick)],
         plan=PlanConfig(heads=("linear",), shots=shots, seeds=args.seeds, bootstrap=0, device=args.device),
         choice=StoreChoice(store_root=str(work / "embeddings")),
         results_dir=work / "results",
@@ -99,10 +110,15 @@ def run_dataset(name: str, shots: tuple[Any, ...], args: argparse.Namespace) -> 
     for mode in args.modes.split(","):
         t0 = time.perf_counter()
         run = run_finetune(
-            SourceRequest(data, data_root=args.data_root),
-            backbone=args.backbone,
+            source,
+            backbone=backbone,
             config=FinetuneConfig(
-                mode=mode, image_size=args.image_size, epochs=args.epochs, device=args.device, progress=False
+                mode=mode,
+                image_size=args.image_size,
+                epochs=args.epochs,
+                device=args.device,
+                progress=False,
+                **({"min_steps": 0} if args.quick else {}),
             ),
             plan=FinetunePlan(shots=shots, seeds=args.seeds, bootstrap=0),
             results_dir=work / "results",
@@ -154,10 +170,10 @@ def report(args: argparse.Namespace, results: dict[str, Any], report_md: Path, f
 
     device = "cuda" if (args.device != "cpu" and torch.cuda.is_available()) else "cpu"
     gpu = f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""
-    cmd = " ".join(["python bench/finetune.py", *sys.argv[1:]])
+    cmd = " ".join(["python bench/bench_finetune.py", *sys.argv[1:]])
     lines = [
         f"<!-- bench:{args.label}:start -->",
-        f"## Fine-tuning vs linear probe (`bench/finetune.py`, {args.label})",
+        f"## Fine-tuning vs linear probe (`bench/bench_finetune.py`, {args.label})",
         "",
         f"- command: `{re.sub(r' +', ' ', cmd)}`",
         f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`{gpu}; "

@@ -2,7 +2,7 @@
 
 Run from the repository root (figures go to docs/benchmarks.md, between the probe markers):
 
-    .venv/bin/python bench/probe.py --data-root ../shared/data/medmnist
+    .venv/bin/python bench/bench_probe.py --data-root ../shared/data/medmnist
 
 Feature sets: BloodMNIST embedded by efficientnet_lite0 (the store under embeddings/, extracted
 first when missing) and a seeded synthetic 20k x 768, 10-class Gaussian set. In one run, per set:
@@ -30,7 +30,9 @@ import re
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _shared import REPO
@@ -115,14 +117,21 @@ def sklearn_select(X: np.ndarray, y: np.ndarray, *, seed: int, max_iter: int) ->
     return best_c, LogisticRegression(C=best_c, max_iter=max_iter).fit(sc.transform(X), y), sc
 
 
+_SK_POOL: list[Any] = []  # the one child process of the scikit-learn measurements, started on first use
+
+
 def in_child(fn, *args):  # type: ignore[no-untyped-def]
-    """Run a scikit-learn measurement in a fresh process: torch's OpenMP threads in this one keep
-    spinning after a parallel region and would steal the cores scikit-learn's BLAS needs."""
+    """Run a scikit-learn measurement in a separate process: torch's OpenMP threads in this one keep
+    spinning after a parallel region and would steal the cores scikit-learn's BLAS needs. The child
+    never runs torch, so one child serves every measurement (each times only its own fits)."""
+    import atexit
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_limited, fn, SK_THREADS, *args).result()
+    if not _SK_POOL:
+        _SK_POOL.append(ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")))
+        atexit.register(_SK_POOL[0].shutdown)
+    return _SK_POOL[0].submit(_limited, fn, SK_THREADS, *args).result()
 
 
 def _limited(fn, threads, *args):  # type: ignore[no-untyped-def]
@@ -242,7 +251,8 @@ def knn(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
 
     (X, y), (Xte, _) = ds["train"], ds["test"]
     out: dict = {}  # type: ignore[type-arg]
-    for label, ks in (("k=20", (20,)), ("k=10,20,100,200", (10, 20, 100, 200))):
+    lists = (("k=20", (20,)), ("k=10,20,100,200", (10, 20, 100, 200)))
+    for label, ks in lists[:1] if args.quick else lists:
         sk, t_sk = in_child(sk_knn, X, y, Xte, ks)
         KNNProbe(k=20).fit(X[:100], y[:100]).predict(Xte[:10])  # warm-up: FAISS / BLAS thread start
         t0 = time.perf_counter()
@@ -261,7 +271,8 @@ def curve(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     from probe.evaluate import PlanConfig, run_plan
 
     t0 = time.perf_counter()
-    rows = run_plan(ds["data"], PlanConfig(seeds=5, device=args.device))
+    plan = PlanConfig(seeds=1, shots=SHOTS, bootstrap=0) if args.quick else PlanConfig(seeds=5)
+    rows = run_plan(ds["data"], replace(plan, device=args.device))
     wall = time.perf_counter() - t0
     per_head: dict[str, float] = {}
     for r in rows:
@@ -285,10 +296,20 @@ def main() -> None:
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--label", default="probe")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny run (tests: the script runs; figures mean nothing): shots 1,2, one seed, k=20 only, no "
+        "synthetic set",
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")  # capped classes / sklearn convergence notes are not the point here
+    if args.quick:
+        global SHOTS
+        SHOTS = (1, 2)
+        args.seeds = 1
     parts = set(args.parts.split(","))
-    sets = [blood(args)] + ([] if args.skip_synthetic else [synthetic()])
+    sets = [blood(args)] + ([] if args.skip_synthetic or args.quick else [synthetic()])
     results = []
     for ds in sets:
         r: dict = {"name": ds["name"]}  # type: ignore[type-arg]
@@ -308,10 +329,10 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:  # type: ignor
 
     device = "cuda" if (args.device != "cpu" and torch.cuda.is_available()) else "cpu"
     gpu = f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""
-    cmd = " ".join(["python bench/probe.py", *sys.argv[1:]])
+    cmd = " ".join(["python bench/bench_probe.py", *sys.argv[1:]])
     lines = [
         f"<!-- bench:{args.label}:start -->",
-        f"## Probing (`bench/probe.py`, {args.label})",
+        f"## Probing (`bench/bench_probe.py`, {args.label})",
         "",
         f"- command: `{re.sub(r' +', ' ', cmd)}`",
         f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`{gpu}; Python {platform.python_version()}",

@@ -2,7 +2,7 @@
 
 Run from the repository root (figures go to docs/benchmarks.md, between the extract markers):
 
-    .venv/bin/python bench/extract.py --data-root ../shared/data/medmnist
+    .venv/bin/python bench/bench_extract.py --data-root ../shared/data/medmnist
 
 In one run, for the same model, batch size and precision:
   * model-only: forward passes on synthetic (batch, 3, S, S) tensors, after one warm-up batch;
@@ -123,7 +123,15 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--child-rss", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny run (tests: the script runs; figures mean nothing): timm:test_vit with random weights at "
+        "32 px, 16 images, batch 8, one repeat, no RSS processes",
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.backbone, args.images, args.batch_size, args.repeats, args.skip_rss = "timm:test_vit", 16, 8, 1, True
 
     from probe.backbones import load_backbone
     from probe.runtime import resolve_device, resolve_precision
@@ -131,7 +139,9 @@ def main() -> None:
     dev = resolve_device(args.device)
     device = str(dev)
     precisions = [resolve_precision(p, dev) for p in args.precisions.split(",")]
-    backbone = load_backbone(args.backbone)
+    backbone = (
+        load_backbone(args.backbone, pretrained=False, image_size=32) if args.quick else load_backbone(args.backbone)
+    )
     if args.child_rss is not None:
         source = _subset(args.data, args.data_root, args.child_rss)
         pipeline(backbone, source, args.batch_size, args.precision, device, None)
@@ -166,9 +176,9 @@ def _report(args, device, backbone, n_images, rows, rss) -> str:  # type: ignore
     gpu = f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""
     lines = [
         f"<!-- bench:{args.label}:start -->",
-        f"## Extraction (`bench/extract.py`, {args.label})",
+        f"## Extraction (`bench/bench_extract.py`, {args.label})",
         "",
-        f"- command: `python bench/extract.py {' '.join(sys.argv[1:])}`",
+        f"- command: `python bench/bench_extract.py {' '.join(sys.argv[1:])}`",
         f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`{gpu}",
         f"- software: torch {torch.__version__}, Python {platform.python_version()}",
         f"- data: first {n_images} images of `{args.data}`; backbone `{args.backbone}` at "

@@ -2,7 +2,7 @@
 
 Run from the repository root (figures go to docs/benchmarks.md, between the semisup markers):
 
-    .venv/bin/python bench/semisup.py --seeds 10
+    .venv/bin/python bench/bench_semisup.py --seeds 10
 
 Features: BloodMNIST embedded by efficientnet_lite0 at 224 px (the store under embeddings/ whose
 fingerprint inputs carry the current EXTRACTION_VERSION; or --store PATH). One ``run_plan`` per
@@ -107,11 +107,11 @@ def report(args: argparse.Namespace, store: str, data, arms: dict, walls: dict) 
     from probe.metrics import mean_ci, paired_comparison
 
     shots = list(args.shots)
-    cmd = " ".join(["python bench/semisup.py", *sys.argv[1:]])
+    cmd = " ".join(["python bench/bench_semisup.py", *sys.argv[1:]])
     spread = arms["labelspread"][0].params
     lines = [
         f"<!-- bench:{args.label}:start -->",
-        f"## Semi-supervised probing (`bench/semisup.py`, {args.label})",
+        f"## Semi-supervised probing (`bench/bench_semisup.py`, {args.label})",
         "",
         f"- command: `{re.sub(r' +', ' ', cmd)}`",
         f"- machine: {_cpu_name()}, {os.cpu_count()} cores (shared with other jobs), device `{args.device}`; "
