@@ -24,7 +24,13 @@ ALIASES: Mapping[tuple[str, str], tuple[str, bool]] = {
     ("BackboneRequest", "pretrained"): ("random_weights", True),
     ("SlicePolicy", "axis"): ("slice_axis", False),
     ("StoreChoice", "eval_split"): ("split", False),
+    ("FinetunePlan", "eval_split"): ("split", False),
     ("ExtractConfig", "poolings"): ("pooling", False),
+    ("AugmentConfig", "rotate_degrees"): ("rotate", False),
+    ("LoraSettings", "rank"): ("lora_rank", False),
+    ("LoraSettings", "alpha"): ("lora_alpha", False),
+    ("LoraSettings", "dropout"): ("lora_dropout", False),
+    ("LoraSettings", "targets"): ("lora_targets", False),
 }
 _MENTION = re.compile(r"\b([A-Za-z_]\w*)\(([a-z_][a-z0-9_]*)=([^()]*)\)")
 

@@ -78,27 +78,34 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ConfigError(f"--batch-size {self.batch_size} is invalid; use a positive number such as 64")
+            raise ConfigError(
+                f"ExtractConfig(batch_size={self.batch_size}) is invalid; use a positive number such as 64"
+            )
         if self.num_workers is not None and self.num_workers < 0:
-            raise ConfigError(f"--num-workers {self.num_workers} is invalid; use 0 or more")
+            raise ConfigError(f"ExtractConfig(num_workers={self.num_workers}) is invalid; use 0 or more")
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"ExtractConfig(precision={self.precision!r}) is invalid; use one of {', '.join(PRECISIONS)}"
             )
         if self.store_dtype not in STORE_DTYPES:
-            raise ConfigError(f"--store-dtype {self.store_dtype!r} is invalid; use one of {', '.join(STORE_DTYPES)}")
+            raise ConfigError(
+                f"ExtractConfig(store_dtype={self.store_dtype!r}) is invalid; use one of {', '.join(STORE_DTYPES)}"
+            )
         if self.compression not in COMPRESSIONS:
-            raise ConfigError(f"--compression {self.compression!r} is invalid; use one of {', '.join(COMPRESSIONS)}")
+            raise ConfigError(
+                f"ExtractConfig(compression={self.compression!r}) is invalid; use one of {', '.join(COMPRESSIONS)}"
+            )
         if self.repair and self.overwrite:
             raise ConfigError(
                 "ExtractConfig(repair=True) keeps a store's intact chunks and overwrite=True replaces them all; "
                 "pass one of them"
             )
         if self.on_error not in ON_ERROR:
-            raise ConfigError(f"--on-error {self.on_error!r} is invalid; use one of {', '.join(ON_ERROR)}")
+            raise ConfigError(f"ExtractConfig(on_error={self.on_error!r}) is invalid; use one of {', '.join(ON_ERROR)}")
         if self.chunk_rows is not None and (self.chunk_rows < 1 or self.chunk_rows % self.batch_size):
             raise ConfigError(
-                f"--chunk-rows {self.chunk_rows} must be a positive multiple of --batch-size {self.batch_size}"
+                f"ExtractConfig(chunk_rows={self.chunk_rows}) must be a positive multiple of "
+                f"ExtractConfig(batch_size={self.batch_size})"
             )
 
     def resolved_chunk_rows(self) -> int:
@@ -247,7 +254,8 @@ def select_poolings(backbone: Backbone, requested: Sequence[str] | None) -> dict
     bad = [p for p in names if p not in backbone.poolings]
     if bad:
         raise ConfigError(
-            f"--pooling {','.join(bad)} is not offered by {backbone.name}; choose from {','.join(backbone.poolings)}"
+            f"ExtractConfig(poolings={','.join(bad)}) is not offered by {backbone.name}; choose from "
+            f"{','.join(backbone.poolings)}"
         )
     return {p: backbone.poolings[p] for p in dict.fromkeys(names)}
 
@@ -393,7 +401,7 @@ def _check_finite(
         where = f"sample {source.ids[row]!r}" + (f" view {source.views[view]!r}" if source.views else "")
         raise ProbeError(
             f"{backbone} produced non-finite {pooling} features for {where} (in {feats.dtype} storage); "
-            "try --precision fp32 or --store-dtype float32"
+            "try ExtractConfig(precision=fp32) or ExtractConfig(store_dtype=float32)"
         )
 
 
@@ -518,9 +526,10 @@ def _check_resumable(writer: StoreWriter, cfg: ExtractConfig, device: torch.devi
     started = (writer.attrs.get("batch_size"), writer.attrs.get("device_type"))
     if started != (cfg.batch_size, device.type):
         raise StoreError(
-            f"store {writer.path} was started with --batch-size {started[0]} on {started[1]}; resume it with the "
+            f"store {writer.path} was started with ExtractConfig(batch_size={started[0]}) on {started[1]}; resume "
+            "it with the "
             f"same batch size and device (this run: {cfg.batch_size} on {device.type}) so its features "
-            "equal an uninterrupted run's, or pass --overwrite to start again"
+            "equal an uninterrupted run's, or pass ExtractConfig(overwrite=True) to start again"
         )
 
 
@@ -559,7 +568,7 @@ def _open_or_create(
             raise StoreError(
                 f"store {path} holds features made with other settings (fingerprint "
                 f"{str(found.get('fingerprint'))[:16]}, this run {fingerprint[:16]}); "
-                "pass --overwrite to replace it, or choose another --store"
+                "pass ExtractConfig(overwrite=True) to replace it, or choose another ExtractConfig(store=PATH)"
             )
         writer = StoreWriter.open(path)
         if not cfg.repair and writer.pending_chunks():  # repair checks once it knows what to recompute

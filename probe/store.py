@@ -79,7 +79,8 @@ def check_writable(root: str | os.PathLike[str]) -> None:
         probe_file.unlink()
     except OSError as exc:
         raise StoreError(
-            f"store root {root} is not writable ({exc.strerror or exc}); pass --store-root to a writable folder"
+            f"store root {root} is not writable ({exc.strerror or exc}); pass ExtractConfig(store_root=DIR) with a "
+            "writable folder"
         ) from None
 
 
@@ -199,7 +200,7 @@ def existing_store_attrs(path: str) -> dict[str, Any] | None:
     if not _is_url(path):
         p = Path(path)
         if p.exists() and not p.is_dir():
-            raise StoreError(f"{path} is a file, not an embedding store; choose another --store")
+            raise StoreError(f"{path} is a file, not an embedding store; choose another ExtractConfig(store=PATH)")
         if not p.exists() or not any(p.iterdir()):
             return None
     try:
@@ -212,7 +213,10 @@ def existing_store_attrs(path: str) -> dict[str, Any] | None:
         ) from None
     attrs: dict[str, Any] = dict(group.attrs)
     if attrs.get("format") != FORMAT:
-        raise StoreError(f"{path} is a Zarr group but not a probe store; it is left untouched: choose another --store")
+        raise StoreError(
+            f"{path} is a Zarr group but not a probe store; it is left untouched: choose another "
+            "ExtractConfig(store=PATH)"
+        )
     return attrs
 
 
@@ -463,7 +467,7 @@ class EmbeddingStore:
         if pooling not in self.poolings:
             raise StoreError(
                 f"store {self.path} has no pooling {pooling!r}; it has {', '.join(self.poolings)} "
-                "(extract again with --pooling to add others)"
+                "(extract again with ExtractConfig(poolings=NAME) to add others)"
             )
         return read_array(self.group, self.path, f"features/{pooling}")
 

@@ -1,4 +1,4 @@
-"""bench/gpu.sh and bench/gpu_bench.py on a machine without CUDA: they parse, render, and stop clearly."""
+"""bench/gpu.sh and bench/bench_gpu.py on a machine without CUDA: they parse, render, and stop clearly."""
 
 from __future__ import annotations
 
@@ -15,33 +15,33 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def gpu_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "bench" / "gpu_bench.py")
+def bench_gpu() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "bench" / "bench_gpu.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_arguments_and_peaks(gpu_bench: ModuleType) -> None:
-    args = gpu_bench.parse_args(["--data-root", "/data", "--images", "512", "--skip-cpu-curve"])
+def test_arguments_and_peaks(bench_gpu: ModuleType) -> None:
+    args = bench_gpu.parse_args(["--data-root", "/data", "--images", "512", "--skip-cpu-curve"])
     assert (args.data, args.data_root, args.images, args.skip_cpu_curve) == ("medmnist:bloodmnist", "/data", 512, True)
     assert args.out == str(REPO / "docs" / "benchmarks.md") and args.label == "gpu"
-    assert gpu_bench.bf16_peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
-    assert gpu_bench.bf16_peak_tflops("NVIDIA H100 PCIe") == 756.0
-    assert gpu_bench.bf16_peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
-    assert gpu_bench.bf16_peak_tflops("Some GPU") is None and gpu_bench.bf16_peak_tflops("Some GPU", 100.0) == 100.0
+    assert bench_gpu.bf16_peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
+    assert bench_gpu.bf16_peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert bench_gpu.bf16_peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert bench_gpu.bf16_peak_tflops("Some GPU") is None and bench_gpu.bf16_peak_tflops("Some GPU", 100.0) == 100.0
 
 
-def test_report_replaces_its_section(gpu_bench: ModuleType, tmp_path: Path) -> None:
+def test_report_replaces_its_section(bench_gpu: ModuleType, tmp_path: Path) -> None:
     row = {"backbone": "efficientnet_lite0", "model_ips": 9000.0, "pipeline_ips": 8000.0, "ratio": 0.889,
            "gflops_per_image": 0.8, "tflops": 7.2, "peak_fraction": 0.0073, "images": 4096}  # fmt: skip
     lora = {"images_per_second": 300.0, "step_ms": 106.0, "peak_memory_gib": 9.5, "batch": 32.0}
-    text = gpu_bench.report("NVIDIA H100", 989.4, [row], {"GPU": 40.0, "CPU": 900.0}, lora)
+    text = bench_gpu.report("NVIDIA H100", 989.4, [row], {"GPU": 40.0, "CPU": 900.0}, lora)
     out = tmp_path / "benchmarks.md"
     out.write_text("# Benchmarks\n\nkept\n")
-    gpu_bench.write_section(out, "gpu", text)
-    gpu_bench.write_section(out, "gpu", text)
+    bench_gpu.write_section(out, "gpu", text)
+    bench_gpu.write_section(out, "gpu", text)
     body = out.read_text()
     assert body.count("<!-- bench:gpu:start -->") == 1 and "kept" in body
     assert "| efficientnet_lite0 | 9000 | 8000 | 0.89 | 0.80 | 7.2 | 0.7 % |" in body
@@ -54,7 +54,7 @@ def _no_cuda_env() -> dict[str, str]:
 
 def test_bench_script_without_cuda_says_so() -> None:
     run = subprocess.run(
-        [sys.executable, "bench/gpu_bench.py", "--check-cuda"],
+        [sys.executable, "bench/bench_gpu.py", "--check-cuda"],
         cwd=REPO,
         env=_no_cuda_env(),
         capture_output=True,
@@ -68,6 +68,6 @@ def test_gpu_sh_without_cuda_stops_before_the_tests() -> None:
     assert run.returncode == 1
     assert (
         run.stderr.strip().splitlines()[-1]
-        == "error: no CUDA device: bench/gpu.sh and bench/gpu_bench.py need a CUDA GPU"
+        == "error: no CUDA device: bench/gpu.sh and bench/bench_gpu.py need a CUDA GPU"
     )
     assert "passed" not in run.stdout and "skipped" not in run.stdout

@@ -143,7 +143,7 @@ def build_hf_written(
         torch.manual_seed(RANDOM_INIT_SEED)
         model = AutoModel.from_config(AutoConfig.for_model(**args), **float32_kwargs())
     if weights is not None:
-        load_weights(vision_tower(model), read_state_dict(weights), origin=f"--weights {weights}")
+        load_weights(vision_tower(model), read_state_dict(weights), origin=f"BackboneRequest(weights={weights})")
     pp = preprocess.replace(resolution=resolution, image_size=int(image_size or preprocess.image_size))
     info = {"source": f"hf:{repo}", "weights": weights or "random"}
     info.update(meta or {})
@@ -176,7 +176,9 @@ def build_hf(
                 torch.manual_seed(RANDOM_INIT_SEED)
                 model = AutoModel.from_config(AutoConfig.from_pretrained(repo), **float32_kwargs())
             if weights is not None:
-                load_weights(vision_tower(model), read_state_dict(weights), origin=f"--weights {weights}")
+                load_weights(
+                    vision_tower(model), read_state_dict(weights), origin=f"BackboneRequest(weights={weights})"
+                )
     except (OSError, ValueError, ImportError) as exc:
         raise WeightsError(
             f"could not load hf:{repo} ({str(exc).splitlines()[0]}); check the repository id, or on a "

@@ -36,10 +36,12 @@ class AugmentConfig:
             if not 0.0 <= p <= 1.0:
                 raise ConfigError(f"--{name} {p} must be a probability in [0, 1]")
         if not 0.0 <= self.rotate_degrees <= 180.0:
-            raise ConfigError(f"--rotate {self.rotate_degrees} must lie in [0, 180] degrees")
+            raise ConfigError(f"AugmentConfig(rotate_degrees={self.rotate_degrees}) must lie in [0, 180] degrees")
         lo, hi = self.crop_scale
         if not 0.0 < lo <= hi <= 1.0:
-            raise ConfigError(f"--crop-scale {self.crop_scale} must satisfy 0 < low <= high <= 1, e.g. 0.85,1.0")
+            raise ConfigError(
+                f"AugmentConfig(crop_scale={self.crop_scale}) must satisfy 0 < low <= high <= 1, e.g. 0.85,1.0"
+            )
         lo, hi = self.crop_ratio
         if not 0.0 < lo <= hi:
             raise ConfigError(f"augmentation crop_ratio {self.crop_ratio} must satisfy 0 < low <= high")
@@ -60,11 +62,11 @@ class LoraSettings:
 
     def __post_init__(self) -> None:
         if self.rank < 1:
-            raise ConfigError(f"--lora-rank {self.rank} must be a positive integer such as 8 or 16")
+            raise ConfigError(f"LoraSettings(rank={self.rank}) must be a positive integer such as 8 or 16")
         if self.alpha <= 0:
-            raise ConfigError(f"--lora-alpha {self.alpha} must be positive (commonly 2 x rank)")
+            raise ConfigError(f"LoraSettings(alpha={self.alpha}) must be positive (commonly 2 x rank)")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"--lora-dropout {self.dropout} must lie in [0, 1)")
+            raise ConfigError(f"LoraSettings(dropout={self.dropout}) must lie in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -97,30 +99,37 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ConfigError(f"--mode {self.mode!r} is unknown; use one of {', '.join(MODES)}")
+            raise ConfigError(f"FinetuneConfig(mode={self.mode!r}) is unknown; use one of {', '.join(MODES)}")
         positive = {"epochs": self.epochs, "batch-size": self.batch_size, "grad-accum": self.grad_accum}
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"--{name} {value} must be a positive integer")
         if self.min_steps < 0 or self.patience < 0:
-            raise ConfigError(f"--min-steps {self.min_steps} and --patience {self.patience} must be >= 0")
+            raise ConfigError(
+                f"FinetuneConfig(min_steps={self.min_steps}) and FinetuneConfig(patience={self.patience}) must be >= 0"
+            )
         for name, rate in {"lr": self.backbone_lr, "head-lr": self.head_lr}.items():
             if not rate > 0:
                 raise ConfigError(f"--{name} {rate} must be positive, e.g. 1e-4")
         if self.weight_decay < 0:
-            raise ConfigError(f"--weight-decay {self.weight_decay} must be >= 0")
+            raise ConfigError(f"FinetuneConfig(weight_decay={self.weight_decay}) must be >= 0")
         if not 0.0 <= self.warmup_frac < 1.0:
-            raise ConfigError(f"--warmup-frac {self.warmup_frac} must lie in [0, 1)")
+            raise ConfigError(f"FinetuneConfig(warmup_frac={self.warmup_frac}) must lie in [0, 1)")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
-            raise ConfigError(f"--layer-decay {self.layer_decay} must lie in (0, 1], e.g. 0.75")
+            raise ConfigError(f"FinetuneConfig(layer_decay={self.layer_decay}) must lie in (0, 1], e.g. 0.75")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"--label-smoothing {self.label_smoothing} must lie in [0, 1)")
+            raise ConfigError(f"FinetuneConfig(label_smoothing={self.label_smoothing}) must lie in [0, 1)")
         if self.norm not in NORM_MODES:
-            raise ConfigError(f"--norm {self.norm!r} is unknown; use one of {', '.join(NORM_MODES)}")
+            raise ConfigError(f"FinetuneConfig(norm={self.norm!r}) is unknown; use one of {', '.join(NORM_MODES)}")
         if self.select_metric not in SELECT_METRICS:
-            raise ConfigError(f"--select-metric {self.select_metric!r}; use one of {', '.join(SELECT_METRICS)}")
+            raise ConfigError(
+                f"FinetuneConfig(select_metric={self.select_metric!r}) is unknown; use one of "
+                f"{', '.join(SELECT_METRICS)}"
+            )
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+            raise ConfigError(
+                f"FinetuneConfig(precision={self.precision!r}) is unknown; use one of {', '.join(PRECISIONS)}"
+            )
 
     @property
     def backbone_lr(self) -> float:

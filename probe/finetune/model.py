@@ -189,7 +189,7 @@ def discover_lora_targets(module: nn.Module) -> list[str]:
         return convs
     raise ConfigError(
         "found no ViT projection (qkv/proj/fc1/fc2, query/key/value/dense) and no 1x1 convolution to adapt; "
-        "name the modules with --lora-targets (module names or name suffixes)"
+        "name the modules with LoraSettings(targets=NAMES) (module names or name suffixes)"
     )
 
 
@@ -209,7 +209,7 @@ def resolve_lora_targets(module: nn.Module, targets: Sequence[str] | None) -> li
         if not hit:
             leaves = sorted({n.rsplit(".", 1)[-1] for n in layers})[:12]
             raise ConfigError(
-                f"--lora-targets {t!r} matches no Linear/Conv layer of this backbone; layer names end in e.g. "
+                f"LoraSettings(targets={t!r}) matches no Linear/Conv layer of this backbone; layer names end in e.g. "
                 f"{', '.join(leaves)}"
             )
         names += [n for n in hit if n not in names]

@@ -96,12 +96,14 @@ def source_eval_data(
         ProtocolError: no training rows, or an empty evaluation split.
     """
     if eval_split not in ("val", "test"):
-        raise ProtocolError(f"--eval-split {eval_split!r}: use test or val")
+        raise ProtocolError(f"FinetunePlan(eval_split={eval_split!r}): use test or val")
     rows = {name: np.flatnonzero(source.splits == code) for code, name in enumerate(SPLITS)}
     if rows["train"].size == 0:
         raise ProtocolError(f"{source.spec} has no train split; fine-tuning needs training rows")
     if rows[eval_split].size == 0:
-        raise ProtocolError(f"{source.spec} has no {eval_split} rows to evaluate; pass --eval-split val or split it")
+        raise ProtocolError(
+            f"{source.spec} has no {eval_split} rows to evaluate; pass FinetunePlan(eval_split=val) or split it"
+        )
     val_rows = rows["val"] if eval_split == "test" and rows["val"].size else None
     data = EvalData(
         dataset=source.name,
@@ -118,6 +120,8 @@ def source_eval_data(
         views=tuple(source.views or ()),
         view_kind=source.view_kind,
         fusion="mean" if source.views else "",
+        dataset_fingerprint=source.fingerprint(),  # as a store of this source records it: same dataset identity
+        dataset_spec=source.spec,
     )
     return data, {
         "train": rows["train"],
@@ -164,7 +168,9 @@ def run_finetune(
     bb = bb_req.load()
     pooling = config.pooling or bb.default_poolings[0]
     if pooling not in bb.poolings:
-        raise ConfigError(f"--pooling {pooling!r} is not offered by {bb.name}; use one of {', '.join(bb.poolings)}")
+        raise ConfigError(
+            f"FinetuneConfig(pooling={pooling!r}) is not offered by {bb.name}; use one of {', '.join(bb.poolings)}"
+        )
     if config.mode == "lora":
         resolve_lora_targets(bb.pooler, config.lora.targets)  # fail before any training starts
     probe_plan = plan.probe_plan()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from probe.errors import ConfigError, ProbeError, RegistryError, UnknownSourceError
 from probe.sources._base import SPLITS, Source, SubsetSource, limit_per_split, split_code
-from probe.sources._labels import check_labels, pop_allowed_labels
+from probe.sources._labels import ALLOW_LABEL_OPTION, check_labels, pop_allowed_labels
 from probe.sources._options import check_option_keys, split_spec_options, with_options
 from probe.sources.dicom import DICOM_OPTION_KEYS, open_dicom, open_dicom_csv
 from probe.sources.files import FileListSource, manifest_header, open_folder, open_manifest
@@ -164,6 +164,8 @@ def canonical_spec(spec: str) -> str:
             options[key] = ",".join(f"{float(v):.6g}" for v in value.split(","))
         except ValueError:
             options[key] = value.lower()
+    if ALLOW_LABEL_OPTION in options:  # a set of labels: order and case do not matter
+        options[ALLOW_LABEL_OPTION] = ",".join(sorted({v.strip() for v in options[ALLOW_LABEL_OPTION].split(",")}))
     return with_options(f"{prefix}:{_CANONICAL[prefix](arg)}", options)
 
 

@@ -129,7 +129,7 @@ def pil_to_array(img: Image.Image, *, rgba: RgbaPolicy = "composite", where: str
     if mode in ("LA", "La", "RGBA", "RGBa", "PA"):
         if rgba == "reject":
             raise ImageDecodeError(
-                f"{where}: image has an alpha channel (mode {mode}); pass --rgba composite to "
+                f"{where}: image has an alpha channel (mode {mode}); pass SourceRequest(rgba=composite) to "
                 "composite it on black, or remove the alpha channel"
             )
         return _composite(np.asarray(img.convert("RGBA")))
@@ -180,10 +180,12 @@ def read_image(
             img.load()
             return pil_to_array(img, rgba=rgba, where=where)
     except FileNotFoundError:
-        raise ImageDecodeError(f"{where}: file not found; fix the path or pass --on-error skip") from None
+        raise ImageDecodeError(f"{where}: file not found; fix the path or pass ExtractConfig(on_error=skip)") from None
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"{where}: {exc}; tile or downscale the image first, or pass --on-error skip") from None
+        raise ImageDecodeError(
+            f"{where}: {exc}; tile or downscale the image first, or pass ExtractConfig(on_error=skip)"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(
-            f"{where}: cannot decode image ({exc}); replace the file or pass --on-error skip"
+            f"{where}: cannot decode image ({exc}); replace the file or pass ExtractConfig(on_error=skip)"
         ) from None

@@ -33,3 +33,7 @@ def test_unknown_prefixes_never_match() -> None:
     with pytest.raises(UnknownSourceError, match="unknown data source 'nope:x'"):
         canonical_spec("nope:x")
     assert not same_source("nope:x", "nope:x")
+
+
+def test_allowed_labels_are_a_set(tmp_path: Path) -> None:
+    assert same_source(f"folder:{tmp_path}?allow_label=None,NaN", f"folder:{tmp_path}?allow_label=nan,none")

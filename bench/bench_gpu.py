@@ -3,7 +3,7 @@
 Run from the repository root on a CUDA machine (``bash bench/gpu.sh`` runs the ``gpu`` tests first);
 the figures replace the ``gpu`` section of docs/benchmarks.md:
 
-    .venv/bin/python bench/gpu_bench.py --data-root ../shared/data/medmnist
+    .venv/bin/python bench/bench_gpu.py --data-root ../shared/data/medmnist
 
 Measured, in bf16 autocast:
   * extraction of efficientnet_lite0 and of a ViT-B/14 built from its config (timm
@@ -56,7 +56,7 @@ class NoCudaError(SystemExit):
 
 
 def use_repo_imports() -> None:
-    """``python bench/gpu_bench.py`` puts bench/ first on sys.path, where bench/probe.py would shadow the package."""
+    """``python bench/bench_gpu.py`` puts bench/ first on sys.path, where bench/probe.py would shadow the package."""
     bench = (REPO / "bench").resolve()
     sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != bench and p != str(REPO)]
 
@@ -66,7 +66,7 @@ def require_cuda() -> str:
     import torch
 
     if not torch.cuda.is_available():
-        print("error: no CUDA device: bench/gpu.sh and bench/gpu_bench.py need a CUDA GPU", file=sys.stderr)
+        print("error: no CUDA device: bench/gpu.sh and bench/bench_gpu.py need a CUDA GPU", file=sys.stderr)
         raise NoCudaError(1)
     return str(torch.cuda.get_device_name(0))
 
@@ -246,7 +246,7 @@ def report(
 
     lines = [
         "<!-- bench:{label}:start -->",
-        "## GPU (bench/gpu_bench.py)",
+        "## GPU (bench/bench_gpu.py)",
         "",
         f"{gpu}, PyTorch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}; "
         f"bf16 autocast; dense bf16 peak {peak if peak else 'unknown'} TFLOP/s.",
