@@ -61,7 +61,7 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
         seconds = (time.perf_counter() - t0) / len(ks)
         for k_req, k in ks.items():
             params = {"k": k, "k_requested": k_req, "vote": cfg.vote, "temperature": cfg.temperature}
-            params |= {"metric": "cosine", "index": type(probe.knn_.index_).__name__}
+            params |= {"metric": "cosine", "index": type(probe.knn_.index_).__name__, "device": probe.knn_.device_}
             params |= _tuned(tune_y, tune[k], source)
             head = f"knn-k{k_req}" if several else "knn"
             out.append(Evaluation(task=task, head=head, params=params, proba=probas[k], seconds=seconds))
@@ -105,7 +105,8 @@ def _linear_params(probe: Any, data: EvalData, cfg: Any) -> dict[str, Any]:
         "converged": bool(np.all(probe.converged_)),
         "degenerate_labels": [data.classes[j] for j in np.flatnonzero(probe.degenerate_)],
         "solver": "probe-lbfgs-batched-ovr",
-        "precision": cfg.precision,
+        "precision": str(probe.dtype_),
+        "device": str(probe.device_),
     }
 
 

@@ -58,6 +58,7 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
                 "temperature": cfg.temperature,
                 "metric": "cosine",
                 "index": type(probe.index_).__name__,
+                "device": probe.device_,
             }
             out.append(
                 Evaluation(
@@ -99,7 +100,8 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
         "n_iter": int(np.max(probe.n_iter_)),
         "converged": bool(np.all(probe.converged_)),
         "solver": "probe-lbfgs-batched",
-        "precision": cfg.precision,
+        "precision": str(probe.dtype_),  # resolved: float64 on the CPU, float32 on CUDA unless asked otherwise
+        "device": str(probe.device_),
     }
 
 

@@ -146,6 +146,8 @@ def run_linear_dropout(data: EvalData, tasks: list[Task], plan: PlanConfig) -> l
             "n_iter": int(np.max(probe.n_iter_)),
             "converged": bool(np.all(probe.converged_)),
             "solver": "probe-lbfgs-batched",
+            "precision": str(probe.dtype_),
+            "device": str(probe.device_),
             "modality_dropout": vcfg.modality_dropout,
             "dropout_copies": copies,
             "dropout_seed": plan.seed,
