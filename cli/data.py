@@ -12,7 +12,7 @@ import typer
 
 from cli._common import emit_json, user_errors
 
-data_app = typer.Typer(help="Check data sets before embedding them.", no_args_is_help=True)
+data_app = typer.Typer(help="Check data sets before embedding them.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _counts_table(counts: dict[str, dict[str, int]]) -> list[str]:

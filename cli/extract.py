@@ -9,7 +9,6 @@ import typer
 
 from cli._common import command_line, emit_json, split_list, user_errors
 from cli.options import Blank, LabelColumns, SliceAxis, Slices, Uncertain, backbone_request, source_request
-from probe.extract import ExtractConfig, extract
 
 
 class Resolution(str, Enum):
@@ -97,6 +96,8 @@ def extract_command(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:
     """Extract pooled features of DATA with a frozen backbone into an embedding store (resumable)."""
+    from probe.extract import ExtractConfig, extract
+
     config = ExtractConfig(
         poolings=split_list(pooling),
         batch_size=batch_size,

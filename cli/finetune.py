@@ -19,8 +19,7 @@ from cli.options import (
     source_request,
 )
 from probe.errors import ConfigError
-from probe.evaluate import DEFAULT_METRICS
-from probe.finetune import AugmentConfig, FinetuneConfig, FinetunePlan, LoraSettings, parse_targets, run_finetune
+from probe.evaluate.defaults import DEFAULT_METRICS
 
 
 @user_errors
@@ -93,6 +92,8 @@ def finetune_command(
     json_out: Annotated[bool, typer.Option("--json", help='print {"results": [row, ...]}')] = False,
 ) -> None:
     """Fine-tune BACKBONE on DATA on the probes' own draws (same ids per seed and shots); head=finetune-<mode>."""
+    from probe.finetune import AugmentConfig, FinetuneConfig, FinetunePlan, LoraSettings, parse_targets, run_finetune
+
     low_high = parse_numbers(crop_scale, option="--crop-scale")
     if len(low_high) != 2:
         raise ConfigError(f"--crop-scale {crop_scale!r} must be two numbers low,high such as 0.85,1.0")

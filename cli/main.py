@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Annotated
 
 import typer
 
@@ -20,8 +21,28 @@ app = typer.Typer(
     help="Extract frozen-backbone embeddings once, then probe them many times.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: brackets such as [@size] and {"results": [...]} stay as written
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"probe {version('probe-embeddings')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Extract frozen-backbone embeddings once, then probe them many times."""
+
+
 app.command("models")(models_command)
 app.command("extract")(extract_command)
 app.add_typer(store_app, name="store")

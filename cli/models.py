@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from cli._common import emit_json, user_errors
-from probe.backbones import models_markdown, registered_backbones
 
 
 @user_errors
@@ -16,6 +15,8 @@ def models_command(
     markdown: Annotated[bool, typer.Option("--markdown", help="print the Markdown table of docs/models.md")] = False,
 ) -> None:
     """List registered backbones (also usable: timm:<model>, hf:<repo>, open_clip:<arch>@<tag>)."""
+    from probe.backbones import models_markdown, registered_backbones
+
     specs = registered_backbones()
     if json_out:
         emit_json({"models": [s.to_dict() for s in specs.values()]})

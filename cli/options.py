@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli._common import split_list
-from probe.backbones.request import BackboneRequest
 from probe.errors import ConfigError
-from probe.sources.multilabel import MultiLabelOptions
-from probe.sources.request import SourceRequest
-from probe.sources.volumes import SlicePolicy
 
-Backbone = Annotated[str, typer.Option(help="registered name (probe models), timm:<model> or hf:<repo>")]
+if TYPE_CHECKING:
+    from probe.backbones.request import BackboneRequest
+    from probe.sources.multilabel import MultiLabelOptions
+    from probe.sources.request import SourceRequest
+    from probe.sources.volumes import SlicePolicy
+
+Backbone = Annotated[
+    str, typer.Option(help="registered name (probe models), timm:<model>, hf:<repo> or open_clip:<arch>@<tag>")
+]
 Pooling = Annotated[str | None, typer.Option(help="stored pooling to probe (default: the store's first)")]
 Store = Annotated[str | None, typer.Option(help="explicit store path (default: looked up by data and backbone)")]
 StoreRoot = Annotated[str, typer.Option(envvar="PROBE_STORE_ROOT", help="folder holding stores")]
 ImageSize = Annotated[int | None, typer.Option(help="pick the store extracted at this input size")]
 Results = Annotated[str, typer.Option(help="results folder the rows are appended to")]
-NoSave = Annotated[bool, typer.Option(help="do not append the rows to the results table")]
+NoSave = Annotated[bool, typer.Option("--no-save", help="do not append the rows to the results table")]
+Seeds = Annotated[int, typer.Option(help="draws per shot level (seeds SEED .. SEED+N-1); 5-10 give useful CIs")]
 Seed = Annotated[int, typer.Option(help="first seed (draws, bootstrap)")]
 Metrics = Annotated[str, typer.Option(help="comma list; qwk is added for ordinal sets")]
 Bootstrap = Annotated[int, typer.Option(help="bootstrap resamples for each row's 95 % CI (0: none)")]
@@ -67,6 +72,8 @@ def multilabel_options(label_columns: str | None, uncertain: str | None, blank: 
     """The multi-label options of the command line (None when none was given)."""
     if label_columns is None and uncertain is None and blank is None:
         return None
+    from probe.sources.multilabel import MultiLabelOptions
+
     return MultiLabelOptions(
         label_columns=split_list(label_columns), uncertain=uncertain or "ignore", blank=blank or "zeros"
     )
@@ -80,7 +87,11 @@ Slices = Annotated[str | None, typer.Option(help="3D volumes: slices to embed: a
 
 def slice_policy(slices: str | None, slice_axis: int | None) -> SlicePolicy | None:
     """The slice policy of the command line (None when no slice option was given)."""
-    return None if slices is None and slice_axis is None else SlicePolicy.parse(slices, axis=slice_axis)
+    if slices is None and slice_axis is None:
+        return None
+    from probe.sources.volumes import SlicePolicy
+
+    return SlicePolicy.parse(slices, axis=slice_axis)
 
 
 def source_request(
@@ -96,6 +107,8 @@ def source_request(
     blank: str | None = None,
 ) -> SourceRequest:
     """The data request of a command line: the specification and its data options, built once."""
+    from probe.sources.request import SourceRequest
+
     return SourceRequest(
         spec=data,
         data_root=data_root,
@@ -115,6 +128,8 @@ def backbone_request(
     resolution: str = "resize",
 ) -> BackboneRequest:
     """The backbone request of a command line."""
+    from probe.backbones.request import BackboneRequest
+
     return BackboneRequest(
         name=name, weights=weights, image_size=image_size, resolution=resolution, pretrained=not random_weights
     )

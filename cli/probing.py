@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,7 @@ from cli.options import (
     Pooling,
     Results,
     Seed,
+    Seeds,
     SliceAxis,
     Slices,
     Split,
@@ -35,19 +36,10 @@ from cli.options import (
     source_request,
 )
 from probe.errors import ConfigError
-from probe.evaluate import (
-    DEFAULT_METRICS,
-    KNNConfig,
-    LabelSpreadConfig,
-    LinearConfig,
-    PlanConfig,
-    ProbeRun,
-    PrototypeConfig,
-    StoreChoice,
-    run_curve,
-    run_probes,
-)
-from probe.evaluate.fusion import ViewConfig
+from probe.evaluate.defaults import DEFAULT_METRICS, DEFAULT_SEEDS
+
+if TYPE_CHECKING:
+    from probe.evaluate import ProbeRun, StoreChoice
 
 
 def finish(run: ProbeRun, *, json_out: bool) -> None:
@@ -64,6 +56,8 @@ def finish(run: ProbeRun, *, json_out: bool) -> None:
 
 
 def _choice(store: str | None, store_root: str, image_size: int | None, pooling: str | None, split: str) -> StoreChoice:
+    from probe.evaluate import StoreChoice
+
     return StoreChoice(store=store, store_root=store_root, image_size=image_size, pooling=pooling, eval_split=split)
 
 
@@ -80,7 +74,7 @@ def curve_command(
         "1,2,4,8,16,32,64,all"
     ),
     fractions: Annotated[str | None, typer.Option(help="stratified label fractions, e.g. 0.01,0.1,1.0")] = None,
-    seeds: Annotated[int, typer.Option(help="draws per shot level")] = 5,
+    seeds: Seeds = DEFAULT_SEEDS,
     k: K = "20",
     spread_neighbors: Annotated[int, typer.Option(help="labelspread: kNN-graph neighbours per train row")] = 20,
     spread_alpha: Annotated[float, typer.Option(help="labelspread: spreading strength in (0, 1)")] = 0.99,
@@ -91,6 +85,13 @@ def curve_command(
     weights: Annotated[str | None, typer.Option(help="local .safetensors/.pth weights (air-gapped sites)")] = None,
     random_weights: Annotated[bool, typer.Option(help="random init instead of pretrained (smoke tests)")] = False,
     limit: Annotated[int | None, typer.Option(help="extract only the first N samples of each split")] = None,
+    batch_size: Annotated[int, typer.Option(help="extraction: images per forward pass")] = 64,
+    precision: Annotated[str, typer.Option(help="extraction: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16")] = (
+        "auto"
+    ),
+    resolution: Annotated[str, typer.Option(help="extraction: resize the whole image, or pad it onto a canvas")] = (
+        "resize"
+    ),
     label_columns: LabelColumns = None,
     uncertain: Uncertain = None,
     blank: Blank = None,
@@ -121,6 +122,7 @@ def curve_command(
     json_out: Json = False,
 ) -> None:
     """Label-efficiency curve: extract DATA once per backbone (when missing), then every head × shots × seeds."""
+    from probe.evaluate import KNNConfig, LabelSpreadConfig, PlanConfig, ViewConfig, run_curve
     from probe.extract import ExtractConfig
 
     plan = PlanConfig(
@@ -143,13 +145,17 @@ def curve_command(
             label_columns=label_columns, uncertain=uncertain, blank=blank,
         ),
         backbones=[
-            backbone_request(name, weights=weights, random_weights=random_weights, image_size=image_size)
+            backbone_request(
+                name, weights=weights, random_weights=random_weights, image_size=image_size, resolution=resolution
+            )
             for name in split_list(backbone) or ()
         ],
         plan=plan,
         choice=_choice(None, store_root, image_size, pooling, split),
         results_dir=None if no_save else results,
-        extract_config=ExtractConfig(device=device, poolings=(pooling,) if pooling else None),
+        extract_config=ExtractConfig(
+            device=device, precision=precision, batch_size=batch_size, poolings=(pooling,) if pooling else None
+        ),
         command=command_line(),
     )  # fmt: skip
     finish(run, json_out=json_out)
@@ -159,10 +165,12 @@ def curve_command(
 def linear_command(
     data: Annotated[str, typer.Argument(help="source the store was extracted from")],
     backbone: Backbone = "efficientnet_lite0",
-    c: Annotated[str, typer.Option("--C", help="inverse L2 strength, or auto (val grid, coarse to fine)")] = "auto",
+    c: Annotated[
+        str, typer.Option("--c", "--C", help="inverse L2 strength C, or auto (val grid, coarse to fine)")
+    ] = "auto",
     refit: Annotated[str, typer.Option(help="after choosing C on val: refit on train or train+val")] = "train",
     shots: Annotated[str, typer.Option(help="labels per class (all = full data)")] = "all",
-    seeds: Annotated[int, typer.Option(help="draws per shot level")] = 1,
+    seeds: Seeds = DEFAULT_SEEDS,
     pooling: Pooling = None,
     store: Store = None,
     store_root: StoreRoot = "embeddings",
@@ -177,7 +185,9 @@ def linear_command(
     json_out: Json = False,
 ) -> None:
     """Linear probe (multinomial logistic regression) on stored features; full data by default."""
-    C: float | str = "auto" if c == "auto" else parse_numbers(c, option="--C")[0]
+    from probe.evaluate import LinearConfig, PlanConfig, run_probes
+
+    C: float | str = "auto" if c == "auto" else parse_numbers(c, option="--c")[0]
     plan = PlanConfig(
         heads=("linear",),
         shots=parse_shots(shots),
@@ -206,7 +216,7 @@ def knn_command(
     vote: Vote = "temperature",
     temperature: Annotated[float, typer.Option(help="T of the temperature vote")] = 0.07,
     shots: Annotated[str, typer.Option(help="labels per class (all = full data)")] = "all",
-    seeds: Annotated[int, typer.Option(help="draws per shot level")] = 1,
+    seeds: Seeds = DEFAULT_SEEDS,
     pooling: Pooling = None,
     store: Store = None,
     store_root: StoreRoot = "embeddings",
@@ -221,6 +231,8 @@ def knn_command(
     json_out: Json = False,
 ) -> None:
     """k-nearest-neighbour probe (cosine, FAISS) on stored features; every k from one search."""
+    from probe.evaluate import KNNConfig, PlanConfig, run_probes
+
     plan = PlanConfig(
         heads=("knn",),
         shots=parse_shots(shots),
@@ -258,14 +270,19 @@ def fewshot_command(
     no_save: NoSave = False,
     seed: Seed = 0,
     metrics: Metrics = ",".join(DEFAULT_METRICS),
+    bootstrap: Annotated[
+        int, typer.Option(help="bootstrap resamples of each episode's query set for a per-row CI (0: none)")
+    ] = 0,
     strict: Strict = False,
     device: Device = "auto",
     split: Split = "test",
     json_out: Json = False,
 ) -> None:
     """Few-shot episodes: seeded support draws and query sets, scored per episode."""
+    from probe.evaluate import PlanConfig, PrototypeConfig, run_probes
+
     if episodes < 1:
-        raise ConfigError(f"--episodes {episodes}: use at least 1 episode")
+        raise ConfigError(f"--episodes {episodes}: use at least 1 episode (100 give a tight mean)")
     plan = PlanConfig(
         heads=split_list(heads) or (),
         shots=parse_shots(shots),
@@ -274,7 +291,7 @@ def fewshot_command(
         episodes=episodes,
         queries=queries,
         metrics=split_list(metrics) or DEFAULT_METRICS,
-        bootstrap=0,
+        bootstrap=bootstrap,
         strict=strict,
         device=device,
         prototype=PrototypeConfig(method=method),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,9 @@ def report_command(
         "balanced_accuracy"
     ),
     dataset: Annotated[str | None, typer.Option(help="keep these datasets (comma list)")] = None,
+    backbone: Annotated[str | None, typer.Option(help="keep these backbones (comma list)")] = None,
+    head: Annotated[str | None, typer.Option(help="keep these heads (comma list)")] = None,
+    protocol: Annotated[str | None, typer.Option(help="comma list: full, shots, fraction, episodes")] = None,
     formats: Annotated[str, typer.Option(help="figure formats, comma list of png, svg, pdf")] = "png,svg",
     title: Annotated[str, typer.Option(help="report title")] = "probe report",
     skip_bad_lines: Annotated[
@@ -30,7 +33,9 @@ def report_command(
     from probe.report import write_report
     from probe.results import load_results
 
-    frame = load_results(results, skip_bad_lines=skip_bad_lines, dataset=list(split_list(dataset) or ()) or None)
+    filters = {"dataset": dataset, "backbone": backbone, "head": head, "protocol": protocol}
+    chosen: dict[str, Any] = {k: list(split_list(v) or ()) for k, v in filters.items() if v}
+    frame = load_results(results, skip_bad_lines=skip_bad_lines, **chosen)
     files = write_report(frame, out, metric=metric, formats=split_list(formats) or ("png",), title=title)
     if json_out:
         emit_json(

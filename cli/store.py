@@ -7,19 +7,23 @@ from typing import Annotated
 import typer
 
 from cli._common import emit_json, user_errors
+from cli.options import StoreRoot
 from probe.errors import StoreError
-from probe.store import describe_store, list_stores, verify_store
 
-store_app = typer.Typer(help="Inspect embedding stores.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect embedding stores.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @store_app.command("ls")
 @user_errors
 def ls_command(
-    root: Annotated[str, typer.Argument(envvar="PROBE_STORE_ROOT", help="store root folder")] = "embeddings",
+    root: Annotated[str | None, typer.Argument(help="store root folder (same as --store-root)")] = None,
+    store_root: StoreRoot = "embeddings",
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:
     """List stores with dataset, backbone, rows, poolings and completeness."""
+    from probe.store import list_stores
+
+    root = root or store_root
     stores = list_stores(root)
     if json_out:
         emit_json({"stores": [s.__dict__ for s in stores]})
@@ -40,6 +44,8 @@ def info_command(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:
     """Provenance and fingerprints of one store."""
+    from probe.store import describe_store
+
     info = describe_store(path)
     if json_out:
         emit_json(info)
@@ -55,6 +61,8 @@ def verify_command(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:
     """Read back every chunk (checking CRC32C checksums); exit 1 when any is damaged."""
+    from probe.store import verify_store
+
     check = verify_store(path)
     if json_out:
         emit_json(check.to_json())

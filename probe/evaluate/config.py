@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probe.errors import ProtocolError, RegistryError, UnknownHeadError
+from probe.evaluate.defaults import DEFAULT_METRICS, DEFAULT_SEEDS, DEFAULT_SHOTS
 from probe.evaluate.fusion import ViewConfig
-from probe.evaluate.sampling import ALL, Draw, check_shots
+from probe.evaluate.sampling import Draw, check_shots
 from probe.metrics import check_metric_names
 
 if TYPE_CHECKING:
     from probe.evaluate.data import EvalData
 
-DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "mcc")
-DEFAULT_SHOTS: tuple[int | str, ...] = (1, 2, 4, 8, 16, 32, 64, ALL)
 FAMILIES: tuple[str, ...] = ("single-label", "multi-label")
 
 
@@ -84,7 +83,7 @@ class PlanConfig:
     heads: tuple[str, ...] = ("knn", "linear", "prototype")  # registered head names
     shots: tuple[int | str, ...] = DEFAULT_SHOTS  # labels per class; "all" = the whole train split
     fractions: tuple[float, ...] = ()  # stratified label fractions in (0, 1]
-    seeds: int = 5  # draws per shot level / fraction (seeds seed .. seed+seeds-1)
+    seeds: int = DEFAULT_SEEDS  # draws per shot level / fraction (seeds seed .. seed+seeds-1)
     seed: int = 0  # first seed
     episodes: int = 0  # > 0: few-shot episodes (one support draw + one query sample each) instead of seeds
     queries: int | None = None  # query samples per class per episode (None: the whole evaluation split)

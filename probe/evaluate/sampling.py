@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from probe.errors import ProtocolError
-
-ALL = "all"
+from probe.evaluate.defaults import ALL
 
 
 class CapWarning(UserWarning):

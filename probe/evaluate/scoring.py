@@ -35,7 +35,7 @@ def score(
     task, kind = ev.task, task_kind(data)
     sel = task.eval_rows if task.eval_rows is not None else slice(None)
     y_true, proba = data.test.y[sel], ev.proba[sel]
-    n_boot = 0 if task.protocol == "episodes" else plan.bootstrap
+    n_boot = plan.bootstrap  # episodes: over the episode's query set
     values, cis = kind.score(data, ev, y_true, proba, names, n_boot)
     n_train = int(task.draw.rows.size)
     common: dict[str, Any] = {
