@@ -612,7 +612,7 @@ def _open_or_create(
 
 
 def extract(
-    source: str | SourceRequest,
+    source: str | SourceRequest | Source,
     *,
     backbone: str | BackboneRequest,
     config: ExtractConfig | None = None,
@@ -621,8 +621,9 @@ def extract(
     """Open the data, build the backbone and extract: the library call behind ``probe extract``.
 
     Args:
-        source: a specification such as ``"medmnist:bloodmnist"``, or a :class:`~probe.sources.SourceRequest`
-            carrying the data root, RGBA policy, per-split limit, slice policy and multi-label options.
+        source: a specification such as ``"medmnist:bloodmnist"``, a :class:`~probe.sources.SourceRequest`
+            carrying the data root, RGBA policy, per-split limit, slice policy and multi-label options, or
+            an already opened :class:`~probe.sources.Source`.
         backbone: a name (registry alias, ``timm:<model>``, ``hf:<repo>``, ``open_clip:<arch>@<tag>``), or a
             :class:`~probe.backbones.BackboneRequest` carrying local weights, input size, resolution policy
             and whether to use pretrained weights.
@@ -630,7 +631,8 @@ def extract(
         command: the command line, recorded for resume hints.
     """
     cfg = config or ExtractConfig()
-    src_req, bb_req = SourceRequest.of(source), BackboneRequest.of(backbone)
+    bb_req = BackboneRequest.of(backbone)
     resolve_device(cfg.device, owner="ExtractConfig")  # fail fast, before data and weights are loaded
     bb_req.check()
-    return extract_embeddings(src_req.open(), bb_req.load(), cfg, command=command)
+    src = source if isinstance(source, Source) else SourceRequest.of(source).open()
+    return extract_embeddings(src, bb_req.load(), cfg, command=command)

@@ -108,15 +108,20 @@ def run_curve(
         extract_config: extraction options (device, batch size ...); its store root is ``choice.store_root``.
         command: the command line, recorded in the stores for resume hints.
     """
+    from probe.evaluate.preflight import check_source
     from probe.extract import ExtractConfig, extract
 
     config = replace(extract_config or ExtractConfig(), store_root=choice.store_root)
+    for backbone in backbones:  # names first: a typo fails before any data is read
+        BackboneRequest.of(backbone).check()
+    src = SourceRequest.of(source).open()
+    check_source(src, plan, eval_split=choice.eval_split)  # before anything is embedded
     run_id = uuid.uuid4().hex[:12]
     rows: list[ResultRow] = []
     stores, extractions = [], []
     saved: str | None = None
     for backbone in backbones:
-        result = extract(source, backbone=backbone, config=config, command=command)
+        result = extract(src, backbone=backbone, config=config, command=command)
         extractions.append(result.to_json())
         store = open_store(result.store)
         new = run_plan(_eval_data(store, choice, plan), plan, run_id=run_id)

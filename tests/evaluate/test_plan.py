@@ -58,7 +58,7 @@ def test_episodes_and_fractions(synth_store: str) -> None:
     rows = run_plan(data, PlanConfig(heads=("prototype",), shots=(1, 5), episodes=4, queries=3, **FAST))
     acc = [r for r in rows if r.metric == "accuracy"]
     assert len(acc) == 8 and {r.protocol for r in acc} == {"episodes"}
-    assert all(r.n_test == 12 and r.ci_method == "none" for r in acc)
+    assert all(r.n_test == 12 and r.ci_method == f"bootstrap-{FAST['bootstrap']}" for r in acc)  # over the queries
     assert sorted({r.seed for r in acc}) == [0, 1, 2, 3]
     rows = run_plan(data, PlanConfig(heads=("knn",), shots=(), fractions=(0.1, 1.0), seeds=2, **FAST))
     n = sorted({(r.fraction, r.n_train) for r in rows})
