@@ -30,6 +30,7 @@ Metrics = Annotated[str, typer.Option(help="comma list; qwk is added for ordinal
 Bootstrap = Annotated[int, typer.Option(help="bootstrap resamples for each row's 95 % CI (0: none)")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda (kNN index and linear solver)")]
 Strict = Annotated[bool, typer.Option(help="error (instead of a recorded cap) when a class has fewer samples")]
+Progress = Annotated[bool, typer.Option(help="progress bars with an ETA on stderr (extraction and probing)")]
 Json = Annotated[bool, typer.Option("--json", help='print {"results": [row, ...]} instead of a table')]
 Split = Annotated[str, typer.Option(help="evaluated split: test, or val while developing")]
 K = Annotated[str, typer.Option(help="neighbours, a comma list answered from one search, e.g. 10,20,100,200")]

@@ -19,6 +19,7 @@ from cli.options import (
     Metrics,
     NoSave,
     Pooling,
+    Progress,
     Results,
     Seed,
     Seeds,
@@ -63,7 +64,9 @@ def _choice(store: str | None, store_root: str, image_size: int | None, pooling:
 
 @user_errors
 def curve_command(
-    data: Annotated[str, typer.Argument(help="medmnist:<name>[@size], folder:<dir> or csv:<manifest.csv>")],
+    data: Annotated[
+        list[str], typer.Argument(help="one or more sources: medmnist:<name>[@size], folder:<dir>, csv:<manifest.csv>")
+    ],
     backbone: Annotated[
         str, typer.Option(help="comma list of backbones; each is extracted once")
     ] = "efficientnet_lite0",
@@ -119,10 +122,11 @@ def curve_command(
     strict: Strict = False,
     device: Device = "auto",
     split: Split = "test",
+    progress: Progress = True,
     json_out: Json = False,
 ) -> None:
-    """Label-efficiency curve: extract DATA once per backbone (when missing), then every head × shots × seeds."""
-    from probe.evaluate import KNNConfig, LabelSpreadConfig, PlanConfig, ViewConfig, run_curve
+    """Label-efficiency curve: extract each DATA once per backbone (when missing), then every head × shots × seeds."""
+    from probe.evaluate import KNNConfig, LabelSpreadConfig, PlanConfig, ViewConfig, run_curves
     from probe.extract import ExtractConfig
 
     plan = PlanConfig(
@@ -139,11 +143,14 @@ def curve_command(
         labelspread=LabelSpreadConfig(n_neighbors=spread_neighbors, alpha=spread_alpha),
         views=ViewConfig(fusion=fusion, modality_dropout=modality_dropout, ablate=ablate),
     )
-    run = run_curve(
-        source_request(
-            data, data_root=data_root, limit=limit, slices=slices, slice_axis=slice_axis,
-            label_columns=label_columns, uncertain=uncertain, blank=blank,
-        ),
+    run = run_curves(
+        [
+            source_request(
+                spec, data_root=data_root, limit=limit, slices=slices, slice_axis=slice_axis,
+                label_columns=label_columns, uncertain=uncertain, blank=blank,
+            )
+            for spec in data
+        ],
         backbones=[
             backbone_request(
                 name, weights=weights, random_weights=random_weights, image_size=image_size, resolution=resolution
@@ -154,9 +161,11 @@ def curve_command(
         choice=_choice(None, store_root, image_size, pooling, split),
         results_dir=None if no_save else results,
         extract_config=ExtractConfig(
-            device=device, precision=precision, batch_size=batch_size, poolings=(pooling,) if pooling else None
+            device=device, precision=precision, batch_size=batch_size, poolings=(pooling,) if pooling else None,
+            progress=progress,
         ),
         command=command_line(),
+        progress=progress,
     )  # fmt: skip
     finish(run, json_out=json_out)
 
@@ -182,6 +191,7 @@ def linear_command(
     bootstrap: Bootstrap = 1000,
     device: Device = "auto",
     split: Split = "test",
+    progress: Progress = True,
     json_out: Json = False,
 ) -> None:
     """Linear probe (multinomial logistic regression) on stored features; full data by default."""
@@ -204,6 +214,8 @@ def linear_command(
         plan=plan,
         choice=_choice(store, store_root, image_size, pooling, split),
         results_dir=None if no_save else results,
+        command=command_line(),
+        progress=progress,
     )
     finish(run, json_out=json_out)
 
@@ -228,6 +240,7 @@ def knn_command(
     bootstrap: Bootstrap = 1000,
     device: Device = "auto",
     split: Split = "test",
+    progress: Progress = True,
     json_out: Json = False,
 ) -> None:
     """k-nearest-neighbour probe (cosine, FAISS) on stored features; every k from one search."""
@@ -249,6 +262,8 @@ def knn_command(
         plan=plan,
         choice=_choice(store, store_root, image_size, pooling, split),
         results_dir=None if no_save else results,
+        command=command_line(),
+        progress=progress,
     )
     finish(run, json_out=json_out)
 
@@ -276,6 +291,7 @@ def fewshot_command(
     strict: Strict = False,
     device: Device = "auto",
     split: Split = "test",
+    progress: Progress = True,
     json_out: Json = False,
 ) -> None:
     """Few-shot episodes: seeded support draws and query sets, scored per episode."""
@@ -302,5 +318,7 @@ def fewshot_command(
         plan=plan,
         choice=_choice(store, store_root, image_size, pooling, split),
         results_dir=None if no_save else results,
+        command=command_line(),
+        progress=progress,
     )
     finish(run, json_out=json_out)

@@ -70,6 +70,7 @@ class ResultRow:
     seconds: float  # fit + predict wall time of this evaluation
     versions: Mapping[str, str] = field(default_factory=dict)  # probe, numpy, torch, faiss, sklearn ...
     run_id: str = ""  # one id per command invocation
+    command: str = ""  # the command line that produced the row ("" from Python calls without one)
     time: str = ""  # ISO-8601 UTC time the row was produced
     dataset_fingerprint: str = ""  # the source's content fingerprint: the dataset's identity ("" in older rows)
     dataset_spec: str = ""  # the source specification, e.g. "folder:/data/a/base" (names same-named datasets apart)

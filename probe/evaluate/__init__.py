@@ -16,7 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names as mypy and IDEs see them; at run time they load on first use
-    from probe.evaluate.api import ProbeRun, StoreChoice, run_curve, run_probes
+    from probe.evaluate.api import ProbeRun, StoreChoice, run_curve, run_curves, run_probes
     from probe.evaluate.config import (
         DEFAULT_METRICS,
         DEFAULT_SHOTS,
@@ -62,6 +62,7 @@ _HOME = {
     "load_eval_data": "probe.evaluate.data",
     "register_runner": "probe.evaluate.config",
     "run_curve": "probe.evaluate.api",
+    "run_curves": "probe.evaluate.api",
     "plan_metrics": "probe.evaluate.kinds",
     "run_plan": "probe.evaluate.plan",
     "score": "probe.evaluate.scoring",
@@ -93,6 +94,7 @@ __all__ = [
     "plan_metrics",
     "register_runner",
     "run_curve",
+    "run_curves",
     "run_plan",
     "run_probes",
     "score",

@@ -51,6 +51,10 @@ def _save(rows: list[ResultRow], results_dir: str | os.PathLike[str] | None) -> 
     return None if results_dir is None else str(append_results(rows, results_dir))
 
 
+def _stamped(rows: list[ResultRow], command: str | None) -> list[ResultRow]:
+    return rows if not command else [replace(r, command=command) for r in rows]
+
+
 def _eval_data(store: EmbeddingStore, choice: StoreChoice, plan: PlanConfig) -> EvalData:
     return load_eval_data(store, pooling=choice.pooling, eval_split=choice.eval_split, fusion=plan.views.fusion)
 
@@ -62,6 +66,8 @@ def run_probes(
     plan: PlanConfig,
     choice: StoreChoice = StoreChoice(),
     results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
+    command: str | None = None,
+    progress: bool = False,
 ) -> ProbeRun:
     """Probe the existing store of (``source``, ``backbone``) with ``plan`` and append the rows.
 
@@ -82,7 +88,7 @@ def run_probes(
         )
     )
     run_id = uuid.uuid4().hex[:12]
-    rows = run_plan(_eval_data(store, choice, plan), plan, run_id=run_id)
+    rows = _stamped(run_plan(_eval_data(store, choice, plan), plan, run_id=run_id, progress=progress), command)
     return ProbeRun(rows=rows, stores=[store.path], results_file=_save(rows, results_dir), run_id=run_id)
 
 
@@ -95,6 +101,8 @@ def run_curve(
     results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
     extract_config: ExtractConfig | None = None,
     command: str | None = None,
+    progress: bool = False,
+    run_id: str | None = None,
 ) -> ProbeRun:
     """Extract (when needed) and probe ``source`` with every backbone, appending rows per backbone.
 
@@ -106,7 +114,9 @@ def run_curve(
         choice: store root, pooling and evaluation split (an explicit ``store`` is not allowed here).
         results_dir: results folder (None: do not save).
         extract_config: extraction options (device, batch size ...); its store root is ``choice.store_root``.
-        command: the command line, recorded in the stores for resume hints.
+        command: the command line, recorded in the stores (resume hints) and in every row.
+        progress: a progress bar over the probing draws on stderr.
+        run_id: the invocation's id recorded in every row (default: a new one).
     """
     from probe.evaluate.preflight import check_source
     from probe.extract import ExtractConfig, extract
@@ -116,7 +126,7 @@ def run_curve(
         BackboneRequest.of(backbone).check()
     src = SourceRequest.of(source).open()
     check_source(src, plan, eval_split=choice.eval_split)  # before anything is embedded
-    run_id = uuid.uuid4().hex[:12]
+    run_id = run_id or uuid.uuid4().hex[:12]
     rows: list[ResultRow] = []
     stores, extractions = [], []
     saved: str | None = None
@@ -124,8 +134,48 @@ def run_curve(
         result = extract(src, backbone=backbone, config=config, command=command)
         extractions.append(result.to_json())
         store = open_store(result.store)
-        new = run_plan(_eval_data(store, choice, plan), plan, run_id=run_id)
+        new = _stamped(run_plan(_eval_data(store, choice, plan), plan, run_id=run_id, progress=progress), command)
         saved = _save(new, results_dir) or saved  # per backbone: a later failure keeps earlier rows
         rows += new
         stores.append(store.path)
     return ProbeRun(rows=rows, stores=stores, results_file=saved, run_id=run_id, extractions=extractions)
+
+
+def run_curves(
+    sources: Sequence[str | SourceRequest],
+    *,
+    backbones: Sequence[str | BackboneRequest],
+    plan: PlanConfig,
+    choice: StoreChoice = StoreChoice(),
+    results_dir: str | os.PathLike[str] | None = DEFAULT_DIR,
+    extract_config: ExtractConfig | None = None,
+    command: str | None = None,
+    progress: bool = False,
+) -> ProbeRun:
+    """:func:`run_curve` for several data sources under one run id (every source checked before any is embedded)."""
+    from probe.evaluate.preflight import check_source
+
+    for source in sources:  # all checks first: a bad third dataset fails before the first is embedded
+        check_source(SourceRequest.of(source).open(), plan, eval_split=choice.eval_split)
+    run_id = uuid.uuid4().hex[:12]
+    runs = [
+        run_curve(
+            source,
+            backbones=backbones,
+            plan=plan,
+            choice=choice,
+            results_dir=results_dir,
+            extract_config=extract_config,
+            command=command,
+            progress=progress,
+            run_id=run_id,
+        )
+        for source in sources
+    ]
+    return ProbeRun(
+        rows=[r for run in runs for r in run.rows],
+        stores=[s for run in runs for s in run.stores],
+        results_file=next((run.results_file for run in reversed(runs) if run.results_file), None),
+        run_id=run_id,
+        extractions=[e for run in runs for e in run.extractions],
+    )

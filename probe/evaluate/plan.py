@@ -9,7 +9,10 @@ modality ablation or dropout go through :mod:`probe.evaluate.views`.
 
 from __future__ import annotations
 
+import sys
 import uuid
+
+from tqdm import tqdm
 
 from probe.evaluate.config import PlanConfig
 from probe.evaluate.data import EvalData
@@ -21,8 +24,15 @@ from probe.provenance import library_versions
 from probe.results import ResultRow
 
 
-def run_plan(data: EvalData, plan: PlanConfig, *, run_id: str | None = None) -> list[ResultRow]:
+def run_plan(data: EvalData, plan: PlanConfig, *, run_id: str | None = None, progress: bool = False) -> list[ResultRow]:
     """Evaluate every head of ``plan`` on ``data``.
+
+    Args:
+        data: the pools of one store.
+        plan: heads, draws, metrics.
+        run_id: the invocation's id (default: a new one).
+        progress: a bar over (head, draw) evaluations with an ETA on stderr (batched heads advance it
+            by a whole head at a time).
 
     Returns:
         One row per (head, draw, metric), in head → draw → metric order.
@@ -34,7 +44,11 @@ def run_plan(data: EvalData, plan: PlanConfig, *, run_id: str | None = None) -> 
     kind, names = task_kind(data), plan_metrics(data, plan)
     versions = library_versions(*VERSIONED)
     rows: list[ResultRow] = []
-    for head in plan.heads:
-        for ev in kind.runner(head)(data, tasks, plan):
-            rows.extend(score(data, ev, names=names, plan=plan, run_id=run_id, versions=versions))
+    desc = f"probing {data.dataset} · {data.backbone}"
+    with tqdm(total=len(plan.heads) * len(tasks), desc=desc, unit="draw", disable=not progress, file=sys.stderr) as bar:
+        for head in plan.heads:
+            bar.set_postfix_str(head)
+            for ev in kind.runner(head)(data, tasks, plan):
+                rows.extend(score(data, ev, names=names, plan=plan, run_id=run_id, versions=versions))
+                bar.update(1)
     return rows
