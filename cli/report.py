@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -54,7 +55,13 @@ def results_command(
     metric: Annotated[str | None, typer.Option(help="comma list")] = None,
     protocol: Annotated[str | None, typer.Option(help="comma list: full, shots, fraction, episodes")] = None,
     all_rows: Annotated[bool, typer.Option("--all", help="keep superseded reruns too")] = False,
-    csv: Annotated[str | None, typer.Option(help="write the filtered rows to this CSV file")] = None,
+    csv: Annotated[
+        str | None, typer.Option(help="write the filtered rows (or the --wide table) to this CSV file")
+    ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="one row per (dataset, configuration), one column per (metric, level)")
+    ] = False,
+    markdown: Annotated[str | None, typer.Option(help="with --wide: also write the table as Markdown here")] = None,
     skip_bad_lines: Annotated[
         bool, typer.Option("--skip-bad-lines", help="skip unreadable lines of the results (named in a warning)")
     ] = False,
@@ -74,6 +81,9 @@ def results_command(
         skip_bad_lines=skip_bad_lines,
         **{k: list(split_list(v) or ()) for k, v in filters.items() if v},
     )
+    if wide:
+        _wide(frame, metrics=split_list(metric), csv=csv, markdown=markdown, json_out=json_out)
+        return
     if csv:
         flat = frame.copy()
         for col in ("params", "versions"):
@@ -86,3 +96,22 @@ def results_command(
         return
     typer.echo(format_table(records, metric=(split_list(metric) or ("balanced_accuracy",))[0]))
     typer.echo(f"{len(frame)} rows" + (f"; written to {csv}" if csv else ""))
+
+
+def _wide(frame: Any, *, metrics: Sequence[str] | None, csv: str | None, markdown: str | None, json_out: bool) -> None:
+    """Print (and write) the wide table of ``probe results --wide``."""
+    import json
+
+    from probe.atomic import write_atomic
+    from probe.report.wide import wide_markdown, wide_table
+
+    table = wide_table(frame, metrics=metrics)
+    text = wide_markdown(table)
+    if csv:
+        write_atomic(csv, table.to_csv(index=False))
+    if markdown:
+        write_atomic(markdown, text)
+    if json_out:
+        emit_json({"wide": json.loads(table.to_json(orient="records"))})
+        return
+    typer.echo(text, nl=False)

@@ -35,3 +35,22 @@ def test_a_bad_second_dataset_fails_before_the_first_is_embedded(tmp_path: Path)
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 1 and "?split=70,10,20" in res.output
     assert not (tmp_path / "emb").exists()
+
+
+def test_results_wide_is_one_row_per_configuration(tmp_path: Path) -> None:
+    a = write_image_folder(tmp_path / "a", per_class=4, seed=1)
+    args = ["curve", f"folder:{a}", *TINY, "--heads", "prototype,knn", "--shots", "2,all", "--seeds", "2"]
+    args += ["--bootstrap", "0", "--store-root", str(tmp_path / "emb"), "--results", str(tmp_path / "res")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    csv, md = tmp_path / "wide.csv", tmp_path / "wide.md"
+    res = CliRunner().invoke(app, ["results", str(tmp_path / "res"), "--wide", "--metric", "accuracy,macro_f1",
+                                   "--csv", str(csv), "--markdown", str(md), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["wide"]
+    assert sorted(r["head"] for r in rows) == ["knn", "prototype"]
+    assert {"accuracy@2", "accuracy@all", "macro_f1@2", "macro_f1@all:low"} <= set(rows[0])
+    import pandas as pd
+
+    frame = pd.read_csv(csv)
+    assert len(frame) == 2 and "accuracy@all" in frame.columns
+    assert md.read_text().startswith("| dataset | backbone | pooling | head | regime | accuracy@2 |")
