@@ -15,6 +15,7 @@ from cli.models import models_command
 from cli.probing import curve_command, fewshot_command, knn_command, linear_command
 from cli.report import report_command, results_command
 from cli.store import store_app
+from cli.study import run_command
 
 app = typer.Typer(
     name="probe",
@@ -55,6 +56,7 @@ app.command("finetune")(finetune_command)
 app.command("report")(report_command)
 app.command("results")(results_command)
 app.command("demo")(demo_command)
+app.command("run")(run_command)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:

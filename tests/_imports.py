@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("probe.extract", "probe.heads", "probe.metrics", "probe.results"),
     ("probe.evaluate",),
     ("probe.finetune", "probe.report"),
-    ("probe.demo", "probe"),
+    ("probe.demo", "probe.study", "probe"),
     ("cli",),
 )
 
