@@ -62,3 +62,15 @@ def test_a_study_runs_resumes_and_reports_a_failing_cell(tmp_path: Path) -> None
     again = runner.invoke(app, ["run", str(path), "--json"])
     assert json.loads(again.stdout)["skipped"] == out["done"]  # a finished cell is not run again
     assert read_study(path).plan.seeds == 2
+
+
+def test_the_readme_study_file_is_valid() -> None:
+    import re
+    import tomllib
+
+    from tests.conftest import REPO
+
+    block = re.search(r"```toml\n(# screen.toml\n.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block, "README lost its study example"
+    study = parse_study(tomllib.loads(block.group(1)), default_name="x")
+    assert study.name == "screen" and study.backbones[0].image_size == 64 and study.plan.plan().seeds == 5
