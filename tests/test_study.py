@@ -64,13 +64,13 @@ def test_a_study_runs_resumes_and_reports_a_failing_cell(tmp_path: Path) -> None
     assert read_study(path).plan.seeds == 2
 
 
-def test_the_readme_study_file_is_valid() -> None:
+def test_the_readme_study_file_is_valid(tmp_path: Path) -> None:
     import re
-    import tomllib
 
     from tests.conftest import REPO
 
     block = re.search(r"```toml\n(# screen.toml\n.*?)```", (REPO / "README.md").read_text(), re.S)
     assert block, "README lost its study example"
-    study = parse_study(tomllib.loads(block.group(1)), default_name="x")
+    (tmp_path / "screen.toml").write_text(block.group(1))
+    study = read_study(tmp_path / "screen.toml")
     assert study.name == "screen" and study.backbones[0].image_size == 64 and study.plan.plan().seeds == 5

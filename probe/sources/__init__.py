@@ -11,6 +11,8 @@ from probe.sources._labels import ALLOW_LABEL_OPTION, check_labels, pop_allowed_
 from probe.sources._options import check_option_keys, split_spec_options, with_options
 from probe.sources.dicom import DICOM_OPTION_KEYS, open_dicom, open_dicom_csv
 from probe.sources.files import FileListSource, manifest_header, open_folder, open_manifest
+from probe.sources.hf_dataset import OPTION_KEYS as HF_OPTION_KEYS
+from probe.sources.hf_dataset import HFDatasetSource
 from probe.sources.images import RgbaPolicy, read_image
 from probe.sources.medmnist import MedMNISTSource, medmnist_info, parse_flag
 from probe.sources.multilabel import (
@@ -28,6 +30,7 @@ from probe.sources.volumes import MedMNIST3DSource, SlicePolicy, VolumeSource, w
 __all__ = [
     "SPLITS",
     "FileListSource",
+    "HFDatasetSource",
     "MedMNIST3DSource",
     "MedMNISTSource",
     "MultiLabelFileSource",
@@ -126,6 +129,17 @@ register_source("folder", _folder)
 register_source("csv", _csv, options=DICOM_OPTION_KEYS)
 register_source("dicom", _dicom, options=DICOM_OPTION_KEYS)
 register_source("nifti", _nifti)
+
+
+def _hf_dataset(arg: str, *, data_root: str | None, rgba: RgbaPolicy, options: dict[str, str] | None = None) -> Source:
+    return HFDatasetSource(arg, options=options, rgba=rgba)
+
+
+def _hf_name(arg: str) -> str:  # a saved folder by its real path, a hub name as written
+    return _same_path(arg) if os.path.exists(os.path.expanduser(arg)) else arg
+
+
+register_source("hf-dataset", _hf_dataset, options=HF_OPTION_KEYS, canonical=_hf_name)
 
 
 def _prefix_and_argument(spec: str) -> tuple[str, str]:
