@@ -67,7 +67,7 @@ def model_only(backbone, batch: int, batches: int, precision: str, device: str) 
 
 def pipeline(backbone, source, batch: int, precision: str, device: str, workers: int | None) -> dict:  # type: ignore[no-untyped-def]
     """Whole extraction of ``source`` into a fresh temporary store."""
-    from probe.extract import ExtractConfig, extract_embeddings
+    from probe.extraction import ExtractConfig, extract_embeddings
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = ExtractConfig(

@@ -88,7 +88,7 @@ def copy_figures(figures: list[Path], folder: Path, *, label: str) -> list[Path]
 def run_dataset(name: str, shots: tuple[Any, ...], args: argparse.Namespace) -> dict[str, Any]:
     from probe.backbones import BackboneRequest
     from probe.evaluate import PlanConfig, StoreChoice, run_curve
-    from probe.extract import ExtractConfig
+    from probe.extraction import ExtractConfig
     from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
     from probe.sources import SourceRequest
 

@@ -135,7 +135,7 @@ def model_only(backbone: Any, *, batch: int, batches: int, device: Any) -> float
 
 def pipeline(backbone: Any, source: Any, *, batch: int, device: str) -> float:
     """Images per second of the whole extraction of ``source`` into a fresh store."""
-    from probe.extract import ExtractConfig, extract_embeddings
+    from probe.extraction import ExtractConfig, extract_embeddings
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = ExtractConfig(batch_size=batch, precision="bf16", device=device, store_root=tmp, progress=False)
@@ -180,7 +180,7 @@ def bench_extraction(args: argparse.Namespace, peak: float | None) -> list[dict[
 def bench_curve(args: argparse.Namespace, device: str) -> float:
     """Seconds for the whole curve (extraction + every head) with everything on ``device``."""
     from probe.evaluate import PlanConfig, StoreChoice, run_curve
-    from probe.extract import ExtractConfig
+    from probe.extraction import ExtractConfig
     from probe.sources import SourceRequest
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -76,7 +76,7 @@ def blood(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         store = find_store(args.data, backbone=args.backbone, root=args.store_root, image_size=args.image_size)
     except StoreError:
         from probe.backbones import BackboneRequest
-        from probe.extract import ExtractConfig, extract
+        from probe.extraction import ExtractConfig, extract
         from probe.sources import SourceRequest
 
         res = extract(

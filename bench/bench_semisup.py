@@ -47,7 +47,7 @@ SENSITIVITY: dict[str, dict[str, Any]] = {  # arm name → LabelSpreadConfig cha
 def current_store(args: argparse.Namespace) -> str:
     """The store of the data and backbone extracted with the current EXTRACTION_VERSION."""
     from probe.errors import StoreError
-    from probe.extract import EXTRACTION_VERSION
+    from probe.extraction import EXTRACTION_VERSION
     from probe.sources import same_source
     from probe.store import list_stores, open_store
 

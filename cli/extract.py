@@ -96,7 +96,7 @@ def extract_command(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:
     """Extract pooled features of DATA with a frozen backbone into an embedding store (resumable)."""
-    from probe.extract import ExtractConfig, extract
+    from probe.extraction import ExtractConfig, extract
 
     config = ExtractConfig(
         poolings=split_list(pooling),

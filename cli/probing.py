@@ -127,7 +127,7 @@ def curve_command(
 ) -> None:
     """Label-efficiency curve: extract each DATA once per backbone (when missing), then every head × shots × seeds."""
     from probe.evaluate import KNNConfig, LabelSpreadConfig, PlanConfig, ViewConfig, run_curves
-    from probe.extract import ExtractConfig
+    from probe.extraction import ExtractConfig
 
     plan = PlanConfig(
         heads=split_list(heads) or (),

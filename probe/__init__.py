@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the names as mypy and IDEs see them; at run time they load 
         run_plan,
         run_probes,
     )
-    from probe.extract import ExtractConfig, ExtractResult, extract, extract_embeddings
+    from probe.extraction import ExtractConfig, ExtractResult, extract, extract_embeddings
     from probe.finetune import FinetuneConfig, FinetunePlan, run_finetune
     from probe.heads import KNNProbe, LabelSpreadingProbe, LinearProbe, MultiLabelLinearProbe, PrototypeProbe
     from probe.report import write_report
@@ -86,8 +86,8 @@ _HOME = {
     "Backbone": "probe.backbones",
     "BackboneRequest": "probe.backbones",
     "EmbeddingStore": "probe.store",
-    "ExtractConfig": "probe.extract",
-    "ExtractResult": "probe.extract",
+    "ExtractConfig": "probe.extraction",
+    "ExtractResult": "probe.extraction",
     "FinetuneConfig": "probe.finetune",
     "FinetunePlan": "probe.finetune",
     "KNNConfig": "probe.evaluate",
@@ -107,8 +107,8 @@ _HOME = {
     "StoreChoice": "probe.evaluate",
     "ViewConfig": "probe.evaluate",
     "canonical_spec": "probe.sources",
-    "extract": "probe.extract",
-    "extract_embeddings": "probe.extract",
+    "extract": "probe.extraction",
+    "extract_embeddings": "probe.extraction",
     "list_stores": "probe.store",
     "load_backbone": "probe.backbones",
     "load_eval_data": "probe.evaluate",

@@ -49,7 +49,7 @@ class DemoResult:
 
 def run_demo(config: DemoConfig = DemoConfig(), *, data_root: str | None = None, device: str = "auto") -> DemoResult:
     """Extract (once), run the three-head curve, append results and write the report."""
-    from probe.extract import ExtractConfig
+    from probe.extraction import ExtractConfig
     from probe.report import write_report
     from probe.report.summary import format_table
 

@@ -47,9 +47,7 @@ class ResultRow:
     pooling: str = field(metadata=_IDENTITY)  # which stored features, e.g. "gap", "cls"
     head: str = field(metadata=_IDENTITY)  # "knn", "linear", "prototype", "finetune-<mode>"
     protocol: str = field(metadata=_IDENTITY)  # "full", "shots", "fraction" or "episodes"
-    shots: int | str | None = field(
-        metadata=_IDENTITY
-    )  # labels per class, "all" for the whole train split, None for fractions
+    shots: int | str | None = field(metadata=_IDENTITY)  # labels per class; "all": whole train split; None: fraction
     fraction: float | None = field(metadata=_IDENTITY)  # label fraction for the "fraction" protocol
     seed: int = field(metadata=_IDENTITY)  # seed of the draw (and of every other random step of this row)
     metric: str = field(metadata=_IDENTITY)  # metric name from probe.metrics
@@ -64,9 +62,7 @@ class ResultRow:
     params: Mapping[str, Any]  # chosen hyper-parameters (C, k, temperature, selection rule, caps, ...)
     split: str = field(metadata=_PROVENANCE)  # evaluation split ("test")
     store_fingerprint: str = field(metadata=_PROVENANCE)  # fingerprint of the embedding store the features came from
-    sample_digest: str = field(
-        metadata=_PROVENANCE
-    )  # digest of the training sample ids: equal digests = identical draws
+    sample_digest: str = field(metadata=_PROVENANCE)  # digest of the drawn ids: equal digests = identical draws
     seconds: float  # fit + predict wall time of this evaluation
     versions: Mapping[str, str] = field(default_factory=dict)  # probe, numpy, torch, faiss, sklearn ...
     run_id: str = ""  # one id per command invocation

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probe.extract import ExtractConfig, extract
+from probe.extraction import ExtractConfig, extract
 from probe.sources import SourceRequest
 from probe.store import open_store
 

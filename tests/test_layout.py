@@ -80,5 +80,8 @@ def test_the_public_api_resolves_and_reading_a_store_needs_no_torch() -> None:
         "assert 'torch' not in sys.modules, 'the probing side imported torch'\n"
         "missing = [n for n in probe.__all__ if getattr(probe, n, None) is None]\n"
         "assert not missing, missing\n"
+        "import types, probe.extraction, probe.results, probe.store, probe.report\n"  # submodules loaded
+        "shadowed = [n for n in probe.__all__ if isinstance(getattr(probe, n), types.ModuleType)]\n"
+        "assert not shadowed, f'a submodule shadows an exported name: {shadowed}'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -16,7 +16,7 @@ from probe.errors import WeightsError
 
 @dataclass(frozen=True)
 class Backbone:
-    """A frozen feature extractor ready for :func:`probe.extract.extract_embeddings`.
+    """A frozen feature extractor ready for :func:`probe.extraction.extract_embeddings`.
 
     ``pooler(x)`` maps a (B, 3, S, S) batch to ``{pooling: (B, dim)}`` for every pooling in
     ``poolings`` in one forward pass.

@@ -22,7 +22,7 @@ from probe.sources.request import SourceRequest
 from probe.store import DEFAULT_ROOT, EmbeddingStore, open_store
 
 if TYPE_CHECKING:
-    from probe.extract import ExtractConfig
+    from probe.extraction import ExtractConfig
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def run_curve(
         run_id: the invocation's id recorded in every row (default: a new one).
     """
     from probe.evaluate.preflight import check_source
-    from probe.extract import ExtractConfig, extract
+    from probe.extraction import ExtractConfig, extract
 
     config = replace(extract_config or ExtractConfig(), store_root=choice.store_root)
     for backbone in backbones:  # names first: a typo fails before any data is read

@@ -100,7 +100,7 @@ def _prepare(study: StudyConfig, source_text: str, command: str) -> tuple[Path, 
 
 def _run_cell(study: StudyConfig, cell: Cell, *, folder: Path, run_id: str, command: str, progress: bool) -> int:
     from probe.evaluate.api import StoreChoice, run_curve
-    from probe.extract import ExtractConfig
+    from probe.extraction import ExtractConfig
     from probe.sources import SourceRequest
 
     run = run_curve(

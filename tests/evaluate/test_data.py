@@ -21,7 +21,7 @@ def test_a_store_made_with_split_options_is_found_by_the_same_spec(tmp_path: Pat
     """``?split=60,20,20`` was stored with ``split_seed=0`` added; the probing commands must still find it."""
     from probe.backbones import BackboneRequest
     from probe.evaluate import find_store
-    from probe.extract import ExtractConfig, extract
+    from probe.extraction import ExtractConfig, extract
     from probe.store import open_store
     from tests.conftest import write_image_folder
 

@@ -10,7 +10,7 @@ import pytest
 
 from probe.backbones import load_backbone
 from probe.errors import SourceError
-from probe.extract import ExtractConfig, extract_embeddings
+from probe.extraction import ExtractConfig, extract_embeddings
 from probe.sources import MultiModalSource, open_source
 from probe.store import open_store
 from tests._views import MODALITIES, write_multimodal_manifest

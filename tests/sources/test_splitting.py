@@ -123,7 +123,7 @@ def test_csv_groups_reach_the_store_and_splits_keep_patients_apart(tmp_path: Pat
     flat = write_image_folder(tmp_path / "flat", per_class=6, splits=False, size=16)
     rows = [(f"{c}/{c}_{i:03d}.png", c, "", f"{c}-p{i // 2}") for c in ("cyst", "normal") for i in range(6)]
     manifest = write_manifest(flat, rows)
-    from probe.extract import ExtractConfig, extract
+    from probe.extraction import ExtractConfig, extract
     from probe.store import open_store
 
     spec = f"csv:{manifest}?split=50,0,50&split_seed=0"

@@ -15,7 +15,7 @@ import zarr
 from probe.backbones import Preprocessor, load_backbone
 from probe.errors import ConfigError, SourceError
 from probe.evaluate.data import load_eval_data
-from probe.extract import ExtractConfig, extract_embeddings
+from probe.extraction import ExtractConfig, extract_embeddings
 from probe.sources import NiftiSource, SlicePolicy, open_source
 from probe.sources.medmnist import medmnist_info
 from probe.sources.volumes import select_slices

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from probe.backbones import load_backbone
-from probe.extract import ExtractConfig, extract_embeddings
+from probe.extraction import ExtractConfig, extract_embeddings
 from probe.sources import open_source
 from probe.store import open_store
 
@@ -65,11 +65,11 @@ def test_torchrun_with_two_gpus_equals_one_process(image_folder: Path, tmp_path:
     import subprocess
     import sys
 
-    import probe.extract
+    import probe.extraction
 
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 CUDA devices")
-    if "LOCAL_RANK" not in inspect.getsource(probe.extract):
+    if "LOCAL_RANK" not in inspect.getsource(probe.extraction):
         pytest.skip("extraction has no torchrun path yet (added by another issue)")
     args = ["extract", f"folder:{image_folder}", "--backbone", "timm:test_vit", "--random-weights", "--image-size",
             "32", "--batch-size", "8", "--chunk-rows", "16", "--device", "cuda", "--precision", "fp32"]  # fmt: skip

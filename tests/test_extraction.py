@@ -16,7 +16,7 @@ import torch
 
 from probe.backbones import BackboneRequest, load_backbone
 from probe.errors import ConfigError, DeviceError, ImageDecodeError, StoreError
-from probe.extract import ExtractConfig, extract, extract_embeddings
+from probe.extraction import ExtractConfig, extract, extract_embeddings
 from probe.runtime import resolve_device
 from probe.sources import open_source
 from probe.store import open_store
