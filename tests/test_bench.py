@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import MEDMNIST, gaussian_features, write_feature_store, write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("bench_extract", "bench_probe", "bench_semisup", "bench_finetune")
+SCRIPTS = ("bench_extract", "bench_probe", "bench_semisup", "bench_finetune", "bench_cli")
 
 
 def _run(script: str, *args: str, tmp: Path) -> str:
@@ -72,3 +72,7 @@ def test_finetune_quick(tmp_path: Path) -> None:
     _run("bench_finetune", "--quick", "--datasets", "breastmnist", "--data-root", str(MEDMNIST), "--device", "cpu",
          "--work", str(tmp_path / "work"), "--out", str(out), tmp=tmp_path)  # fmt: skip
     assert "| breastmnist | finetune-lora | 2 |" in out.read_text()
+
+
+def test_cli_quick(tmp_path: Path) -> None:
+    assert "probe --help" in _run("bench_cli", "--quick", tmp=tmp_path)
