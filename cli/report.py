@@ -25,6 +25,14 @@ def report_command(
     protocol: Annotated[str | None, typer.Option(help="comma list: full, shots, fraction, episodes")] = None,
     formats: Annotated[str, typer.Option(help="figure formats, comma list of png, svg, pdf")] = "png,svg",
     title: Annotated[str, typer.Option(help="report title")] = "probe report",
+    check_in_browser: Annotated[
+        bool,
+        typer.Option(
+            "--check-in-browser",
+            help="open report.html in headless Chromium at 1280 px, save screenshot.png, exit 2 on console "
+            "errors, broken images or content wider than the page",
+        ),
+    ] = False,
     skip_bad_lines: Annotated[
         bool, typer.Option("--skip-bad-lines", help="skip unreadable lines of the results (named in a warning)")
     ] = False,
@@ -38,12 +46,22 @@ def report_command(
     chosen: dict[str, Any] = {k: list(split_list(v) or ()) for k, v in filters.items() if v}
     frame = load_results(results, skip_bad_lines=skip_bad_lines, **chosen)
     files = write_report(frame, out, metric=metric, formats=split_list(formats) or ("png",), title=title)
+    seen = None
+    if check_in_browser:
+        from probe.report.browser import check_in_browser as look
+
+        seen = look(files.html)
     if json_out:
-        emit_json(
-            {"markdown": str(files.markdown), "html": str(files.html), "figures": [str(f) for f in files.figures]}
-        )
-        return
-    typer.echo(f"report: {files.html}\n        {files.markdown} ({len(files.figures)} figures)")
+        paths = {"markdown": str(files.markdown), "html": str(files.html), "figures": [str(f) for f in files.figures]}
+        emit_json({**paths, **({"browser": seen.__dict__ | {"ok": seen.ok}} if seen else {})})
+    else:
+        typer.echo(f"report: {files.html}\n        {files.markdown} ({len(files.figures)} figures)")
+        if seen:
+            typer.echo(f"browser: {'ok' if seen.ok else 'PROBLEMS'}; screenshot {seen.screenshot}")
+            for problem in (*seen.console_errors, *seen.broken_images, *seen.overflowing):
+                typer.echo(f"  {problem}")
+    if seen and not seen.ok:
+        raise typer.Exit(2)
 
 
 @user_errors

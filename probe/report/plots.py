@@ -197,7 +197,14 @@ def _factored_legend(fig: Figure, colours: dict[str, ColorType], styles: dict[st
     for name, (linestyle, marker) in styles.items():
         handles.append(Line2D([], [], color="0.25", linestyle=linestyle, marker=marker, markersize=5))
         labels.append(name)
-    legend = fig.legend(handles, labels, loc="outside right upper", fontsize="small", frameon=False)
+    if max(len(str(name)) for name in [*colours, *styles]) <= LONG_LABEL:
+        legend = fig.legend(handles, labels, loc="outside right upper", fontsize="small", frameon=False)
+    else:  # long backbone names beside the axes would squeeze them: the two blocks go underneath, side by side
+        rows = max(len(colours), len(styles)) + 1
+        pad = [blank] * (rows - len(colours) - 1)
+        handles = [*handles[: len(colours) + 1], *pad, *handles[len(colours) + 1 :]]
+        labels = [*labels[: len(colours) + 1], *([""] * len(pad)), *labels[len(colours) + 1 :]]
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small", frameon=False)
     texts = legend.get_texts()
-    for i in (0, len(colours) + 1):  # the two block headings
+    for i in (0, labels.index("head")):  # the two block headings
         texts[i].set_fontweight("bold")

@@ -83,8 +83,9 @@ p.note { color: #555; font-size: .9rem; margin-top: .4rem; }
 figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-size: .88rem; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #ddd; padding: .25rem .55rem; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; font-size: .84rem; font-variant-numeric: tabular-nums; max-width: 100%; }
+th, td { border: 1px solid #ddd; padding: .2rem .45rem; text-align: right; overflow-wrap: anywhere; }
+td { min-width: 4.5rem; }  /* "0.712 [0.638, 0.787] n=5" wraps after the mean instead of widening the page */
 th { background: #f5f5f5; }
 td:first-child, th:first-child { text-align: left; }
 tbody tr:nth-child(even) { background: #fafafa; }
