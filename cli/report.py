@@ -16,9 +16,13 @@ def report_command(
         "results"
     ),
     out: Annotated[str, typer.Option(help="report folder (report.md, report.html, figures/)")] = "report",
-    metric: Annotated[str, typer.Option(help="metric drawn on the curves and ranked in the leaderboard")] = (
-        "balanced_accuracy"
-    ),
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="metrics shown, comma list: the first ranks the leaderboards; later ones get their own sections "
+            "where the results have them"
+        ),
+    ] = "balanced_accuracy,macro_auroc",
     dataset: Annotated[str | None, typer.Option(help="keep these datasets (comma list)")] = None,
     backbone: Annotated[str | None, typer.Option(help="keep these backbones (comma list)")] = None,
     head: Annotated[str | None, typer.Option(help="keep these heads (comma list)")] = None,
@@ -45,7 +49,8 @@ def report_command(
     filters = {"dataset": dataset, "backbone": backbone, "head": head, "protocol": protocol}
     chosen: dict[str, Any] = {k: list(split_list(v) or ()) for k, v in filters.items() if v}
     frame = load_results(results, skip_bad_lines=skip_bad_lines, **chosen)
-    files = write_report(frame, out, metric=metric, formats=split_list(formats) or ("png",), title=title)
+    metrics = split_list(metric) or ("balanced_accuracy",)
+    files = write_report(frame, out, metric=metrics, formats=split_list(formats) or ("png",), title=title)
     seen = None
     if check_in_browser:
         from probe.report.browser import check_in_browser as look

@@ -33,6 +33,7 @@ class TaskKind:
     score: Callable[[EvalData, Evaluation, np.ndarray, np.ndarray, tuple[str, ...], int], Scores]
     x_position: Callable[[EvalData, np.ndarray], float]  # (n_train, ...) drawn targets → labels per class
     x_label: str  # what x_position counts
+    x_range: Callable[[EvalData, np.ndarray], tuple[int, int]]  # the smallest and largest class (label) count
 
     def runner(self, head: str) -> Runner:
         """The runner of ``head`` for this kind (ProtocolError when the head does not serve it)."""
@@ -78,8 +79,18 @@ def _positives_per_label(data: EvalData, y: np.ndarray) -> float:
     return float((y == 1).sum(axis=0).mean())
 
 
+def _class_count_range(data: EvalData, y: np.ndarray) -> tuple[int, int]:
+    counts = np.bincount(y.astype(np.int64), minlength=data.n_classes)
+    return int(counts.min()), int(counts.max())
+
+
+def _positive_count_range(data: EvalData, y: np.ndarray) -> tuple[int, int]:
+    counts = (y == 1).sum(axis=0)
+    return int(counts.min()), int(counts.max())
+
+
 def _single_label(name: str, metrics: Callable[[EvalData, tuple[str, ...]], tuple[str, ...]]) -> TaskKind:
-    return TaskKind(name, "single-label", metrics, _single_score, _per_class, "labels per class")
+    return TaskKind(name, "single-label", metrics, _single_score, _per_class, "labels per class", _class_count_range)
 
 
 TASK_KINDS: dict[str, TaskKind] = {
@@ -93,6 +104,7 @@ TASK_KINDS: dict[str, TaskKind] = {
         score=_multilabel_score,
         x_position=_positives_per_label,
         x_label="positives per label",
+        x_range=_positive_count_range,
     ),
 }
 

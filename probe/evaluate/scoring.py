@@ -38,6 +38,9 @@ def score(
     n_boot = plan.bootstrap  # episodes: over the episode's query set
     values, cis = kind.score(data, ev, y_true, proba, names, n_boot)
     n_train = int(task.draw.rows.size)
+    drawn = data.train.y[task.draw.rows]
+    # the whole train split is not class-balanced: its mean labels per class hides the smallest class
+    spread = {"per_class_range": list(kind.x_range(data, drawn))} if task.protocol == "full" else {}
     common: dict[str, Any] = {
         "dataset": data.dataset,
         "backbone": data.backbone,
@@ -51,8 +54,8 @@ def score(
         "n_train": n_train,
         "n_test": int(y_true.shape[0]),
         "n_classes": data.n_classes,
-        "labels_per_class": kind.x_position(data, data.train.y[task.draw.rows]),
-        "params": {**ev.params, **({"caps": task.draw.caps} if task.draw.caps else {}), **data.notes},
+        "labels_per_class": kind.x_position(data, drawn),
+        "params": {**ev.params, **({"caps": task.draw.caps} if task.draw.caps else {}), **data.notes, **spread},
         "split": data.eval_split,
         "store_fingerprint": data.store_fingerprint,
         **data.identity,  # dataset_fingerprint, dataset_spec: datasets sharing a name stay apart

@@ -208,3 +208,53 @@ def _factored_legend(fig: Figure, colours: dict[str, ColorType], styles: dict[st
     texts = legend.get_texts()
     for i in (0, labels.index("head")):  # the two block headings
         texts[i].set_fontweight("bold")
+
+
+def panel_figure(
+    summary: pd.DataFrame, *, title: str, metric_label: str, panel: str = "head", colour_order: Sequence[str] = ()
+) -> Figure:
+    """Small multiples of one dataset: one panel per ``panel`` value (a head), one colour per backbone.
+
+    Stays readable with many backbones: each panel holds one line per backbone instead of one figure
+    holding backbones × heads lines. Panels share the y axis, so heights compare across panels.
+
+    Args:
+        summary: :func:`probe.report.data.summarise` rows of one dataset.
+        title: figure title.
+        metric_label: y-axis label.
+        panel: the column that splits panels ("head"; "backbone" for the transpose).
+        colour_order: colour keys of the whole report, so a backbone keeps its colour in every figure.
+
+    Returns:
+        A figure with up to three panels per row and one legend of colours underneath.
+    """
+    summary = summary.reset_index(drop=True)
+    colour_col = "backbone" if panel == "head" else "head"
+    keys = [str(v) for v in summary[colour_col]]
+    colours = _pick(_palette([*colour_order, *keys]), keys)
+    names = list(dict.fromkeys(str(v) for v in summary[panel]))
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig = Figure(figsize=(4.2 * ncols, 3.3 * nrows + 0.8), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        part = summary[summary[panel].astype(str) == name]
+        for (key, regime), group in part.groupby([colour_col, "regime"], sort=False):
+            group = group.sort_values("x")
+            x, mean = group["x"].to_numpy(float), group["mean"].to_numpy(float)
+            low, high = group["ci_low"].to_numpy(float), group["ci_high"].to_numpy(float)
+            style = "-" if regime == "shots" else "--"
+            ax.plot(x, mean, color=colours[str(key)], linestyle=style, marker="o", markersize=3.5, linewidth=1.4)
+            band = np.isfinite(low) & np.isfinite(high)
+            if band.any():
+                ax.fill_between(x, low, high, where=band, color=colours[str(key)], alpha=0.12, linewidth=0)
+        _label_axes(ax, part, metric_label=metric_label)
+        ax.set_title(name, fontsize="medium")
+        ax.label_outer()
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    handles = [Line2D([], [], color=c, linewidth=3) for c in colours.values()]
+    ncol = 1 if max(len(k) for k in colours) > 2 * LONG_LABEL else min(4, len(colours))
+    fig.legend(handles, list(colours), loc="outside lower center", ncols=ncol, fontsize="small", frameon=False)
+    return fig

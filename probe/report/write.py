@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from probe.atomic import write_atomic
-from probe.errors import ConfigError, MetricError
+from probe.errors import ConfigError, MetricError, ResultsError
 from probe.metrics import metric_label
 from probe.report.data import EPISODES, FRACTIONS, ablation_summary, curve_points, metric_rows, rank, summarise
-from probe.report.plots import colour_keys, curve_figure, figure_bytes, style_keys
+from probe.report.plots import colour_keys, curve_figure, figure_bytes, is_finetune, panel_figure, style_keys
 from probe.report.render import Document, Section, Table, render_html, render_markdown
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -92,17 +92,22 @@ def write_report(
     results: pd.DataFrame,
     out_dir: str | Path,
     *,
-    metric: str = "balanced_accuracy",
+    metric: str | Sequence[str] = "balanced_accuracy",
     formats: Sequence[str] = ("png", "svg"),
     title: str = "probe report",
     source: str | None = None,
 ) -> ReportFiles:
-    """Write ``report.md``, a self-contained ``report.html`` and one figure per dataset into ``out_dir``.
+    """Write ``report.md``, a self-contained ``report.html`` and the figures into ``out_dir``.
+
+    One section per (dataset, metric): a figure (small multiples — a panel per head, a colour per
+    backbone — when several backbones and heads are compared), the leaderboard and the curve table;
+    few-shot episodes and modality ablations get their own tables.
 
     Args:
         results: result rows (:func:`probe.results.load_results`).
         out_dir: folder to write into (created when missing; earlier report files there are replaced).
-        metric: metric to plot and rank by.
+        metric: the metric to plot and rank by, or several (the first must be in the results; later
+            ones are shown for the datasets that have them, e.g. MedMNIST's ACC next to AUC).
         formats: figure file formats, any of "png", "svg", "pdf"; the Markdown links the first.
         title: report title.
         source: where the results came from (a path), named in the provenance lines.
@@ -112,37 +117,72 @@ def write_report(
 
     Raises:
         ResultsError: the table is empty or unusable.
-        MetricError: ``metric`` is not in the results.
+        MetricError: the first metric is not in the results.
         ConfigError: an unknown or empty figure format list.
     """
     fmts = _check_formats(formats)
-    rows = metric_rows(results, metric)
-    points = curve_points(rows)
-    summary = summarise(points)
-    board = rank(points, summary)
-    ablation = ablation_summary(results, metric)
+    metrics = [metric] if isinstance(metric, str) else list(dict.fromkeys(metric))
+    if not metrics:
+        raise ConfigError("write_report(metric=[]) names no metric; pass e.g. metric='balanced_accuracy'")
+    per_metric = {metrics[0]: metric_rows(results, metrics[0])}  # the main metric must be there
+    for m in metrics[1:]:
+        try:
+            per_metric[m] = metric_rows(results, m)
+        except (MetricError, ResultsError):  # an extra metric absent from these results: not shown
+            continue
     out = Path(out_dir)
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
-    label = _metric_label(metric)
     figures: list[Path] = []
-    sections = []
-    for dataset, stem in _figure_stems(summary, metric).items():
-        files, png = _write_figures(summary, dataset=dataset, out=out, stem=stem, fmts=fmts, metric_label=label)
-        figures += files
-        tables: tuple[tuple[str, Table], ...] = (
-            (f"Leaderboard ({label})", _leaderboard_table(board[board["dataset"] == dataset], metric_label=label)),
-            (f"Label-efficiency curve ({label})", _curve_table(summary[summary["dataset"] == dataset])),
-        )
-        if not ablation.empty and (ablation["dataset"] == dataset).any():
-            table = _ablation_table(ablation[ablation["dataset"] == dataset])
-            tables += ((f"Modality ablation ({label}): one modality removed at test time", table),)
-        alt = f"{label} against labels per class on {dataset}"
-        sections.append(Section(str(dataset), files[0].relative_to(out).as_posix(), png, alt, tables))
-    doc = Document(title, _provenance(results, rows, metric=metric, source=source), NOTES, tuple(sections))
+    sections: list[Section] = []
+    summaries = {m: summarise(curve_points(rows)) for m, rows in per_metric.items()}
+    colour_order = colour_keys(pd.concat(summaries.values()))
+    for dataset in sorted({d for s in summaries.values() for d in s["dataset"].unique()}, key=str):
+        for m, rows in per_metric.items():
+            summary = summaries[m]
+            if not (summary["dataset"] == dataset).any():
+                continue
+            files, section = _section(
+                results, rows, summary, dataset=dataset, metric=m, out=out, fmts=fmts, colour_order=colour_order,
+                several=len(per_metric) > 1,
+            )  # fmt: skip
+            figures += files
+            sections.append(section)
+    doc = Document(title, _provenance(results, per_metric[metrics[0]], metric=metrics[0], source=source), NOTES,
+                   tuple(sections))  # fmt: skip
     md, page = out / MARKDOWN_FILE, out / HTML_FILE
     write_atomic(md, render_markdown(doc))  # a temporary name, then a rename: never a half-written report
     write_atomic(page, render_html(doc))
     return ReportFiles(markdown=md, html=page, figures=tuple(figures))
+
+
+def _section(
+    results: pd.DataFrame, rows: pd.DataFrame, summary: pd.DataFrame, *, dataset: str, metric: str, out: Path,
+    fmts: tuple[str, ...], colour_order: list[str], several: bool,
+) -> tuple[list[Path], Section]:  # fmt: skip
+    """The figure files and the report section of one (dataset, metric)."""
+    label = _metric_label(metric)
+    points = curve_points(rows)
+    board = rank(points, summary)
+    part = summary[summary["dataset"] == dataset]
+    stem = f"{_slug(str(dataset))}-{_slug(metric)}"
+    files, png = _write_figures(part, dataset=dataset, out=out, stem=stem, fmts=fmts, metric_label=label,
+                                colour_order=colour_order)  # fmt: skip
+    draws, episodes = part[part["regime"] != EPISODES], part[part["regime"] == EPISODES]
+    spread = _all_range(rows[rows["dataset"] == dataset])
+    tables: tuple[tuple[str, Table], ...] = (
+        (f"Leaderboard ({label})", _leaderboard_table(board[board["dataset"] == dataset], metric_label=label)),
+    )
+    if not draws.empty:
+        tables += ((f"Label-efficiency curve ({label})", _curve_table(draws, all_range=spread)),)
+    if not episodes.empty:
+        tables += ((f"Few-shot episodes ({label}): mean over episodes", _curve_table(episodes)),)
+    ablation = ablation_summary(results, metric)
+    if not ablation.empty and (ablation["dataset"] == dataset).any():
+        table = _ablation_table(ablation[ablation["dataset"] == dataset])
+        tables += ((f"Modality ablation ({label}): one modality removed at test time", table),)
+    alt = f"{label} against labels per class on {dataset}"
+    heading = f"{dataset} · {label}" if several else str(dataset)
+    return files, Section(heading, files[0].relative_to(out).as_posix(), png, alt, tables)
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -164,34 +204,26 @@ def _metric_label(metric: str) -> str:
         return metric
 
 
-def _figure_stems(summary: pd.DataFrame, metric: str) -> dict[str, str]:
-    """File stem per dataset, ``<dataset>-<metric>`` made filename-safe and unique."""
-    stems: dict[str, str] = {}
-    for dataset in sorted(summary["dataset"].unique(), key=str):
-        stem = f"{_slug(str(dataset))}-{_slug(metric)}"
-        n = 2
-        while stem in stems.values():
-            stem = f"{_slug(str(dataset))}-{n}-{_slug(metric)}"
-            n += 1
-        stems[dataset] = stem
-    return stems
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
 
 
 def _write_figures(
-    summary: pd.DataFrame, *, dataset: str, out: Path, stem: str, fmts: tuple[str, ...], metric_label: str
-) -> tuple[list[Path], bytes]:
-    """Write one dataset's figure in every format; returns the paths and the PNG bytes for the HTML."""
-    fig = curve_figure(
-        summary[summary["dataset"] == dataset],
-        title=f"{dataset}: {metric_label} vs labels per class",
-        metric_label=metric_label,
-        colour_order=colour_keys(summary),
-        style_order=sorted(set(style_keys(summary))),
-    )
+    summary: pd.DataFrame, *, dataset: str, out: Path, stem: str, fmts: tuple[str, ...], metric_label: str,
+    colour_order: list[str],
+) -> tuple[list[Path], bytes]:  # fmt: skip
+    """Write one (dataset, metric) figure in every format; returns the paths and the PNG bytes for the HTML.
+
+    Several backbones and several heads: small multiples (a panel per head, a colour per backbone);
+    otherwise one panel with a line per configuration.
+    """
+    title = f"{dataset}: {metric_label} vs labels per class"
+    probes = summary[~summary["head"].astype(str).map(is_finetune)]
+    if probes["backbone"].nunique() >= 2 and probes["head"].nunique() >= 2:
+        fig = panel_figure(summary, title=title, metric_label=metric_label, colour_order=colour_order)
+    else:
+        fig = curve_figure(summary, title=title, metric_label=metric_label, colour_order=colour_order,
+                           style_order=sorted(set(style_keys(summary))))  # fmt: skip
     png = figure_bytes(fig, "png")
     paths = []
     for fmt in fmts:
@@ -230,12 +262,27 @@ def _leaderboard_table(board: pd.DataFrame, *, metric_label: str) -> Table:
     return Table(headers, tuple(rows), note)
 
 
-def _curve_table(summary: pd.DataFrame) -> Table:
+def _all_range(rows: pd.DataFrame) -> tuple[int, int] | None:
+    """Smallest and largest class count of the whole training split (recorded on full-data rows)."""
+    ranges = [
+        p["per_class_range"]
+        for p, protocol in zip(rows["params"], rows["protocol"], strict=True)
+        if protocol == "full" and isinstance(p, dict) and p.get("per_class_range")
+    ]
+    return (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else None
+
+
+def _curve_table(summary: pd.DataFrame, *, all_range: tuple[int, int] | None = None) -> Table:
     levels = summary.sort_values("x").drop_duplicates("level")
     columns = [str(lv) for lv in levels["level"]]
     headers = ["configuration"]
     for lv, x in zip(levels["level"], levels["x"], strict=True):
-        headers.append(str(lv) if lv.isdigit() else f"{lv} ({x:,.0f}/class)")
+        if lv.isdigit():
+            headers.append(str(lv))
+        elif lv == "all" and all_range is not None and all_range[0] != all_range[1]:
+            headers.append(f"all ({all_range[0]:,}–{all_range[1]:,}/class)")  # min–max: the split is imbalanced
+        else:
+            headers.append(f"{lv} ({x:,.0f}/class)")
     rows = []
     order = summary.sort_values(["backbone", "pooling", "head", "regime", "x"])
     for series, group in order.groupby("series", sort=False):
@@ -244,7 +291,10 @@ def _curve_table(summary: pd.DataFrame) -> Table:
             for r in group.itertuples(index=False)
         }
         rows.append((str(series), *(cells.get(c, "—") for c in columns)))
-    note = 'Columns are labels per class ("all": the whole training split); n = seeds; — not run.'
+    note = (
+        'Columns are labels per class ("all": the whole training split, with its smallest–largest class); '
+        "n = seeds; — not run."
+    )
     if (summary["regime"] == EPISODES).any():
         note += " Episode lines average over few-shot episodes instead of class-balanced draws."
     if (summary["regime"] == FRACTIONS).any():
