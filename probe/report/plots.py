@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 from matplotlib.typing import ColorType, LineStyleType
 
-from probe.report.data import ALL
+from probe.report.data import ALL, EPISODES, FRACTIONS
 
 DPI = 150
 LINESTYLES: tuple[LineStyleType, ...] = ("-", "--", ":", "-.")
@@ -243,7 +243,7 @@ def panel_figure(
             group = group.sort_values("x")
             x, mean = group["x"].to_numpy(float), group["mean"].to_numpy(float)
             low, high = group["ci_low"].to_numpy(float), group["ci_high"].to_numpy(float)
-            style = "-" if regime == "shots" else "--"
+            style = "--" if regime in (FRACTIONS, EPISODES) else "-"  # draws solid; fractions, episodes dashed
             ax.plot(x, mean, color=colours[str(key)], linestyle=style, marker="o", markersize=3.5, linewidth=1.4)
             band = np.isfinite(low) & np.isfinite(high)
             if band.any():
