@@ -34,7 +34,9 @@ def ls_command(
     for s in stores:
         state = "complete" if s.complete else "INCOMPLETE"
         dims = ",".join(f"{k}:{v}" for k, v in s.poolings.items())
-        typer.echo(f"{s.path}\n    {s.dataset} | {s.backbone} | {s.rows} rows | {dims} | {state}")
+        weights = s.weights if not s.weights.startswith("sha256:") else s.weights[:19]
+        made = f"{s.image_size} px {s.resolution} | weights {weights or '?'}"
+        typer.echo(f"{s.path}\n    {s.dataset} | {s.backbone} | {made} | {s.rows} rows | {dims} | {state}")
 
 
 @store_app.command("info")

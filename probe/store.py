@@ -424,6 +424,9 @@ class StoreSummary:
     poolings: dict[str, int]
     complete: bool
     fingerprint: str
+    image_size: int | None = None  # model input side the features were made at
+    resolution: str = ""  # "resize" or "pad"
+    weights: str = ""  # "sha256:<hex>" of the weights, or "random:<seed>"
 
 
 class EmbeddingStore:
@@ -510,6 +513,9 @@ class EmbeddingStore:
             poolings=self.poolings,
             complete=self.complete,
             fingerprint=str(self.attrs.get("fingerprint", "")),
+            image_size=self.attrs.get("backbone", {}).get("preprocess", {}).get("image_size"),
+            resolution=str(self.attrs.get("backbone", {}).get("preprocess", {}).get("resolution", "")),
+            weights=str(self.attrs.get("backbone", {}).get("weights_fingerprint", "")),
         )
 
 

@@ -45,4 +45,7 @@ def test_store_ls_takes_the_root_as_option_or_argument(tmp_path: Path) -> None:
     by_option = runner.invoke(app, ["store", "ls", "--store-root", str(tmp_path / "emb"), "--json"])
     by_argument = runner.invoke(app, ["store", "ls", str(tmp_path / "emb"), "--json"])
     assert by_option.exit_code == 0 and json.loads(by_option.stdout) == json.loads(by_argument.stdout)
-    assert len(json.loads(by_option.stdout)["stores"]) == 1
+    (store,) = json.loads(by_option.stdout)["stores"]
+    assert {"image_size", "resolution", "weights"} <= set(store)
+    text = runner.invoke(app, ["store", "ls", "--store-root", str(tmp_path / "emb")]).output
+    assert " px " in text and "weights " in text
