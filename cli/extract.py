@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli._common import command_line, emit_json, split_list, user_errors
-from cli.options import Blank, LabelColumns, SliceAxis, Slices, Uncertain, backbone_request, source_request
+from cli.options import Blank, ImageSize, LabelColumns, SliceAxis, Slices, Uncertain, backbone_request, source_request
 
 
 class Resolution(str, Enum):
@@ -57,7 +57,7 @@ def extract_command(
     ] = None,
     weights: Annotated[str | None, typer.Option(help="local .safetensors/.pth weights (air-gapped sites)")] = None,
     random_weights: Annotated[bool, typer.Option(help="random init instead of pretrained (smoke tests)")] = False,
-    image_size: Annotated[int | None, typer.Option(help="model input side in pixels (default: the backbone's)")] = None,
+    image_size: ImageSize = None,
     resolution: Annotated[
         Resolution, typer.Option(help="resize the whole image, or pad it onto a canvas")
     ] = Resolution.resize,

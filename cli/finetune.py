@@ -9,6 +9,7 @@ import typer
 from cli._common import emit_json, split_list, user_errors
 from cli.options import (
     Blank,
+    ImageSize,
     LabelColumns,
     SliceAxis,
     Slices,
@@ -63,7 +64,7 @@ def finetune_command(
         str | None, typer.Option(help="comma list of module names/suffixes (default: discovered)")
     ] = None,
     pooling: Annotated[str | None, typer.Option(help="backbone pooling fed to the head")] = None,
-    image_size: Annotated[int | None, typer.Option(help="model input side (default: the backbone's)")] = None,
+    image_size: ImageSize = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), fp32 or bf16")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N]")] = "auto",
     num_workers: Annotated[int | None, typer.Option(help="DataLoader workers")] = None,

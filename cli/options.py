@@ -21,7 +21,17 @@ Backbone = Annotated[
 Pooling = Annotated[str | None, typer.Option(help="stored pooling to probe (default: the store's first)")]
 Store = Annotated[str | None, typer.Option(help="explicit store path (default: looked up by data and backbone)")]
 StoreRoot = Annotated[str, typer.Option(envvar="PROBE_STORE_ROOT", help="folder holding stores")]
-ImageSize = Annotated[int | None, typer.Option(help="pick the store extracted at this input size")]
+ImageSize = Annotated[
+    int | None,
+    typer.Option(help="model input side in pixels the features are made at (default: the backbone's own size)"),
+]
+StoreImageSize = Annotated[  # the same meaning, read-only: which of a backbone's stores to probe
+    int | None,
+    typer.Option(
+        "--image-size",
+        help="model input side in pixels the features were made at (needed when the backbone has stores at several)",
+    ),
+]
 Results = Annotated[str, typer.Option(help="results folder the rows are appended to")]
 NoSave = Annotated[bool, typer.Option("--no-save", help="do not append the rows to the results table")]
 Seeds = Annotated[int, typer.Option(help="draws per shot level (seeds SEED .. SEED+N-1); 5-10 give useful CIs")]
