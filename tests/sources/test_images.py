@@ -39,7 +39,7 @@ def test_rgba_composited_on_black_or_rejected(tmp_path: Path) -> None:
     out = read_image(tmp_path / "a.png")
     assert out.shape == (4, 4, 3)
     assert out[0, 0, 0] == round(200 * 128 / 255)
-    with pytest.raises(ImageDecodeError, match="alpha channel.*--rgba composite"):
+    with pytest.raises(ImageDecodeError, match=r"alpha channel.*SourceRequest\(rgba=composite\)"):
         read_image(tmp_path / "a.png", rgba="reject")
 
 
@@ -55,7 +55,7 @@ def test_palette_is_expanded(tmp_path: Path) -> None:
 def test_corrupt_and_missing_files_name_the_sample(tmp_path: Path) -> None:
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(
-        ImageDecodeError, match=r"sample .x/bad.png. \(.*bad.png\): cannot decode image.*--on-error skip"
+        ImageDecodeError, match=r"sample .x/bad.png. \(.*bad.png\): cannot decode image.*ExtractConfig\(on_error=skip\)"
     ):
         read_image(tmp_path / "bad.png", sample_id="x/bad.png")
     with pytest.raises(ImageDecodeError, match=r"gone.png\): file not found"):
@@ -70,7 +70,7 @@ def test_helpers_shapes() -> None:
 def test_decompression_bomb_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "huge.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels > 2 x limit: Pillow refuses
-    with pytest.raises(ImageDecodeError, match="huge.png.*tile or downscale.*--on-error skip"):
+    with pytest.raises(ImageDecodeError, match=r"huge.png.*tile or downscale.*ExtractConfig\(on_error=skip\)"):
         read_image(tmp_path / "huge.png", sample_id="huge")
 
 
