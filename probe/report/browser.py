@@ -10,9 +10,11 @@ chromium``) and the ``websocket-client`` package; nothing else is started.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -102,14 +104,21 @@ def _start(binary: str, profile: str, width: int, height: int, deadline: float) 
     args = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}",
             f"--window-size={width},{height}", "about:blank"]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its own process group, so the renderer and zygote children end with it (they write into the profile)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     port_file = Path(profile) / "DevToolsActivePort"
     while not port_file.is_file() or not port_file.read_text().strip():
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
+            _stop(proc)
             raise BrowserError(f"{binary} did not start a DevTools endpoint (exit {proc.poll()})")
         time.sleep(0.1)
     return proc, int(port_file.read_text().split()[0])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 def _console_errors(events: list[dict[str, Any]]) -> list[str]:
@@ -145,7 +154,7 @@ def check_in_browser(
         raise BrowserError(f"{page} does not exist; write the report first")
     binary = find_browser()
     deadline = time.monotonic() + timeout
-    with tempfile.TemporaryDirectory(prefix="probe-browser-") as profile:
+    with tempfile.TemporaryDirectory(prefix="probe-browser-", ignore_cleanup_errors=True) as profile:
         proc, port = _start(binary, profile, width, height, deadline)
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as resp:
@@ -164,8 +173,7 @@ def check_in_browser(
             write_atomic(target, base64.b64decode(shot["data"]))
             session.ws.close()
         finally:
-            proc.kill()
-            proc.wait(timeout=10)
+            _stop(proc)
     return BrowserCheck(
         console_errors=_console_errors(session.events),
         broken_images=list(seen["broken"]),
