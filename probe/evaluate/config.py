@@ -10,7 +10,7 @@ ordinal task kinds, ``"multi-label"`` the multi-label one (:mod:`probe.evaluate.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -136,10 +136,31 @@ class Evaluation:
     """A head's answer on one task."""
 
     task: Task
-    head: str  # row name of the head ("knn", "knn-k20", "linear", "prototype")
+    head: str  # row name of the head ("knn-k20" for every k, even one; "linear", "prototype")
     params: Mapping[str, Any]  # hyper-parameters used or chosen
     proba: np.ndarray  # (n_eval, n_classes) class (or per-label) probabilities on the whole evaluation split
     seconds: float  # wall time attributed to this task (batched runs: the batch time split evenly)
+
+
+def head_setup(head: str, plan: PlanConfig) -> dict[str, Any]:
+    """The settings of a row's head that change its numbers (the head's part of the row's setup).
+
+    Args:
+        head: the row's head name (``"knn-k20"``, ``"linear"``, ...).
+        plan: the plan that ran it.
+    """
+    base = head.partition("-k")[0] if head.startswith("knn-k") else head
+    if base == "knn":
+        return {"k": int(head.rpartition("-k")[2]), "vote": plan.knn.vote, "temperature": plan.knn.temperature}
+    configs: dict[str, Any] = {"linear": plan.linear, "prototype": plan.prototype, "labelspread": plan.labelspread}
+    if base not in configs:
+        return {}
+    settings = {k: v for k, v in asdict(configs[base]).items() if k != "tol"}
+    if base == "linear":
+        settings["c_grid"] = None if plan.linear.c_grid is None else list(plan.linear.c_grid)
+        if plan.views.modality_dropout > 0:
+            settings |= {"modality_dropout": plan.views.modality_dropout, "dropout_copies": plan.views.dropout_copies}
+    return settings
 
 
 Runner = Callable[["EvalData", list[Task], PlanConfig], list[Evaluation]]

@@ -7,6 +7,7 @@ backbone, checks it can support a classification probe, and hands numpy arrays t
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ class EvalData:
     fusion: str = ""  # how the views were fused into X (see probe.evaluate.fusion)
     dataset_fingerprint: str = ""  # the source's fingerprint (content, ids, labels, splits): the dataset's identity
     dataset_spec: str = ""  # the source specification the store was extracted from
+    setup: dict[str, Any] = field(default_factory=dict)  # the store's part of every row's setup (store_setup)
 
     @property
     def n_classes(self) -> int:
@@ -190,7 +192,45 @@ def load_eval_data(
         **_view_fields(store, views),
         dataset_fingerprint=str(store.attrs.get("fingerprint_inputs", {}).get("source", {}).get("content", "")),
         dataset_spec=str(source.get("spec", "")),
+        setup=store_setup(store, pooling if views is None else f"{pooling}:{views[2]}"),
     )
+
+
+def store_setup(store: EmbeddingStore, pooling: str) -> dict[str, Any]:
+    """The store's part of a row's setup (:mod:`probe.setups`): fingerprint and the fields a reader names.
+
+    ``source_resolution`` is the ``@N`` of a MedMNIST-style spec (None for sources of mixed sizes);
+    ``weights`` is the weights id or file name, ``"random, seed s"`` for random init, or the sha256
+    prefix of the weights when they have no name; ``weights_sha256`` is that hash (of the state dict
+    as loaded).
+    """
+    attrs = store.attrs
+    backbone = attrs.get("backbone", {})
+    pre = backbone.get("preprocess", {})
+    spec = str(attrs.get("source", {}).get("spec", ""))
+    size = re.search(r"@(\d+)(?:\?|$)", spec)
+    decode = attrs.get("fingerprint_inputs", {}).get("source", {}).get("decode", {})
+    return {
+        "store": store.fingerprint[:16],
+        "source_resolution": int(size.group(1)) if size else None,
+        "image_size": pre.get("image_size"),
+        "resolution": pre.get("resolution"),
+        "weights": _weights_label(backbone),
+        "weights_sha256": str(backbone.get("weights_fingerprint", "")).removeprefix("sha256:")[:16] or None,
+        "extract_precision": attrs.get("precision"),
+        "pooling": pooling,
+        **({"slices": f"{decode.get('slices')} axis {decode.get('slice_axis')}"} if "slices" in decode else {}),
+    }
+
+
+def _weights_label(backbone: dict[str, Any]) -> str | None:
+    meta = backbone.get("meta", {})
+    weights, digest = meta.get("weights"), str(backbone.get("weights_fingerprint", ""))
+    if weights == "random":
+        return f"random, seed {meta.get('random_seed', 0)}"  # random init is seeded with RANDOM_INIT_SEED = 0
+    if weights in (None, "", "pretrained"):
+        return digest[:19] if digest else None  # "sha256:" + 12 hex digits
+    return os.path.basename(str(weights))
 
 
 def _view_features(

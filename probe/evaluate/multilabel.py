@@ -40,7 +40,6 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
     from probe.heads.multilabel import MultiLabelKNNProbe
 
     cfg = plan.knn
-    several = len(cfg.k) > 1
     out: list[Evaluation] = []
     for task in tasks:
         t0 = time.perf_counter()
@@ -63,7 +62,7 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
             params = {"k": k, "k_requested": k_req, "vote": cfg.vote, "temperature": cfg.temperature}
             params |= {"metric": "cosine", "index": type(probe.knn_.index_).__name__, "device": probe.knn_.device_}
             params |= _tuned(tune_y, tune[k], source)
-            head = f"knn-k{k_req}" if several else "knn"
+            head = f"knn-k{k_req}"
             out.append(Evaluation(task=task, head=head, params=params, proba=probas[k], seconds=seconds))
     return out
 

@@ -38,7 +38,6 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
     from probe.heads.knn import KNNProbe
 
     cfg = plan.knn
-    several = len(cfg.k) > 1
     out: list[Evaluation] = []
     for task in tasks:
         t0 = time.perf_counter()
@@ -63,7 +62,7 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
             out.append(
                 Evaluation(
                     task=task,
-                    head=f"knn-k{k_req}" if several else "knn",
+                    head=f"knn-k{k_req}",
                     params=params,
                     proba=full_proba(probas[k], probe.classes_, data.n_classes),
                     seconds=seconds,
