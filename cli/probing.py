@@ -249,7 +249,9 @@ def fewshot_command(
     episodes: Annotated[int, typer.Option(help="episodes per shot level (mean and CI across them)")] = 100,
     queries: Annotated[int | None, typer.Option(help="query samples per class per episode (default: all)")] = None,
     heads: Annotated[str, typer.Option(help="comma list of prototype, knn, linear, labelspread")] = "prototype",
-    method: Annotated[str, typer.Option(help="prototype: simpleshot or centroid")] = "simpleshot",
+    method: Annotated[
+        str, typer.Option(help="prototype: simpleshot (published CL2N), cosine or centroid")
+    ] = "simpleshot",
     pooling: Pooling = None,
     store: Store = None,
     store_root: StoreRoot = "embeddings",

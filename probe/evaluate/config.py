@@ -54,8 +54,17 @@ class LinearConfig:
 class PrototypeConfig:
     """Prototype head settings."""
 
-    method: str = "simpleshot"  # "simpleshot" (centre, L2-normalise, nearest centroid) or "centroid"
-    temperature: float = 0.1  # softmax temperature over cosine similarities
+    # "simpleshot" (Wang et al. 2019: centre on the train split's mean, L2-normalise, Euclidean nearest
+    # class mean), "cosine" (centre on the support's mean, cosine to re-normalised class means: the rule
+    # probe called simpleshot before results schema 2) or "centroid" (raw Euclidean nearest class mean)
+    method: str = "simpleshot"
+    temperature: float = 0.1  # softmax temperature over the class scores (probabilities only, not predictions)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("simpleshot", "cosine", "centroid"):
+            raise ProtocolError(
+                f"PrototypeConfig(method={self.method!r}) is unknown; use simpleshot, cosine or centroid"
+            )
 
 
 @dataclass(frozen=True)

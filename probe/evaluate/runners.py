@@ -73,17 +73,23 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
 
 @register_runner("prototype", family="single-label")
 def run_prototype(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
-    """Nearest-prototype classification on every draw."""
+    """Nearest-prototype classification on every draw.
+
+    ``simpleshot`` centres on the mean of the whole train split (its features, never its labels:
+    SimpleShot's base-set mean), ``cosine`` on the support's own mean, ``centroid`` not at all.
+    """
     from probe.heads.prototype import PrototypeProbe
 
     cfg = plan.prototype
+    mean = data.train.X.mean(axis=0, dtype=np.float64) if cfg.method == "simpleshot" else None
+    centre = {"simpleshot": "train-pool", "cosine": "support"}.get(cfg.method)
     out: list[Evaluation] = []
     for task in tasks:
         t0 = time.perf_counter()
         X, y = data.train.X[task.draw.rows], data.train.y[task.draw.rows]
-        probe = PrototypeProbe(method=cfg.method, temperature=cfg.temperature).fit(X, y)
+        probe = PrototypeProbe(method=cfg.method, temperature=cfg.temperature, mean=mean).fit(X, y)
         proba = full_proba(probe.predict_proba(data.test.X), probe.classes_, data.n_classes)
-        params = {"method": cfg.method, "temperature": cfg.temperature}
+        params = {"method": cfg.method, "temperature": cfg.temperature, "centre": centre}
         out.append(
             Evaluation(task=task, head="prototype", params=params, proba=proba, seconds=time.perf_counter() - t0)
         )
