@@ -78,6 +78,7 @@ class ResultRow:
     # image size, resolution policy, weights, pooling, fusion, feature preprocessing, the head's settings
     # ({} in rows of schema 1: such rows are grouped and labelled as "no setup")
     setup: Mapping[str, Any] = field(default_factory=dict)
+    flags: Sequence[str] = ()  # warnings about this row, e.g. "degenerate-features" (near-constant features)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +90,7 @@ class ResultRow:
                 out[key] = None
         out["params"] = _jsonable(dict(self.params))
         out["setup"] = _jsonable(dict(self.setup))
+        out["flags"] = list(self.flags)
         out["versions"] = dict(self.versions)
         return out
 

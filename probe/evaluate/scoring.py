@@ -58,6 +58,7 @@ def score(
         **data.identity,  # dataset_fingerprint, dataset_spec: datasets sharing a name stay apart
         "sample_digest": task.draw.digest,
         "setup": {**data.setup, "head": ev.head, **head_setup(ev.head, plan)},
+        "flags": data.flags,
         "seconds": round(ev.seconds, 4),
         "versions": versions,
         "run_id": run_id,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from probe.errors import MetricError, ResultsError
-from probe.metrics import mean_ci, paired_comparison
+from probe.metrics import MIN_SEEDS, mean_ci, metric_range, paired_comparison
 from probe.results import IDENTITY_FIELDS
 
 RUN_HINT = "run `probe curve` (or `probe linear`, `probe knn`, `probe fewshot`) first"
@@ -106,7 +106,16 @@ def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
     frame = frame.drop_duplicates(subset=[*POINT_KEYS, "seed"], keep="last")
     frame["x"] = _fill_level_x(frame)
     frame["series"] = _series_labels(frame)
-    cols = [*POINT_KEYS, "x", "seed", "value", "ci_low", "ci_high", "series"]
+    cols = [
+        *POINT_KEYS,
+        "x",
+        "seed",
+        "value",
+        "ci_low",
+        "ci_high",
+        "series",
+        *(["metric"] if "metric" in frame else []),
+    ]
     return frame[cols].sort_values([*POINT_KEYS[:-1], "x", "seed"], kind="stable").reset_index(drop=True)
 
 
@@ -178,17 +187,20 @@ def summarise(points: pd.DataFrame) -> pd.DataFrame:
     With two or more seeds the CI is Student-t across seeds (:func:`probe.metrics.mean_ci`). With one
     seed, or seeds whose values are all equal (identical draws, such as a deterministic head on the
     whole training split), it is the row's own test-set bootstrap CI: a zero-width seed interval would
-    hide the test-set uncertainty.
+    hide the test-set uncertainty. Seed intervals are clipped to the metric's range
+    (:func:`probe.metrics.metric_range`, when ``points`` has a ``metric`` column) and flagged
+    (``few_seeds``) below :data:`probe.metrics.MIN_SEEDS` seeds.
 
     Returns:
         Columns ``dataset, backbone, pooling, head, regime, level, x, series, n_seeds, mean, ci_low,
-        ci_high, ci_source`` (``ci_source`` is ``"seeds"``, ``"bootstrap"`` or ``"none"``).
+        ci_high, ci_source, few_seeds`` (``ci_source`` is ``"seeds"``, ``"bootstrap"`` or ``"none"``).
     """
     records = []
     for key, group in points.groupby(POINT_KEYS, sort=False, dropna=False):
         values = group["value"].to_numpy(float)
+        bounds = metric_range(str(group["metric"].iloc[0])) if "metric" in group else None
         if len(values) >= 2 and np.ptp(values) > 0:
-            mean, low, high = (float(v) for v in mean_ci(values))
+            mean, low, high = (float(v) for v in mean_ci(values, bounds=bounds))
             source = "seeds"
         else:
             mean = float(values.mean())
@@ -204,6 +216,7 @@ def summarise(points: pd.DataFrame) -> pd.DataFrame:
                 "ci_low": low,
                 "ci_high": high,
                 "ci_source": source,
+                "few_seeds": source == "seeds" and len(values) < MIN_SEEDS,
             }
         )
     return pd.DataFrame.from_records(records)
@@ -242,7 +255,7 @@ def _rank_dataset(points: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
             "name": row[unit],
             "config": _config_label(row, unit),
             **{k: row[k] for k in ("backbone", "pooling", "head", "regime", "level", "x", "n_seeds")},
-            **{k: row[k] for k in ("mean", "ci_low", "ci_high", "ci_source")},
+            **{k: row[k] for k in ("mean", "ci_low", "ci_high", "ci_source", "few_seeds")},
         }
         records.append({**record, **_compare(_config_points(points, row), leader, is_leader=i == 0)})
     return pd.DataFrame.from_records(records)

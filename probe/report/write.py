@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -30,7 +31,9 @@ FIGURES_DIR = "figures"
 NOTES = (
     "Points and values are means over seeds; brackets and shaded bands are 95 % Student-t confidence "
     "intervals across seeds. Where there is one seed, or every seed gave the same value (identical draws), "
-    "the bracket is that run's 95 % bootstrap interval over the test set (marked †).",
+    "the bracket is that run's 95 % bootstrap interval over the test set (marked †). Intervals are clipped to "
+    "the metric's range; ‡ marks an interval from fewer than 5 seeds (too few for a trustworthy Student-t "
+    "interval).",
 )
 
 
@@ -214,7 +217,7 @@ def _leaderboard_table(board: pd.DataFrame, *, metric_label: str) -> Table:
                 str(r.name),
                 str(r.config),
                 str(r.level),
-                _ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == "bootstrap"),
+                _ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == "bootstrap", few=r.few_seeds),
                 str(r.n_seeds),
                 "leader" if leader else _delta_text(r.delta, r.delta_low, r.delta_high, n_pairs=r.n_pairs),
                 "—" if leader or not math.isfinite(r.p_value) else _p_text(r.p_value),
@@ -239,10 +242,7 @@ def _curve_table(summary: pd.DataFrame) -> Table:
     rows = []
     order = summary.sort_values(["backbone", "pooling", "head", "regime", "x"])
     for series, group in order.groupby("series", sort=False):
-        cells = {
-            str(r.level): f"{_ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == 'bootstrap')} n={r.n_seeds}"
-            for r in group.itertuples(index=False)
-        }
+        cells = {str(r.level): f"{_point_text(r)} n={r.n_seeds}" for r in group.itertuples(index=False)}
         rows.append((str(series), *(cells.get(c, "—") for c in columns)))
     note = 'Columns are labels per class ("all": the whole training split); n = seeds; — not run.'
     if (summary["regime"] == EPISODES).any():
@@ -264,10 +264,15 @@ def _ablation_table(summary: pd.DataFrame) -> Table:
     return Table(table.headers, table.rows, note)
 
 
-def _ci_text(mean: float, low: float, high: float, *, bootstrap: bool = False) -> str:
+def _point_text(r: Any) -> str:
+    """A summary row's mean [CI] with its markers (see :func:`_ci_text`)."""
+    return _ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == "bootstrap", few=bool(r.few_seeds))
+
+
+def _ci_text(mean: float, low: float, high: float, *, bootstrap: bool = False, few: bool = False) -> str:
     if not (math.isfinite(low) and math.isfinite(high)):
         return f"{mean:.3f}"
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]" + ("†" if bootstrap else "")
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]" + ("†" if bootstrap else "") + ("‡" if few else "")
 
 
 def _delta_text(delta: float, low: float, high: float, *, n_pairs: float) -> str:

@@ -22,7 +22,7 @@ GOLDEN = Path(__file__).with_name("golden.json")
 # Row fields that identify and value a result; timings, run ids, times and versions may change.
 KEPT = ("dataset", "backbone", "pooling", "head", "protocol", "shots", "fraction", "seed", "metric",
         "value", "ci_low", "ci_high", "ci_method", "n_train", "n_test", "n_classes", "labels_per_class",
-        "params", "split", "sample_digest", "setup")  # fmt: skip
+        "params", "split", "sample_digest", "setup", "flags")  # fmt: skip
 VOLATILE = ("index", "train_seconds", "peak_memory_mb")  # FAISS index class (GPU/CPU), timings, memory
 TINY = ["--backbone", "timm:test_vit", "--random-weights", "--image-size", "32"]
 
