@@ -20,7 +20,16 @@ import pandas as pd
 from probe.atomic import write_atomic
 from probe.errors import ConfigError, MetricError
 from probe.metrics import metric_label
-from probe.report.data import EPISODES, FRACTIONS, ablation_summary, curve_points, metric_rows, rank, summarise
+from probe.report.data import (
+    EPISODES,
+    FRACTIONS,
+    ablation_summary,
+    curve_points,
+    metric_rows,
+    rank,
+    summarise,
+    val_points,
+)
 from probe.report.plots import colour_keys, curve_figure, figure_bytes, style_keys
 from probe.report.render import Document, Section, Table, render_html, render_markdown
 
@@ -69,26 +78,26 @@ def summary_table(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
 def leaderboard(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
     """Per dataset, backbones (or heads, with a single backbone) ranked by their best configuration.
 
-    A unit's best configuration is the one with the highest seed mean at the largest label level
-    ("all" when present). Every other unit's best configuration is compared with the leader's on the
-    (regime, level, seed) points both have across the whole curve: ``delta`` = other − leader with a
-    paired-bootstrap CI, and a Wilcoxon signed-rank ``p_value``.
+    A unit's configuration is chosen without test scores (validation mean where the results hold
+    validation-split rows, else the linear head on the first pooling); units are ranked by ``score``, their
+    mean over the (regime, level, seed) points all ranked configurations share, and ``delta`` = other −
+    leader on those same points with a paired-bootstrap CI and a Wilcoxon signed-rank ``p_value``.
 
     Args:
         results: result rows (:func:`probe.results.load_results`).
         metric: metric to rank by (higher is better).
 
     Returns:
-        Columns ``dataset, rank, unit`` (``"backbone"`` or ``"head"``), ``name, config, backbone,
-        pooling, head, regime, level, x, n_seeds, mean, ci_low, ci_high, ci_source, delta, delta_low,
-        delta_high, p_value, n_pairs`` (comparison columns NaN for the leader).
+        Columns ``dataset, rank, unit`` (``"backbone"`` or ``"head"``), ``name, config, selection, score,
+        n_points, backbone, pooling, head, regime, level, x, n_seeds, mean, ci_low, ci_high, ci_source,
+        few_seeds, delta, delta_low, delta_high, p_value, n_pairs`` (comparison columns NaN for the leader).
 
     Raises:
         ResultsError: no usable rows.
         MetricError: ``metric`` is not in the results.
     """
     points = curve_points(metric_rows(results, metric))
-    return rank(points, summarise(points))
+    return rank(points, summarise(points), val_points=val_points(results, metric))
 
 
 def write_report(
@@ -122,7 +131,7 @@ def write_report(
     rows = metric_rows(results, metric)
     points = curve_points(rows)
     summary = summarise(points)
-    board = rank(points, summary)
+    board = rank(points, summary, val_points=val_points(results, metric))
     ablation = ablation_summary(results, metric)
     out = Path(out_dir)
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
@@ -206,8 +215,8 @@ def _write_figures(
 
 def _leaderboard_table(board: pd.DataFrame, *, metric_label: str) -> Table:
     unit = str(board["unit"].iloc[0])
-    value, delta = f"{metric_label} [95 % CI]", "Δ vs leader [95 % CI]"
-    headers = ("#", unit, "best configuration", "level", value, "seeds", delta, "Wilcoxon p", "pairs")
+    score, delta = f"{metric_label}: mean over shared points", "Δ vs leader [95 % CI]"
+    headers = ("#", unit, "configuration", "chosen by", score, "points", delta, "Wilcoxon p", "pairs")
     rows = []
     for r in board.itertuples(index=False):
         leader = r.rank == 1
@@ -216,19 +225,20 @@ def _leaderboard_table(board: pd.DataFrame, *, metric_label: str) -> Table:
                 str(r.rank),
                 str(r.name),
                 str(r.config),
-                str(r.level),
-                _ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == "bootstrap", few=r.few_seeds),
-                str(r.n_seeds),
+                str(r.selection),
+                f"{r.score:.3f}" if math.isfinite(r.score) else "—",
+                str(r.n_points),
                 "leader" if leader else _delta_text(r.delta, r.delta_low, r.delta_high, n_pairs=r.n_pairs),
                 "—" if leader or not math.isfinite(r.p_value) else _p_text(r.p_value),
                 "—" if leader else str(int(r.n_pairs)),
             )
         )
-    what = "backbone's best configuration" if unit == "backbone" else "head's best pooling"
     note = (
-        f"Each {what} is ranked by its mean at its largest label level. Δ = that {unit} − the leader, paired "
-        "on the same label level and seed across the whole curve (every level both were run at), with a "
-        "paired-bootstrap 95 % CI and a Wilcoxon signed-rank p; — when fewer than 2 pairs."
+        f"Each {unit} is represented by one configuration chosen without the test split: by its validation mean "
+        "where validation rows exist, else by a rule fixed in advance (the linear head, the first pooling). "
+        f"Rank and Δ use one quantity: the mean over the (label level, seed) points every ranked {unit} has; "
+        f"Δ = that {unit} − the leader on those points, paired, with a paired-bootstrap 95 % CI and a Wilcoxon "
+        "signed-rank p. A comparison needs at least 2 shared points: — otherwise (pairs says how many)."
     )
     return Table(headers, tuple(rows), note)
 
@@ -277,7 +287,7 @@ def _ci_text(mean: float, low: float, high: float, *, bootstrap: bool = False, f
 
 def _delta_text(delta: float, low: float, high: float, *, n_pairs: float) -> str:
     if not n_pairs >= 2:
-        return "—"
+        return f"— ({int(n_pairs) if math.isfinite(n_pairs) else 0} shared point(s); needs ≥ 2)"
     return f"{delta:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
