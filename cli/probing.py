@@ -19,6 +19,7 @@ from cli.options import (
     Metrics,
     NoSave,
     Pooling,
+    Preprocessing,
     Results,
     Seed,
     SliceAxis,
@@ -48,6 +49,7 @@ from probe.evaluate import (
     run_probes,
 )
 from probe.evaluate.fusion import ViewConfig
+from probe.evaluate.preprocessing import DEFAULT_PREPROCESSING
 
 
 def finish(run: ProbeRun, *, json_out: bool) -> None:
@@ -113,6 +115,7 @@ def curve_command(
     results: Results = "results",
     no_save: NoSave = False,
     seed: Seed = 0,
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
     metrics: Metrics = ",".join(DEFAULT_METRICS),
     bootstrap: Bootstrap = 1000,
     strict: Strict = False,
@@ -129,6 +132,7 @@ def curve_command(
         fractions=parse_numbers(fractions, option="--fractions"),
         seeds=seeds,
         seed=seed,
+        preprocessing=preprocessing,
         metrics=split_list(metrics) or DEFAULT_METRICS,
         bootstrap=bootstrap,
         strict=strict,
@@ -170,6 +174,7 @@ def linear_command(
     results: Results = "results",
     no_save: NoSave = False,
     seed: Seed = 0,
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
     metrics: Metrics = ",".join(DEFAULT_METRICS),
     bootstrap: Bootstrap = 1000,
     device: Device = "auto",
@@ -183,6 +188,7 @@ def linear_command(
         shots=parse_shots(shots),
         seeds=seeds,
         seed=seed,
+        preprocessing=preprocessing,
         bootstrap=bootstrap,
         device=device,
         metrics=split_list(metrics) or DEFAULT_METRICS,
@@ -259,6 +265,7 @@ def fewshot_command(
     results: Results = "results",
     no_save: NoSave = False,
     seed: Seed = 0,
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
     metrics: Metrics = ",".join(DEFAULT_METRICS),
     strict: Strict = False,
     device: Device = "auto",
@@ -273,6 +280,7 @@ def fewshot_command(
         shots=parse_shots(shots),
         seeds=1,
         seed=seed,
+        preprocessing=preprocessing,
         episodes=episodes,
         queries=queries,
         metrics=split_list(metrics) or DEFAULT_METRICS,

@@ -17,6 +17,7 @@ import numpy as np
 
 from probe.errors import ProtocolError, RegistryError, UnknownHeadError
 from probe.evaluate.fusion import ViewConfig
+from probe.evaluate.preprocessing import DEFAULT_PREPROCESSING, POLICIES
 from probe.evaluate.sampling import ALL, Draw, check_shots
 from probe.metrics import check_metric_names
 
@@ -106,6 +107,10 @@ class PlanConfig:
     prototype: PrototypeConfig = field(default_factory=PrototypeConfig)
     labelspread: LabelSpreadConfig = field(default_factory=LabelSpreadConfig)
     views: ViewConfig = field(default_factory=ViewConfig)  # fusion, modality dropout, ablation (multi-view)
+    # features given to the linear and label-spreading heads (probe.evaluate.preprocessing.POLICIES):
+    # "support" (the linear head z-scores with the drawn rows' own statistics), "pool-standardise" or
+    # "pool-centre-l2" (statistics of the train split's features, never labels, never val/test)
+    preprocessing: str = DEFAULT_PREPROCESSING
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -125,6 +130,10 @@ class PlanConfig:
         check_metric_names(self.metrics)
         if self.bootstrap < 0:
             raise ProtocolError(f"PlanConfig(bootstrap={self.bootstrap}) must be >= 0")
+        if self.preprocessing not in POLICIES:
+            raise ProtocolError(
+                f"PlanConfig(preprocessing={self.preprocessing!r}) is unknown; use one of {', '.join(POLICIES)}"
+            )
         if not self.shots and not self.fractions:
             raise ProtocolError(
                 "nothing to evaluate: give PlanConfig(shots=1,4,16,all) and/or PlanConfig(fractions=0.1,1.0)"
@@ -165,6 +174,8 @@ def head_setup(head: str, plan: PlanConfig) -> dict[str, Any]:
     if base not in configs:
         return {}
     settings = {k: v for k, v in asdict(configs[base]).items() if k != "tol"}
+    if base in ("linear", "labelspread"):
+        settings["preprocessing"] = plan.preprocessing
     if base == "linear":
         settings["c_grid"] = None if plan.linear.c_grid is None else list(plan.linear.c_grid)
         if plan.views.modality_dropout > 0:

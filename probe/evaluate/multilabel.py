@@ -21,6 +21,7 @@ import numpy as np
 
 from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
 from probe.evaluate.data import EvalData, Pool
+from probe.evaluate.preprocessing import transform_pools
 from probe.evaluate.runners import fit_linear_draws, linear_options
 from probe.metrics import multilabel as ML
 
@@ -98,7 +99,7 @@ def _linear_params(probe: Any, data: EvalData, cfg: Any) -> dict[str, Any]:
         "C": [None if np.isnan(c) else float(c) for c in probe.C_],
         "selection": list(probe.selection_),
         "select_metric": probe.select_metric,
-        "standardize": cfg.standardize,
+        "standardize": bool(probe.standardize),  # as applied: pool preprocessing policies turn it off
         "refit": cfg.refit,
         "n_iter": int(np.max(probe.n_iter_)),
         "converged": bool(np.all(probe.converged_)),
@@ -115,6 +116,7 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
     :func:`~probe.evaluate.runners.fit_linear_draws`; the batch holds every draw × label × CV problem)."""
     from probe.heads.multilabel_linear import DEFAULT_SELECT_METRIC, fit_multilabel_linear_probes
 
+    data = transform_pools(data, plan.preprocessing)
     cfg, train = plan.linear, data.train
     options = linear_options(plan, select_metric=DEFAULT_SELECT_METRIC)
 
@@ -131,7 +133,7 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
         else:
             rows = task.draw.rows
             tuned = _tuned(train.y[rows], probe.predict_proba(train.X[rows]), "train")
-        params = {**_linear_params(probe, data, cfg), **tuned}
+        params = {**_linear_params(probe, data, cfg), **tuned, "preprocessing": plan.preprocessing}
         out.append(
             Evaluation(task, "linear", params, probe.predict_proba(data.test.X), seconds + time.perf_counter() - t0)
         )

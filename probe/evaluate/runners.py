@@ -17,6 +17,7 @@ import numpy as np
 
 from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
 from probe.evaluate.data import EvalData, Pool
+from probe.evaluate.preprocessing import transform_pools
 from probe.evaluate.sampling import ALL
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
     return {
         "C": float(probe.C_),
         "selection": str(probe.selection_),
-        "standardize": cfg.standardize,
+        "standardize": bool(probe.standardize),  # as applied: pool preprocessing policies turn it off
         "refit": cfg.refit,
         "n_iter": int(np.max(probe.n_iter_)),
         "converged": bool(np.all(probe.converged_)),
@@ -110,15 +111,24 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
     }
 
 
-def linear_options(plan: PlanConfig, *, select_metric: str | None = None) -> LinearProbeConfig:
-    """The :class:`~probe.heads.linear.LinearProbeConfig` of a plan's linear head (None: the head's default metric)."""
+def linear_options(
+    plan: PlanConfig, *, select_metric: str | None = None, preprocessing: str | None = None
+) -> LinearProbeConfig:
+    """The :class:`~probe.heads.linear.LinearProbeConfig` of a plan's linear head.
+
+    Args:
+        plan: the plan.
+        select_metric: C-selection metric (None: the head's default).
+        preprocessing: the policy the features went through (None: the plan's); support standardisation
+            applies only under ``"support"``.
+    """
     from probe.heads.linear import LinearProbeConfig
 
     cfg = plan.linear
     config = LinearProbeConfig(
         C=cfg.C,
         c_grid=cfg.c_grid,
-        standardize=cfg.standardize,
+        standardize=cfg.standardize and (preprocessing or plan.preprocessing) == "support",
         selection="auto" if cfg.selection == "fixed" else cfg.selection,
         refit=cfg.refit,
         max_iter=cfg.max_iter,
@@ -160,9 +170,10 @@ def fit_linear_draws(data: EvalData, tasks: list[Task], fit: FitDraws) -> list[t
 
 @register_runner("linear", family="single-label")
 def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
-    """Logistic regression over every draw (see :func:`fit_linear_draws`)."""
+    """Logistic regression over every draw (see :func:`fit_linear_draws`) on the plan's preprocessed features."""
     from probe.heads.linear import fit_linear_probes
 
+    data = transform_pools(data, plan.preprocessing)
     cfg, options, train = plan.linear, linear_options(plan), data.train
 
     def fit(rows: list[np.ndarray], val: Pool | None) -> list[Any]:
@@ -173,7 +184,7 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
     for task, probe, seconds in fit_linear_draws(data, tasks, fit):
         t0 = time.perf_counter()
         proba = full_proba(probe.predict_proba(data.test.X), probe.classes_, data.n_classes)
-        params = _linear_params(probe, cfg)
+        params = {**_linear_params(probe, cfg), "preprocessing": plan.preprocessing}
         out.append(Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0))
     return out
 
@@ -185,6 +196,7 @@ def run_labelspread(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list
     from probe.heads.labelspread import LabelSpreadingProbe, fit_label_spreading, predict_proba_shared
 
     cfg = plan.labelspread
+    data = transform_pools(data, plan.preprocessing)
     k = min(cfg.n_neighbors, data.train.n - 1)
     estimator = LabelSpreadingProbe(
         n_neighbors=k,
@@ -216,6 +228,7 @@ def run_labelspread(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list
             "graph": "knn-cosine-symmetric",
             "induction": "knn-weighted-spread-labels",
             "index": type(probe.index_.index_).__name__,
+            "preprocessing": plan.preprocessing,
         }
         out.append(
             Evaluation(

@@ -1,0 +1,57 @@
+"""Feature preprocessing policies shared by the linear and label-spreading heads.
+
+``support`` is the per-support rule (the linear head z-scores with the drawn rows' own statistics;
+label spreading takes raw features); the ``pool-*`` policies transform every split with statistics
+of the whole train split's *features*: the unlabelled images of a limited-label study are there, only
+their labels are scarce. No statistic ever reads validation or test features, or any label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from probe.evaluate.data import EvalData, Pool
+
+POLICIES: tuple[str, ...] = ("support", "pool-standardise", "pool-centre-l2")
+#: The default policy, chosen on evidence (bench/bench_preprocessing.py; docs/benchmarks.md).
+DEFAULT_PREPROCESSING = "support"
+
+
+def transform_pools(data: EvalData, policy: str) -> EvalData:
+    """``data`` with every split's X transformed by ``policy`` (statistics from ``data.train.X`` only).
+
+    - ``pool-standardise``: ``(x - mean) / std`` (zero-spread columns keep scale 1);
+    - ``pool-centre-l2``: ``(x - mean) / ||x - mean||`` (rows that are zero after centring stay zero).
+
+    Args:
+        data: the pools; per-view features (multi-view stores) are left as stored.
+        policy: one of :data:`POLICIES`.
+
+    Returns:
+        The same data for ``support``; else a copy with float32 transformed features.
+    """
+    if policy == "support":
+        return data
+    train = data.train.X
+    mean = train.mean(axis=0, dtype=np.float64)
+    std = train.std(axis=0, dtype=np.float64)
+    std[std == 0] = 1.0
+
+    def apply(pool: Pool | None) -> Pool | None:
+        if pool is None:
+            return None
+        z = pool.X.astype(np.float64) - mean
+        if policy == "pool-standardise":
+            z /= std
+        else:
+            norm = np.linalg.norm(z, axis=1, keepdims=True)
+            z = np.divide(z, norm, out=np.zeros_like(z), where=norm > 0)
+        return replace(pool, X=z.astype(np.float32))
+
+    out_train, out_test = apply(data.train), apply(data.test)
+    assert out_train is not None and out_test is not None
+    return replace(data, train=out_train, val=apply(data.val), test=out_test)
