@@ -22,7 +22,7 @@ import numpy as np
 from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
 from probe.evaluate.data import EvalData, Pool
 from probe.evaluate.preprocessing import transform_pools
-from probe.evaluate.runners import fit_linear_draws, linear_options
+from probe.evaluate.runners import fit_linear_draws, linear_options, policy_groups
 from probe.metrics import multilabel as ML
 
 
@@ -116,25 +116,25 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
     :func:`~probe.evaluate.runners.fit_linear_draws`; the batch holds every draw × label × CV problem)."""
     from probe.heads.multilabel_linear import DEFAULT_SELECT_METRIC, fit_multilabel_linear_probes
 
-    data = transform_pools(data, plan.preprocessing)
-    cfg, train = plan.linear, data.train
-    options = linear_options(plan, select_metric=DEFAULT_SELECT_METRIC)
+    done: dict[int, Evaluation] = {}
+    for policy, group in policy_groups(plan, tasks):
+        pools = transform_pools(data, policy)
+        cfg, train = plan.linear, pools.train
+        options = linear_options(plan, select_metric=DEFAULT_SELECT_METRIC, preprocessing=policy)
 
-    def fit(rows: list[np.ndarray], val: Pool | None) -> list[Any]:
-        X_val, Y_val = (None, None) if val is None else (val.X, val.y)
-        return fit_multilabel_linear_probes(train.X, train.y, rows, X_val=X_val, Y_val=Y_val, config=options)
+        def fit(rows: list[np.ndarray], val: Pool | None, train: Pool = train, options: Any = options) -> list[Any]:
+            X_val, Y_val = (None, None) if val is None else (val.X, val.y)
+            return fit_multilabel_linear_probes(train.X, train.y, rows, X_val=X_val, Y_val=Y_val, config=options)
 
-    out = []
-    for task, probe, seconds in fit_linear_draws(data, tasks, fit):
-        t0 = time.perf_counter()
-        if _tune_on_val(data, task):
-            assert data.val is not None
-            tuned = _tuned(data.val.y, probe.predict_proba(data.val.X), "val")
-        else:
-            rows = task.draw.rows
-            tuned = _tuned(train.y[rows], probe.predict_proba(train.X[rows]), "train")
-        params = {**_linear_params(probe, data, cfg), **tuned, "preprocessing": plan.preprocessing}
-        out.append(
-            Evaluation(task, "linear", params, probe.predict_proba(data.test.X), seconds + time.perf_counter() - t0)
-        )
-    return out
+        for task, probe, seconds in fit_linear_draws(pools, group, fit):
+            t0 = time.perf_counter()
+            if _tune_on_val(pools, task):
+                assert pools.val is not None
+                tuned = _tuned(pools.val.y, probe.predict_proba(pools.val.X), "val")
+            else:
+                rows = task.draw.rows
+                tuned = _tuned(train.y[rows], probe.predict_proba(train.X[rows]), "train")
+            params = {**_linear_params(probe, pools, cfg), **tuned, "preprocessing": policy}
+            proba = probe.predict_proba(pools.test.X)
+            done[id(task)] = Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0)
+    return [done[id(t)] for t in tasks]

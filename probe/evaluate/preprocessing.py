@@ -16,9 +16,24 @@ import numpy as np
 if TYPE_CHECKING:
     from probe.evaluate.data import EvalData, Pool
 
-POLICIES: tuple[str, ...] = ("support", "pool-standardise", "pool-centre-l2")
+POLICIES: tuple[str, ...] = ("auto", "support", "pool-standardise", "pool-centre-l2")
 #: The default policy, chosen on evidence (bench/bench_preprocessing.py; docs/benchmarks.md).
 DEFAULT_PREPROCESSING = "support"
+
+
+def resolve_policy(policy: str, *, full: bool, head: str = "linear") -> str:
+    """The policy a head applies: ``auto`` is ``pool-centre-l2`` for few-shot linear draws and ``support``
+    for full-data draws (where the support is the train split: its standardisation is the pool's) and
+    for label spreading (whose graph reads raw cosine similarities).
+
+    Args:
+        policy: the plan's policy (:data:`POLICIES`).
+        full: the draw is the whole train split.
+        head: ``"linear"`` or ``"labelspread"``.
+    """
+    if policy != "auto":
+        return policy
+    return "support" if full or head == "labelspread" else "pool-centre-l2"
 
 
 def transform_pools(data: EvalData, policy: str) -> EvalData:
@@ -29,7 +44,7 @@ def transform_pools(data: EvalData, policy: str) -> EvalData:
 
     Args:
         data: the pools; per-view features (multi-view stores) are left as stored.
-        policy: one of :data:`POLICIES`.
+        policy: one of :data:`POLICIES` other than ``auto`` (see :func:`resolve_policy`).
 
     Returns:
         The same data for ``support``; else a copy with float32 transformed features.

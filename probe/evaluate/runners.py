@@ -17,7 +17,7 @@ import numpy as np
 
 from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
 from probe.evaluate.data import EvalData, Pool
-from probe.evaluate.preprocessing import transform_pools
+from probe.evaluate.preprocessing import resolve_policy, transform_pools
 from probe.evaluate.sampling import ALL
 
 if TYPE_CHECKING:
@@ -168,25 +168,34 @@ def fit_linear_draws(data: EvalData, tasks: list[Task], fit: FitDraws) -> list[t
     return [fitted[id(t)] for t in tasks]
 
 
+def policy_groups(plan: PlanConfig, tasks: list[Task]) -> list[tuple[str, list[Task]]]:
+    """The plan's tasks grouped by the preprocessing policy each one's linear head uses (``auto`` resolved)."""
+    groups: dict[str, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(resolve_policy(plan.preprocessing, full=task.draw.shots == ALL), []).append(task)
+    return list(groups.items())
+
+
 @register_runner("linear", family="single-label")
 def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """Logistic regression over every draw (see :func:`fit_linear_draws`) on the plan's preprocessed features."""
     from probe.heads.linear import fit_linear_probes
 
-    data = transform_pools(data, plan.preprocessing)
-    cfg, options, train = plan.linear, linear_options(plan), data.train
+    done: dict[int, Evaluation] = {}
+    for policy, group in policy_groups(plan, tasks):
+        pools = transform_pools(data, policy)
+        cfg, options, train = plan.linear, linear_options(plan, preprocessing=policy), pools.train
 
-    def fit(rows: list[np.ndarray], val: Pool | None) -> list[Any]:
-        X_val, y_val = (None, None) if val is None else (val.X, val.y)
-        return fit_linear_probes(train.X, train.y, rows, X_val=X_val, y_val=y_val, config=options)
+        def fit(rows: list[np.ndarray], val: Pool | None, train: Pool = train, options: Any = options) -> list[Any]:
+            X_val, y_val = (None, None) if val is None else (val.X, val.y)
+            return fit_linear_probes(train.X, train.y, rows, X_val=X_val, y_val=y_val, config=options)
 
-    out = []
-    for task, probe, seconds in fit_linear_draws(data, tasks, fit):
-        t0 = time.perf_counter()
-        proba = full_proba(probe.predict_proba(data.test.X), probe.classes_, data.n_classes)
-        params = {**_linear_params(probe, cfg), "preprocessing": plan.preprocessing}
-        out.append(Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0))
-    return out
+        for task, probe, seconds in fit_linear_draws(pools, group, fit):
+            t0 = time.perf_counter()
+            proba = full_proba(probe.predict_proba(pools.test.X), probe.classes_, pools.n_classes)
+            params = {**_linear_params(probe, cfg), "preprocessing": policy}
+            done[id(task)] = Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0)
+    return [done[id(t)] for t in tasks]
 
 
 @register_runner("labelspread", family="single-label")
@@ -196,7 +205,8 @@ def run_labelspread(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list
     from probe.heads.labelspread import LabelSpreadingProbe, fit_label_spreading, predict_proba_shared
 
     cfg = plan.labelspread
-    data = transform_pools(data, plan.preprocessing)
+    policy = resolve_policy(plan.preprocessing, full=False, head="labelspread")
+    data = transform_pools(data, policy)
     k = min(cfg.n_neighbors, data.train.n - 1)
     estimator = LabelSpreadingProbe(
         n_neighbors=k,
@@ -228,7 +238,7 @@ def run_labelspread(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list
             "graph": "knn-cosine-symmetric",
             "induction": "knn-weighted-spread-labels",
             "index": type(probe.index_.index_).__name__,
-            "preprocessing": plan.preprocessing,
+            "preprocessing": policy,
         }
         out.append(
             Evaluation(

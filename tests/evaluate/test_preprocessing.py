@@ -37,7 +37,7 @@ def test_pool_statistics_come_from_train_features_only(tmp_path: Path) -> None:
     assert transform_pools(data, "support") is data
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", [p for p in POLICIES if p != "auto"])
 def test_rows_record_the_policy(policy: str, tmp_path: Path) -> None:
     plan = PlanConfig(heads=("linear", "labelspread"), shots=(2,), seeds=1, bootstrap=0, preprocessing=policy)
     rows = run_plan(_data(tmp_path), plan)
@@ -46,5 +46,19 @@ def test_rows_record_the_policy(policy: str, tmp_path: Path) -> None:
 
 
 def test_unknown_policy_is_named() -> None:
-    with pytest.raises(ProtocolError, match=r"PlanConfig\(preprocessing='zscore'\) is unknown; use one of support"):
+    with pytest.raises(ProtocolError, match=r"PlanConfig\(preprocessing='zscore'\) is unknown; use one of auto, support"):
         PlanConfig(preprocessing="zscore")
+
+
+def test_auto_is_pool_centre_l2_for_few_shot_linear_and_support_elsewhere(tmp_path: Path) -> None:
+    from probe.evaluate.preprocessing import resolve_policy
+
+    assert resolve_policy("auto", full=False) == "pool-centre-l2"
+    assert resolve_policy("auto", full=True) == "support"
+    assert resolve_policy("auto", full=False, head="labelspread") == "support"
+    assert resolve_policy("pool-standardise", full=True) == "pool-standardise"
+    plan = PlanConfig(heads=("linear",), shots=(2, "all"), seeds=1, bootstrap=0, preprocessing="auto")
+    rows = run_plan(_data(tmp_path), plan)
+    used = {str(r.shots): r.params["preprocessing"] for r in rows}
+    assert used == {"2": "pool-centre-l2", "all": "support"}
+    assert {r.setup["preprocessing"] for r in rows} == {"auto"}  # one setup: one curve
