@@ -7,8 +7,8 @@ Run from the repository root on stores extracted once (efficientnet_lite0 at 128
 For each of the four shared 2D MedMNIST sets (blood, breast, pneumonia, retina) it runs the linear
 head under every policy of :data:`probe.evaluate.preprocessing.POLICIES` (``support``: z-score with
 the support's own statistics, the former default; ``pool-standardise``; ``pool-centre-l2``: both with
-statistics of the train split's features only; ``auto`` is not a run of its own: pool-centre-l2 at
-1..64 shots and support at all) and the prototype head (SimpleShot as published, and
+statistics of the train split's features only; ``auto``, the default, is not a run of its own but
+the rule of ``resolve_policy`` applied to these columns) and the prototype head (SimpleShot as published, and
 the former cosine rule), shots 1..64 (5 seeds, the same draws for every head) and all (1 draw), and
 reports the test balanced accuracy (%). Acceptance for a new default: at 1 and 2 shots the linear
 head within 1 pp of the best prototype rule or above it on average over the sets, and at no shot
@@ -36,11 +36,11 @@ MEASURED = ("support", "pool-standardise", "pool-centre-l2")  # "auto" = pool-ce
 
 def _with_auto(scores: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
     """Add the ``auto`` column: the rule of :func:`probe.evaluate.preprocessing.resolve_policy` on the measured ones."""
+    from probe.evaluate.preprocessing import resolve_policy
+
     levels = {s for _, s in scores}
-    auto = {
-        ("linear auto", s): scores[("linear support" if s == "all" else "linear pool-centre-l2", s)] for s in levels
-    }
-    return {**scores, **auto}
+    picked = {s: resolve_policy("auto", shots=s if s == "all" else int(s)) for s in levels}
+    return {**scores, **{("linear auto", s): scores[(f"linear {picked[s]}", s)] for s in levels}}
 
 
 def _scores(data, shots, seeds: int) -> dict[tuple[str, str], float]:  # type: ignore[no-untyped-def]

@@ -172,7 +172,7 @@ def policy_groups(plan: PlanConfig, tasks: list[Task]) -> list[tuple[str, list[T
     """The plan's tasks grouped by the preprocessing policy each one's linear head uses (``auto`` resolved)."""
     groups: dict[str, list[Task]] = {}
     for task in tasks:
-        groups.setdefault(resolve_policy(plan.preprocessing, full=task.draw.shots == ALL), []).append(task)
+        groups.setdefault(resolve_policy(plan.preprocessing, shots=task.draw.shots), []).append(task)
     return list(groups.items())
 
 
@@ -205,7 +205,7 @@ def run_labelspread(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list
     from probe.heads.labelspread import LabelSpreadingProbe, fit_label_spreading, predict_proba_shared
 
     cfg = plan.labelspread
-    policy = resolve_policy(plan.preprocessing, full=False, head="labelspread")
+    policy = resolve_policy(plan.preprocessing, shots=ALL, head="labelspread")
     data = transform_pools(data, policy)
     k = min(cfg.n_neighbors, data.train.n - 1)
     estimator = LabelSpreadingProbe(

@@ -13,6 +13,7 @@ from probe.errors import ProtocolError
 from probe.evaluate import PlanConfig, run_plan
 from probe.evaluate.data import load_eval_data
 from probe.evaluate.preprocessing import POLICIES, transform_pools
+from probe.evaluate.sampling import CapWarning
 from probe.store import open_store
 from tests.conftest import gaussian_features, write_feature_store
 
@@ -46,19 +47,24 @@ def test_rows_record_the_policy(policy: str, tmp_path: Path) -> None:
 
 
 def test_unknown_policy_is_named() -> None:
-    with pytest.raises(ProtocolError, match=r"PlanConfig\(preprocessing='zscore'\) is unknown; use one of auto, support"):
+    with pytest.raises(
+        ProtocolError, match=r"PlanConfig\(preprocessing='zscore'\) is unknown; use one of auto, support"
+    ):
         PlanConfig(preprocessing="zscore")
 
 
 def test_auto_is_pool_centre_l2_for_few_shot_linear_and_support_elsewhere(tmp_path: Path) -> None:
     from probe.evaluate.preprocessing import resolve_policy
 
-    assert resolve_policy("auto", full=False) == "pool-centre-l2"
-    assert resolve_policy("auto", full=True) == "support"
-    assert resolve_policy("auto", full=False, head="labelspread") == "support"
-    assert resolve_policy("pool-standardise", full=True) == "pool-standardise"
-    plan = PlanConfig(heads=("linear",), shots=(2, "all"), seeds=1, bootstrap=0, preprocessing="auto")
-    rows = run_plan(_data(tmp_path), plan)
+    assert resolve_policy("auto", shots=1) == resolve_policy("auto", shots=32) == "pool-centre-l2"
+    assert resolve_policy("auto", shots=64) == "pool-standardise"
+    assert resolve_policy("auto", shots="all") == "support"
+    assert resolve_policy("auto", shots=2, head="labelspread") == "support"
+    assert resolve_policy("pool-standardise", shots="all") == "pool-standardise"
+    plan = PlanConfig(heads=("linear",), shots=(2, 64, "all"), seeds=1, bootstrap=0)
+    assert plan.preprocessing == "auto"  # the default
+    with pytest.warns(CapWarning):
+        rows = run_plan(_data(tmp_path), plan)
     used = {str(r.shots): r.params["preprocessing"] for r in rows}
-    assert used == {"2": "pool-centre-l2", "all": "support"}
+    assert used == {"2": "pool-centre-l2", "64": "pool-standardise", "all": "support"}
     assert {r.setup["preprocessing"] for r in rows} == {"auto"}  # one setup: one curve
