@@ -46,7 +46,7 @@ class LinearConfig:
     c_grid: tuple[float, ...] | None = None  # candidate Cs (None: the head's coarse-to-fine log grid)
     selection: str = "auto"  # "auto", "val", "cv" or "fixed"
     refit: str = "train"  # after choosing C on val: refit on "train" or "train+val"
-    standardize: bool = True  # z-score features with the training rows' statistics
+    standardize: bool = True  # z-score with the drawn rows' statistics (PlanConfig(preprocessing) "support" only)
     max_iter: int = 1000  # L-BFGS iterations per problem
     precision: str = "auto"  # solver precision: "auto" (float64 on CPU, float32 on CUDA), "float32", "float64"
 
