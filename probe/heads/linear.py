@@ -70,9 +70,9 @@ class LinearProbe(ClassifierMixin, LinearParams):
     ``max_iter`` ends where scikit-learn's does. The default ``tol=1e-4`` is scikit-learn's and stops
     early: on BloodMNIST (efficientnet_lite0, 128 px, 11,959 standardised training rows, C=1) it ends
     after 206 iterations at an objective 1.4e-2 (relative; 538.65 vs 531.43) above the one reached
-    with ``tol=1e-8`` (1,798 iterations); scikit-learn at the same tol stops about as far (1.3e-2).
-    Pass a smaller ``tol`` for a tighter optimum. By default everything runs in float64 on CPU; on CUDA the products
-    with the features run in float32. A fit that does not converge does not raise: ``converged_``
+    with ``tol=1e-8`` (1,798 iterations); scikit-learn at the same tol stops about as far (1.3e-2,
+    measured when issue 11 was filed). Pass a smaller ``tol`` for a tighter optimum. By default
+    everything runs in float64 on CPU; on CUDA the products with the features run in float32. A fit that does not converge does not raise: ``converged_``
     is False.
 
     Selection rule when CV is impossible: at one example per class there is no held-out example of
