@@ -72,8 +72,8 @@ class LinearProbe(ClassifierMixin, LinearParams):
     after 206 iterations at an objective 1.4e-2 (relative; 538.65 vs 531.43) above the one reached
     with ``tol=1e-8`` (1,798 iterations); scikit-learn at the same tol stops about as far (1.3e-2,
     measured when issue 11 was filed). Pass a smaller ``tol`` for a tighter optimum. By default
-    everything runs in float64 on CPU; on CUDA the products with the features run in float32. A fit that does not converge does not raise: ``converged_``
-    is False.
+    everything runs in float64 on CPU; on CUDA the products with the features run in float32. A fit
+    that does not converge does not raise: ``converged_`` is False.
 
     Selection rule when CV is impossible: at one example per class there is no held-out example of
     every class, and no labelled data outside the support may be consulted in a few-shot
