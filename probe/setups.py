@@ -123,3 +123,11 @@ def label_setups(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _join(name: str, label: str) -> str:
     return f"{name} {label}" if label else name
+
+
+def describe_store_setup(backbone: str, setup: Mapping[str, Any]) -> str:
+    """Every named store field of a setup, e.g. ``efficientnet_lite0 @128px from 28px resize [weights] fp32``."""
+    if not setup:
+        return f"{backbone} {NO_SETUP}"
+    names = [f for f in STORE_FIELDS if f not in UNLABELLED and f != "store" and setup.get(f) not in (None, "")]
+    return " ".join([backbone, *(_format(f, setup[f]) for f in names)])

@@ -32,6 +32,7 @@ from probe.report.data import (
 )
 from probe.report.plots import colour_keys, curve_figure, figure_bytes, style_keys
 from probe.report.render import Document, Section, Table, render_html, render_markdown
+from probe.setups import describe_store_setup
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 MARKDOWN_FILE = "report.md"
@@ -308,6 +309,15 @@ def _provenance(results: pd.DataFrame, rows: pd.DataFrame, *, metric: str, sourc
     if "store_fingerprint" in rows:
         stores = sorted({str(f)[:12] for f in rows["store_fingerprint"].dropna()})
         lines.append(f"Embedding stores: {_listing(stores)}.")
+    if "setup" in rows:
+        name = rows["backbone_name"] if "backbone_name" in rows else rows["backbone"]
+        setups = sorted(
+            {
+                describe_store_setup(str(b), s if isinstance(s, dict) else {})
+                for b, s in zip(name, rows["setup"], strict=True)
+            }
+        )
+        lines.append(f"Setups: {'; '.join(setups)}.")
     versions = _versions(rows)
     if versions:
         lines.append("Versions: " + "; ".join(f"{k} {', '.join(v)}" for k, v in versions.items()) + ".")

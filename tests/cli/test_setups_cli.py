@@ -46,6 +46,7 @@ def test_two_image_sizes_and_random_weights_are_three_curves(
     _run(["report", str(res), "--out", str(out), "--formats", "svg"])
     markdown = (out / "report.md").read_text()
     assert all(name in markdown for name in names)
+    assert "Setups: timm:test_vit @32px resize [random, seed 0] fp32; timm:test_vit @32px resize" in markdown
     svg = next(out.rglob("*.svg")).read_text()
     assert all(f"{name} · prototype" in svg for name in names)  # the figure legend: one entry per setup
 
