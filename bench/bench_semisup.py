@@ -145,7 +145,7 @@ def report(args: argparse.Namespace, store: str, data, arms: dict, walls: dict) 
                 m, lo, hi = mean_ci(per[s])
                 cells.append(f"{100 * m:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]")
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-        pairs = [("labelspread", h) for h in ("linear", "knn", "prototype")]
+        pairs = [("labelspread", h) for h in ("linear", "knn-k20", "prototype")]
         pairs += [(a, "linear") for a in tab if a.startswith("labelspread ")]
         for arm, other in pairs:
             cells = []
@@ -167,7 +167,7 @@ def verdict(arms: dict, shots: list[int], seeds: int) -> str:  # type: ignore[ty
     tab = table(arms, "accuracy", shots, seeds)
     parts = []
     for s in shots:
-        best = max(("linear", "knn", "prototype"), key=lambda h: tab[h][s].mean())
+        best = max(("linear", "knn-k20", "prototype"), key=lambda h: tab[h][s].mean())
         words = []
         for other in dict.fromkeys(("linear", best)):
             c = paired_comparison(tab["labelspread"][s], tab[other][s], seed=0)

@@ -36,6 +36,13 @@ Results = Annotated[str, typer.Option(help="results folder the rows are appended
 NoSave = Annotated[bool, typer.Option("--no-save", help="do not append the rows to the results table")]
 Seeds = Annotated[int, typer.Option(help="draws per shot level (seeds SEED .. SEED+N-1); 5-10 give useful CIs")]
 Seed = Annotated[int, typer.Option(help="first seed (draws, bootstrap)")]
+Preprocessing = Annotated[
+    str,
+    typer.Option(
+        help="features of the linear and labelspread heads: support (z-score per support), pool-standardise "
+        "or pool-centre-l2 (train-split feature statistics; no labels, no val/test)"
+    ),
+]
 Metrics = Annotated[str, typer.Option(help="comma list; qwk is added for ordinal sets")]
 Bootstrap = Annotated[int, typer.Option(help="bootstrap resamples for each row's 95 % CI (0: none)")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda (kNN index and linear solver)")]

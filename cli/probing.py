@@ -19,6 +19,7 @@ from cli.options import (
     Metrics,
     NoSave,
     Pooling,
+    Preprocessing,
     Progress,
     Results,
     Seed,
@@ -38,7 +39,7 @@ from cli.options import (
     source_request,
 )
 from probe.errors import ConfigError
-from probe.evaluate.defaults import DEFAULT_METRICS, DEFAULT_SEEDS
+from probe.evaluate.defaults import DEFAULT_METRICS, DEFAULT_PREPROCESSING, DEFAULT_SEEDS
 
 if TYPE_CHECKING:
     from probe.evaluate import ProbeRun, StoreChoice
@@ -118,6 +119,7 @@ def curve_command(
     results: Results = "results",
     no_save: NoSave = False,
     seed: Seed = 0,
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
     metrics: Metrics = ",".join(DEFAULT_METRICS),
     bootstrap: Bootstrap = 1000,
     strict: Strict = False,
@@ -136,6 +138,7 @@ def curve_command(
         fractions=parse_numbers(fractions, option="--fractions"),
         seeds=seeds,
         seed=seed,
+        preprocessing=preprocessing,
         metrics=split_list(metrics) or DEFAULT_METRICS,
         bootstrap=bootstrap,
         strict=strict,
@@ -188,6 +191,7 @@ def linear_command(
     results: Results = "results",
     no_save: NoSave = False,
     seed: Seed = 0,
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
     metrics: Metrics = ",".join(DEFAULT_METRICS),
     bootstrap: Bootstrap = 1000,
     device: Device = "auto",
@@ -204,6 +208,7 @@ def linear_command(
         shots=parse_shots(shots),
         seeds=seeds,
         seed=seed,
+        preprocessing=preprocessing,
         bootstrap=bootstrap,
         device=device,
         metrics=split_list(metrics) or DEFAULT_METRICS,
@@ -277,7 +282,9 @@ def fewshot_command(
     episodes: Annotated[int, typer.Option(help="episodes per shot level (mean and CI across them)")] = 100,
     queries: Annotated[int | None, typer.Option(help="query samples per class per episode (default: all)")] = None,
     heads: Annotated[str, typer.Option(help="comma list of prototype, knn, linear, labelspread")] = "prototype",
-    method: Annotated[str, typer.Option(help="prototype: simpleshot or centroid")] = "simpleshot",
+    method: Annotated[
+        str, typer.Option(help="prototype: simpleshot (published CL2N), cosine or centroid")
+    ] = "simpleshot",
     pooling: Pooling = None,
     store: Store = None,
     store_root: StoreRoot = "embeddings",
@@ -285,6 +292,7 @@ def fewshot_command(
     results: Results = "results",
     no_save: NoSave = False,
     seed: Seed = 0,
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
     metrics: Metrics = ",".join(DEFAULT_METRICS),
     bootstrap: Annotated[
         int, typer.Option(help="bootstrap resamples of each episode's query set for a per-row CI (0: none)")
@@ -305,6 +313,7 @@ def fewshot_command(
         shots=parse_shots(shots),
         seeds=1,
         seed=seed,
+        preprocessing=preprocessing,
         episodes=episodes,
         queries=queries,
         metrics=split_list(metrics) or DEFAULT_METRICS,

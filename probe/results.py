@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from probe.errors import ResultsError
+from probe.setups import label_setups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_DIR = "results"
 RESULTS_FILE = "results.jsonl"
 TORN_SUFFIX = ".torn"  # side file keeping the torn tails of a results file
-SCHEMA = "probe.results/1"
+SCHEMA = "probe.results/2"  # 2: rows carry ``setup`` (rows of schema 1 load with an empty one)
 
 
 _IDENTITY = {"key": "identity"}  # what was evaluated: a curve point of one configuration, seed and metric
@@ -45,7 +46,7 @@ class ResultRow:
     dataset: str = field(metadata=_IDENTITY)  # source name, e.g. "bloodmnist_28"
     backbone: str = field(metadata=_IDENTITY)  # backbone name as registered (or timm:/hf: spec)
     pooling: str = field(metadata=_IDENTITY)  # which stored features, e.g. "gap", "cls"
-    head: str = field(metadata=_IDENTITY)  # "knn", "linear", "prototype", "finetune-<mode>"
+    head: str = field(metadata=_IDENTITY)  # "knn-k20", "linear", "prototype", "finetune-<mode>"
     protocol: str = field(metadata=_IDENTITY)  # "full", "shots", "fraction" or "episodes"
     shots: int | str | None = field(metadata=_IDENTITY)  # labels per class; "all": whole train split; None: fraction
     fraction: float | None = field(metadata=_IDENTITY)  # label fraction for the "fraction" protocol
@@ -70,6 +71,11 @@ class ResultRow:
     time: str = ""  # ISO-8601 UTC time the row was produced
     dataset_fingerprint: str = ""  # the source's content fingerprint: the dataset's identity ("" in older rows)
     dataset_spec: str = ""  # the source specification, e.g. "folder:/data/a/base" (names same-named datasets apart)
+    # everything that makes this row's curve its own (see SETUP_FIELDS): store fingerprint, source resolution,
+    # image size, resolution policy, weights, pooling, fusion, feature preprocessing, the head's settings
+    # ({} in rows of schema 1: such rows are grouped and labelled as "no setup")
+    setup: Mapping[str, Any] = field(default_factory=dict)
+    flags: Sequence[str] = ()  # warnings about this row, e.g. "degenerate-features" (near-constant features)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +86,8 @@ class ResultRow:
             if isinstance(v, float) and not math.isfinite(v):
                 out[key] = None
         out["params"] = _jsonable(dict(self.params))
+        out["setup"] = _jsonable(dict(self.setup))
+        out["flags"] = list(self.flags)
         out["versions"] = dict(self.versions)
         return out
 
@@ -270,7 +278,12 @@ def latest_rows(frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     frame = frame.copy()
-    frame["params_key"] = [json.dumps(p, sort_keys=True, default=str) for p in frame.get("params", [{}] * len(frame))]
+    params = frame.get("params", [{}] * len(frame))
+    setups = frame.get("setup", [{}] * len(frame))
+    frame["params_key"] = [
+        json.dumps([p, s if isinstance(s, Mapping) else {}], sort_keys=True, default=str)
+        for p, s in zip(params, setups, strict=True)
+    ]
     cols = [c for c in KEY_COLUMNS if c in frame]
     keys = pd.Series(["|".join(map(str, values)) for values in zip(*(frame[c] for c in cols), strict=True)])
     return frame[~keys.duplicated(keep="last").to_numpy()].drop(columns="params_key").reset_index(drop=True)
@@ -345,7 +358,10 @@ def load_results(
 
     Returns:
         DataFrame with the :class:`ResultRow` columns; ``dataset`` is the display name (unique per
-        dataset identity, see :func:`unique_dataset_names`) and ``dataset_name`` the name in the rows.
+        dataset identity, see :func:`unique_dataset_names`) and ``dataset_name`` the name in the rows;
+        ``backbone`` and ``head`` name their setup where a name holds several
+        (:func:`probe.setups.label_setups`; ``backbone_name``, ``head_name``, ``setup_id`` beside them).
+        A filter on ``dataset``, ``backbone`` or ``head`` also matches the rows' own names.
 
     Raises:
         ResultsError: no rows, an unknown filter column, or filters that keep nothing.
@@ -355,6 +371,7 @@ def load_results(
         frame = latest_rows(frame)
     frame["dataset_name"] = frame["dataset"]
     frame["dataset"] = unique_dataset_names(frame)
+    frame = label_setups(frame)
     for col, want in filters.items():
         if want is None:
             continue
@@ -363,8 +380,12 @@ def load_results(
         values = list(want) if isinstance(want, (list, tuple, set)) else [want]
         wanted = {str(v) for v in values}
         keep = [str(v) in wanted for v in frame[col]]
-        if col == "dataset":  # a dataset's own name selects every dataset shown under a longer one
-            keep = [k or str(v) in wanted for k, v in zip(keep, frame["dataset_name"], strict=True)]
+        if col in ("dataset", "backbone", "head"):  # a row's own name selects it under a longer display name
+            own = frame[f"{col}_name"]
+            keep = [
+                k or str(v) in wanted or (str(v).startswith("knn-") and "knn" in wanted)
+                for k, v in zip(keep, own, strict=True)
+            ]
         frame = frame[keep]
     if frame.empty:
         raise ResultsError(f"no rows in {path} match {filters}; run `probe results {path}` to see what is there")

@@ -16,7 +16,7 @@ from pathlib import Path
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("probe.errors", "probe.provenance", "probe.runtime", "probe.atomic"),
     ("probe.sources", "probe.backbones", "probe.store", "probe.store_check"),
-    ("probe.extraction", "probe.heads", "probe.metrics", "probe.results"),
+    ("probe.extraction", "probe.heads", "probe.metrics", "probe.results", "probe.setups"),
     ("probe.evaluate",),
     ("probe.finetune", "probe.report"),
     ("probe.demo", "probe.study", "probe"),

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import MEDMNIST, gaussian_features, write_feature_store, write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("bench_extract", "bench_probe", "bench_semisup", "bench_finetune", "bench_cli")
+SCRIPTS = ("bench_extract", "bench_probe", "bench_semisup", "bench_finetune", "bench_cli", "bench_preprocessing")
 
 
 def _run(script: str, *args: str, tmp: Path) -> str:
@@ -63,6 +63,15 @@ def test_semisup_tiny(tmp_path: Path) -> None:
     _run("bench_semisup", "--store", store, "--shots", "1,2", "--seeds", "2", "--skip-sensitivity",
          "--out", str(out), tmp=tmp_path)  # fmt: skip
     assert "## Semi-supervised probing (`bench/bench_semisup.py`, semisup)" in out.read_text()
+
+
+def test_preprocessing_quick(tmp_path: Path) -> None:
+    X, y, s = gaussian_features({"train": 20, "val": 5, "test": 10}, n_classes=3, dim=8)
+    store = write_feature_store(tmp_path / "emb", X, y, s)
+    out = tmp_path / "bench.md"
+    _run("bench_preprocessing", "--quick", "--store", store, "--out", str(out), tmp=tmp_path)
+    text = out.read_text()
+    assert "## Few-shot feature preprocessing" in text and "| 1 | **mean** |" in text and "`pool-centre-l2`" in text
 
 
 def test_finetune_quick(tmp_path: Path) -> None:

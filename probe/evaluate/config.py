@@ -10,13 +10,13 @@ ordinal task kinds, ``"multi-label"`` the multi-label one (:mod:`probe.evaluate.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from probe.errors import ProtocolError, RegistryError, UnknownHeadError
-from probe.evaluate.defaults import DEFAULT_METRICS, DEFAULT_SEEDS, DEFAULT_SHOTS
+from probe.evaluate.defaults import DEFAULT_METRICS, DEFAULT_PREPROCESSING, DEFAULT_SEEDS, DEFAULT_SHOTS, POLICIES
 from probe.evaluate.fusion import ViewConfig
 from probe.evaluate.sampling import Draw, check_shots
 from probe.metrics import check_metric_names
@@ -44,7 +44,7 @@ class LinearConfig:
     c_grid: tuple[float, ...] | None = None  # candidate Cs (None: the head's coarse-to-fine log grid)
     selection: str = "auto"  # "auto", "val", "cv" or "fixed"
     refit: str = "train"  # after choosing C on val: refit on "train" or "train+val"
-    standardize: bool = True  # z-score features with the training rows' statistics
+    standardize: bool = True  # z-score with the drawn rows' statistics (PlanConfig(preprocessing) "support" only)
     max_iter: int = 1000  # L-BFGS iterations per problem
     precision: str = "auto"  # solver precision: "auto" (float64 on CPU, float32 on CUDA), "float32", "float64"
 
@@ -53,8 +53,17 @@ class LinearConfig:
 class PrototypeConfig:
     """Prototype head settings."""
 
-    method: str = "simpleshot"  # "simpleshot" (centre, L2-normalise, nearest centroid) or "centroid"
-    temperature: float = 0.1  # softmax temperature over cosine similarities
+    # "simpleshot" (Wang et al. 2019: centre on the train split's mean, L2-normalise, Euclidean nearest
+    # class mean), "cosine" (centre on the support's mean, cosine to re-normalised class means: the rule
+    # probe called simpleshot before results schema 2) or "centroid" (raw Euclidean nearest class mean)
+    method: str = "simpleshot"
+    temperature: float = 0.1  # softmax temperature over the class scores (probabilities only, not predictions)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("simpleshot", "cosine", "centroid"):
+            raise ProtocolError(
+                f"PrototypeConfig(method={self.method!r}) is unknown; use simpleshot, cosine or centroid"
+            )
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,10 @@ class PlanConfig:
     prototype: PrototypeConfig = field(default_factory=PrototypeConfig)
     labelspread: LabelSpreadConfig = field(default_factory=LabelSpreadConfig)
     views: ViewConfig = field(default_factory=ViewConfig)  # fusion, modality dropout, ablation (multi-view)
+    # features given to the linear and label-spreading heads (probe.evaluate.preprocessing.POLICIES):
+    # "support" (the linear head z-scores with the drawn rows' own statistics), "pool-standardise" or
+    # "pool-centre-l2" (statistics of the train split's features, never labels, never val/test)
+    preprocessing: str = DEFAULT_PREPROCESSING
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -115,6 +128,10 @@ class PlanConfig:
         check_metric_names(self.metrics)
         if self.bootstrap < 0:
             raise ProtocolError(f"PlanConfig(bootstrap={self.bootstrap}) must be >= 0")
+        if self.preprocessing not in POLICIES:
+            raise ProtocolError(
+                f"PlanConfig(preprocessing={self.preprocessing!r}) is unknown; use one of {', '.join(POLICIES)}"
+            )
         if not self.shots and not self.fractions:
             raise ProtocolError(
                 "nothing to evaluate: give PlanConfig(shots=1,4,16,all) and/or PlanConfig(fractions=0.1,1.0)"
@@ -135,10 +152,33 @@ class Evaluation:
     """A head's answer on one task."""
 
     task: Task
-    head: str  # row name of the head ("knn", "knn-k20", "linear", "prototype")
+    head: str  # row name of the head ("knn-k20" for every k, even one; "linear", "prototype")
     params: Mapping[str, Any]  # hyper-parameters used or chosen
     proba: np.ndarray  # (n_eval, n_classes) class (or per-label) probabilities on the whole evaluation split
     seconds: float  # wall time attributed to this task (batched runs: the batch time split evenly)
+
+
+def head_setup(head: str, plan: PlanConfig) -> dict[str, Any]:
+    """The settings of a row's head that change its numbers (the head's part of the row's setup).
+
+    Args:
+        head: the row's head name (``"knn-k20"``, ``"linear"``, ...).
+        plan: the plan that ran it.
+    """
+    base = head.partition("-k")[0] if head.startswith("knn-k") else head
+    if base == "knn":
+        return {"k": int(head.rpartition("-k")[2]), "vote": plan.knn.vote, "temperature": plan.knn.temperature}
+    configs: dict[str, Any] = {"linear": plan.linear, "prototype": plan.prototype, "labelspread": plan.labelspread}
+    if base not in configs:
+        return {}
+    settings = {k: v for k, v in asdict(configs[base]).items() if k != "tol"}
+    if base in ("linear", "labelspread"):
+        settings["preprocessing"] = plan.preprocessing
+    if base == "linear":
+        settings["c_grid"] = None if plan.linear.c_grid is None else list(plan.linear.c_grid)
+        if plan.views.modality_dropout > 0:
+            settings |= {"modality_dropout": plan.views.modality_dropout, "dropout_copies": plan.views.dropout_copies}
+    return settings
 
 
 Runner = Callable[["EvalData", list[Task], PlanConfig], list[Evaluation]]

@@ -7,6 +7,8 @@ backbone, checks it can support a classification probe, and hands numpy arrays t
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,13 @@ from probe.sources import same_source
 from probe.store import DEFAULT_ROOT, EmbeddingStore, StoreSummary, list_stores, open_store
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unsplit": 3}
+#: Share of (near-)constant feature columns over the train split above which a store is called degenerate.
+DEGENERATE_SHARE = 0.5
+DEGENERATE = "degenerate-features"  # the row flag of results from such a store
+
+
+class DegenerateFeaturesWarning(UserWarning):
+    """A store's features are (nearly) constant: every head's numbers from it are meaningless."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class EvalData:
     fusion: str = ""  # how the views were fused into X (see probe.evaluate.fusion)
     dataset_fingerprint: str = ""  # the source's fingerprint (content, ids, labels, splits): the dataset's identity
     dataset_spec: str = ""  # the source specification the store was extracted from
+    setup: dict[str, Any] = field(default_factory=dict)  # the store's part of every row's setup (store_setup)
+    flags: tuple[str, ...] = ()  # warnings every row of this data carries, e.g. ("degenerate-features",)
 
     @property
     def n_classes(self) -> int:
@@ -190,7 +201,77 @@ def load_eval_data(
         **_view_fields(store, views),
         dataset_fingerprint=str(store.attrs.get("fingerprint_inputs", {}).get("source", {}).get("content", "")),
         dataset_spec=str(source.get("spec", "")),
+        setup=store_setup(store, pooling if views is None else f"{pooling}:{views[2]}"),
+        flags=check_features(train.X, what=f"{name} ({store.path}, {pooling})", store=store),
     )
+
+
+def check_features(X: np.ndarray, *, what: str, store: EmbeddingStore | None = None) -> tuple[str, ...]:
+    """Warn (one line) and return ``("degenerate-features",)`` when features cannot carry information.
+
+    Degenerate: every row identical, or more than :data:`DEGENERATE_SHARE` of the columns constant up
+    to 1e-6 of the features' overall spread (EfficientNet-Lite0 on 32-px images stores 99.9999 % zeros).
+
+    Args:
+        X: (n, d) train-split features.
+        what: the data named in the warning.
+        store: the store, for the image size named as the likely cause.
+    """
+    X = X[np.isfinite(X).all(axis=1)]  # NaN/inf rows are the heads' error to report, not a spread
+    if X.shape[0] < 2 or X.shape[1] == 0:
+        return ()
+    spread = X.std(axis=0, dtype=np.float64)
+    overall = float(spread.max())
+    constant = float((spread <= 1e-6 * overall).mean()) if overall > 0 else 1.0
+    if overall > 0 and constant <= DEGENERATE_SHARE:
+        return ()
+    size = (store.attrs.get("backbone", {}).get("preprocess", {}).get("image_size") if store else None) or "?"
+    found = "every train row is identical" if overall == 0 else f"{constant:.1%} of the feature columns are constant"
+    warnings.warn(
+        f"{what}: {found}; likely cause: images too small for the backbone ({size} px input) or a wrong "
+        f"normalisation; re-extract with a larger --image-size or check the preprocessing "
+        f"(rows flagged {DEGENERATE!r})",
+        DegenerateFeaturesWarning,
+        stacklevel=3,
+    )
+    return (DEGENERATE,)
+
+
+def store_setup(store: EmbeddingStore, pooling: str) -> dict[str, Any]:
+    """The store's part of a row's setup (:mod:`probe.setups`): fingerprint and the fields a reader names.
+
+    ``source_resolution`` is the ``@N`` of a MedMNIST-style spec (None for sources of mixed sizes);
+    ``weights`` is the weights id or file name, ``"random, seed s"`` for random init, or the sha256
+    prefix of the weights when they have no name; ``weights_sha256`` is that hash (of the state dict
+    as loaded).
+    """
+    attrs = store.attrs
+    backbone = attrs.get("backbone", {})
+    pre = backbone.get("preprocess", {})
+    spec = str(attrs.get("source", {}).get("spec", ""))
+    size = re.search(r"@(\d+)(?:\?|$)", spec)
+    decode = attrs.get("fingerprint_inputs", {}).get("source", {}).get("decode", {})
+    return {
+        "store": store.fingerprint[:16],
+        "source_resolution": int(size.group(1)) if size else None,
+        "image_size": pre.get("image_size"),
+        "resolution": pre.get("resolution"),
+        "weights": _weights_label(backbone),
+        "weights_sha256": str(backbone.get("weights_fingerprint", "")).removeprefix("sha256:")[:16] or None,
+        "extract_precision": attrs.get("precision"),
+        "pooling": pooling,
+        **({"slices": f"{decode.get('slices')} axis {decode.get('slice_axis')}"} if "slices" in decode else {}),
+    }
+
+
+def _weights_label(backbone: dict[str, Any]) -> str | None:
+    meta = backbone.get("meta", {})
+    weights, digest = meta.get("weights"), str(backbone.get("weights_fingerprint", ""))
+    if weights == "random":
+        return f"random, seed {meta.get('random_seed', 0)}"  # random init is seeded with RANDOM_INIT_SEED = 0
+    if weights in (None, "", "pretrained"):
+        return digest[:19] if digest else None  # "sha256:" + 12 hex digits
+    return os.path.basename(str(weights))
 
 
 def _view_features(

@@ -21,7 +21,8 @@ import numpy as np
 
 from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
 from probe.evaluate.data import EvalData, Pool
-from probe.evaluate.runners import fit_linear_draws, linear_options
+from probe.evaluate.preprocessing import transform_pools
+from probe.evaluate.runners import fit_linear_draws, linear_options, policy_groups
 from probe.metrics import multilabel as ML
 
 
@@ -40,7 +41,6 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
     from probe.heads.multilabel import MultiLabelKNNProbe
 
     cfg = plan.knn
-    several = len(cfg.k) > 1
     out: list[Evaluation] = []
     for task in tasks:
         t0 = time.perf_counter()
@@ -63,7 +63,7 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
             params = {"k": k, "k_requested": k_req, "vote": cfg.vote, "temperature": cfg.temperature}
             params |= {"metric": "cosine", "index": type(probe.knn_.index_).__name__, "device": probe.knn_.device_}
             params |= _tuned(tune_y, tune[k], source)
-            head = f"knn-k{k_req}" if several else "knn"
+            head = f"knn-k{k_req}"
             out.append(Evaluation(task=task, head=head, params=params, proba=probas[k], seconds=seconds))
     return out
 
@@ -99,7 +99,7 @@ def _linear_params(probe: Any, data: EvalData, cfg: Any) -> dict[str, Any]:
         "C": [None if np.isnan(c) else float(c) for c in probe.C_],
         "selection": list(probe.selection_),
         "select_metric": probe.select_metric,
-        "standardize": cfg.standardize,
+        "standardize": bool(probe.standardize),  # as applied: pool preprocessing policies turn it off
         "refit": cfg.refit,
         "n_iter": int(np.max(probe.n_iter_)),
         "converged": bool(np.all(probe.converged_)),
@@ -116,24 +116,25 @@ def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Eval
     :func:`~probe.evaluate.runners.fit_linear_draws`; the batch holds every draw × label × CV problem)."""
     from probe.heads.multilabel_linear import DEFAULT_SELECT_METRIC, fit_multilabel_linear_probes
 
-    cfg, train = plan.linear, data.train
-    options = linear_options(plan, select_metric=DEFAULT_SELECT_METRIC)
+    done: dict[int, Evaluation] = {}
+    for policy, group in policy_groups(plan, tasks):
+        pools = transform_pools(data, policy)
+        cfg, train = plan.linear, pools.train
+        options = linear_options(plan, select_metric=DEFAULT_SELECT_METRIC, preprocessing=policy)
 
-    def fit(rows: list[np.ndarray], val: Pool | None) -> list[Any]:
-        X_val, Y_val = (None, None) if val is None else (val.X, val.y)
-        return fit_multilabel_linear_probes(train.X, train.y, rows, X_val=X_val, Y_val=Y_val, config=options)
+        def fit(rows: list[np.ndarray], val: Pool | None, train: Pool = train, options: Any = options) -> list[Any]:
+            X_val, Y_val = (None, None) if val is None else (val.X, val.y)
+            return fit_multilabel_linear_probes(train.X, train.y, rows, X_val=X_val, Y_val=Y_val, config=options)
 
-    out = []
-    for task, probe, seconds in fit_linear_draws(data, tasks, fit):
-        t0 = time.perf_counter()
-        if _tune_on_val(data, task):
-            assert data.val is not None
-            tuned = _tuned(data.val.y, probe.predict_proba(data.val.X), "val")
-        else:
-            rows = task.draw.rows
-            tuned = _tuned(train.y[rows], probe.predict_proba(train.X[rows]), "train")
-        params = {**_linear_params(probe, data, cfg), **tuned}
-        out.append(
-            Evaluation(task, "linear", params, probe.predict_proba(data.test.X), seconds + time.perf_counter() - t0)
-        )
-    return out
+        for task, probe, seconds in fit_linear_draws(pools, group, fit):
+            t0 = time.perf_counter()
+            if _tune_on_val(pools, task):
+                assert pools.val is not None
+                tuned = _tuned(pools.val.y, probe.predict_proba(pools.val.X), "val")
+            else:
+                rows = task.draw.rows
+                tuned = _tuned(train.y[rows], probe.predict_proba(train.X[rows]), "train")
+            params = {**_linear_params(probe, pools, cfg), **tuned, "preprocessing": policy}
+            proba = probe.predict_proba(pools.test.X)
+            done[id(task)] = Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0)
+    return [done[id(t)] for t in tasks]

@@ -17,6 +17,7 @@ import numpy as np
 
 from probe.evaluate.config import Evaluation, PlanConfig, Task, register_runner
 from probe.evaluate.data import EvalData, Pool
+from probe.evaluate.preprocessing import resolve_policy, transform_pools
 from probe.evaluate.sampling import ALL
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
     from probe.heads.knn import KNNProbe
 
     cfg = plan.knn
-    several = len(cfg.k) > 1
     out: list[Evaluation] = []
     for task in tasks:
         t0 = time.perf_counter()
@@ -63,7 +63,7 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
             out.append(
                 Evaluation(
                     task=task,
-                    head=f"knn-k{k_req}" if several else "knn",
+                    head=f"knn-k{k_req}",
                     params=params,
                     proba=full_proba(probas[k], probe.classes_, data.n_classes),
                     seconds=seconds,
@@ -74,17 +74,23 @@ def run_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluat
 
 @register_runner("prototype", family="single-label")
 def run_prototype(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
-    """Nearest-prototype classification on every draw."""
+    """Nearest-prototype classification on every draw.
+
+    ``simpleshot`` centres on the mean of the whole train split (its features, never its labels:
+    SimpleShot's base-set mean), ``cosine`` on the support's own mean, ``centroid`` not at all.
+    """
     from probe.heads.prototype import PrototypeProbe
 
     cfg = plan.prototype
+    mean = data.train.X.mean(axis=0, dtype=np.float64) if cfg.method == "simpleshot" else None
+    centre = {"simpleshot": "train-pool", "cosine": "support"}.get(cfg.method)
     out: list[Evaluation] = []
     for task in tasks:
         t0 = time.perf_counter()
         X, y = data.train.X[task.draw.rows], data.train.y[task.draw.rows]
-        probe = PrototypeProbe(method=cfg.method, temperature=cfg.temperature).fit(X, y)
+        probe = PrototypeProbe(method=cfg.method, temperature=cfg.temperature, mean=mean).fit(X, y)
         proba = full_proba(probe.predict_proba(data.test.X), probe.classes_, data.n_classes)
-        params = {"method": cfg.method, "temperature": cfg.temperature}
+        params = {"method": cfg.method, "temperature": cfg.temperature, "centre": centre}
         out.append(
             Evaluation(task=task, head="prototype", params=params, proba=proba, seconds=time.perf_counter() - t0)
         )
@@ -95,7 +101,7 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
     return {
         "C": float(probe.C_),
         "selection": str(probe.selection_),
-        "standardize": cfg.standardize,
+        "standardize": bool(probe.standardize),  # as applied: pool preprocessing policies turn it off
         "refit": cfg.refit,
         "n_iter": int(np.max(probe.n_iter_)),
         "converged": bool(np.all(probe.converged_)),
@@ -105,15 +111,24 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
     }
 
 
-def linear_options(plan: PlanConfig, *, select_metric: str | None = None) -> LinearProbeConfig:
-    """The :class:`~probe.heads.linear.LinearProbeConfig` of a plan's linear head (None: the head's default metric)."""
+def linear_options(
+    plan: PlanConfig, *, select_metric: str | None = None, preprocessing: str | None = None
+) -> LinearProbeConfig:
+    """The :class:`~probe.heads.linear.LinearProbeConfig` of a plan's linear head.
+
+    Args:
+        plan: the plan.
+        select_metric: C-selection metric (None: the head's default).
+        preprocessing: the policy the features went through (None: the plan's); support standardisation
+            applies only under ``"support"``.
+    """
     from probe.heads.linear import LinearProbeConfig
 
     cfg = plan.linear
     config = LinearProbeConfig(
         C=cfg.C,
         c_grid=cfg.c_grid,
-        standardize=cfg.standardize,
+        standardize=cfg.standardize and (preprocessing or plan.preprocessing) == "support",
         selection="auto" if cfg.selection == "fixed" else cfg.selection,
         refit=cfg.refit,
         max_iter=cfg.max_iter,
@@ -153,24 +168,34 @@ def fit_linear_draws(data: EvalData, tasks: list[Task], fit: FitDraws) -> list[t
     return [fitted[id(t)] for t in tasks]
 
 
+def policy_groups(plan: PlanConfig, tasks: list[Task]) -> list[tuple[str, list[Task]]]:
+    """The plan's tasks grouped by the preprocessing policy each one's linear head uses (``auto`` resolved)."""
+    groups: dict[str, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(resolve_policy(plan.preprocessing, shots=task.draw.shots), []).append(task)
+    return list(groups.items())
+
+
 @register_runner("linear", family="single-label")
 def run_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
-    """Logistic regression over every draw (see :func:`fit_linear_draws`)."""
+    """Logistic regression over every draw (see :func:`fit_linear_draws`) on the plan's preprocessed features."""
     from probe.heads.linear import fit_linear_probes
 
-    cfg, options, train = plan.linear, linear_options(plan), data.train
+    done: dict[int, Evaluation] = {}
+    for policy, group in policy_groups(plan, tasks):
+        pools = transform_pools(data, policy)
+        cfg, options, train = plan.linear, linear_options(plan, preprocessing=policy), pools.train
 
-    def fit(rows: list[np.ndarray], val: Pool | None) -> list[Any]:
-        X_val, y_val = (None, None) if val is None else (val.X, val.y)
-        return fit_linear_probes(train.X, train.y, rows, X_val=X_val, y_val=y_val, config=options)
+        def fit(rows: list[np.ndarray], val: Pool | None, train: Pool = train, options: Any = options) -> list[Any]:
+            X_val, y_val = (None, None) if val is None else (val.X, val.y)
+            return fit_linear_probes(train.X, train.y, rows, X_val=X_val, y_val=y_val, config=options)
 
-    out = []
-    for task, probe, seconds in fit_linear_draws(data, tasks, fit):
-        t0 = time.perf_counter()
-        proba = full_proba(probe.predict_proba(data.test.X), probe.classes_, data.n_classes)
-        params = _linear_params(probe, cfg)
-        out.append(Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0))
-    return out
+        for task, probe, seconds in fit_linear_draws(pools, group, fit):
+            t0 = time.perf_counter()
+            proba = full_proba(probe.predict_proba(pools.test.X), probe.classes_, pools.n_classes)
+            params = {**_linear_params(probe, cfg), "preprocessing": policy}
+            done[id(task)] = Evaluation(task, "linear", params, proba, seconds + time.perf_counter() - t0)
+    return [done[id(t)] for t in tasks]
 
 
 @register_runner("labelspread", family="single-label")
@@ -180,6 +205,8 @@ def run_labelspread(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list
     from probe.heads.labelspread import LabelSpreadingProbe, fit_label_spreading, predict_proba_shared
 
     cfg = plan.labelspread
+    policy = resolve_policy(plan.preprocessing, shots=ALL, head="labelspread")
+    data = transform_pools(data, policy)
     k = min(cfg.n_neighbors, data.train.n - 1)
     estimator = LabelSpreadingProbe(
         n_neighbors=k,
@@ -211,6 +238,7 @@ def run_labelspread(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list
             "graph": "knn-cosine-symmetric",
             "induction": "knn-weighted-spread-labels",
             "index": type(probe.index_.index_).__name__,
+            "preprocessing": policy,
         }
         out.append(
             Evaluation(

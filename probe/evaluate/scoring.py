@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from probe.evaluate.config import Evaluation, PlanConfig
+from probe.evaluate.config import Evaluation, PlanConfig, head_setup
 from probe.evaluate.data import EvalData
 from probe.evaluate.kinds import task_kind
 from probe.results import ResultRow
@@ -60,6 +60,8 @@ def score(
         "store_fingerprint": data.store_fingerprint,
         **data.identity,  # dataset_fingerprint, dataset_spec: datasets sharing a name stay apart
         "sample_digest": task.draw.digest,
+        "setup": {**data.setup, "head": ev.head, **head_setup(ev.head, plan)},
+        "flags": data.flags,
         "seconds": round(ev.seconds, 4),
         "versions": versions,
         "run_id": run_id,

@@ -107,7 +107,7 @@ def run_linear_dropout(data: EvalData, tasks: list[Task], plan: PlanConfig) -> l
     from probe.heads.linear import fit_linear_probes
 
     cfg, vcfg = plan.linear, plan.views
-    options = linear_options(plan)
+    options = linear_options(plan, preprocessing="support")  # dropout copies are fused from stored views
     aug = _augmented_train(data, plan)
     n, copies = data.train.n, vcfg.dropout_copies
 
@@ -143,6 +143,7 @@ def run_linear_dropout(data: EvalData, tasks: list[Task], plan: PlanConfig) -> l
             "C": float(probe.C_),
             "selection": f"{selection} (without dropout copies)",
             "standardize": cfg.standardize,
+            "preprocessing": "support",
             "n_iter": int(np.max(probe.n_iter_)),
             "converged": bool(np.all(probe.converged_)),
             "solver": "probe-lbfgs-batched",

@@ -67,11 +67,13 @@ class LinearProbe(ClassifierMixin, LinearParams):
     The solver is L-BFGS with scikit-learn's stopping rule (``tol`` on the gradient of the
     objective divided by ``C * n``), memory 10 and start at zero; on one problem its iterations
     follow scipy's closely (same ``n_iter_`` in the tests), so a fit with the same ``tol`` and
-    ``max_iter`` ends where scikit-learn's does. The default ``tol=1e-4`` is scikit-learn's: it
-    leaves the objective up to ~2e-3 above the optimum at large C (as scikit-learn does); pass
-    1e-6 for a tighter optimum. By default everything runs in float64 on CPU; on CUDA the products
-    with the features run in float32. A fit that does not converge does not raise: ``converged_``
-    is False.
+    ``max_iter`` ends where scikit-learn's does. The default ``tol=1e-4`` is scikit-learn's and stops
+    early: on BloodMNIST (efficientnet_lite0, 128 px, 11,959 standardised training rows, C=1) it ends
+    after 206 iterations at an objective 1.4e-2 (relative; 538.65 vs 531.43) above the one reached
+    with ``tol=1e-8`` (1,798 iterations); scikit-learn at the same tol stops about as far (1.3e-2,
+    measured when issue 11 was filed). Pass a smaller ``tol`` for a tighter optimum. By default
+    everything runs in float64 on CPU; on CUDA the products with the features run in float32. A fit
+    that does not converge does not raise: ``converged_`` is False.
 
     Selection rule when CV is impossible: at one example per class there is no held-out example of
     every class, and no labelled data outside the support may be consulted in a few-shot

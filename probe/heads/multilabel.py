@@ -211,20 +211,21 @@ class MultiLabelPrototypeProbe(ClassifierMixin, BaseEstimator):
     For label j the positive prototype is the mean of the training rows labelled 1 and the negative
     prototype that of the rows labelled 0 (ignored entries in neither), built as
     :class:`~probe.heads.prototype.PrototypeProbe` builds class centroids (``"simpleshot"``: rows
-    centred on the mean of *all* training rows and L2-normalised, prototypes normalised; or
-    ``"centroid"``: raw means). The label's score is ``s_pos - s_neg`` (cosine similarities, or
-    negative squared distances) and ``proba = sigmoid(score / temperature)``: exactly the two-class
+    centred on the mean of *all* training rows and L2-normalised, Euclidean; ``"cosine"``: the same
+    rows, prototypes re-normalised, cosine; ``"centroid"``: raw means, Euclidean). The label's score
+    is ``s_pos - s_neg`` (negative squared distances, or cosine similarities) and
+    ``proba = sigmoid(score / temperature)``: exactly the two-class
     softmax of :class:`PrototypeProbe` fitted on that label alone. A label whose training rows lack
     positives or negatives has no score; its probability is the smoothed rate ``prior_``.
 
     Args:
-        method: ``"simpleshot"`` or ``"centroid"``.
+        method: ``"simpleshot"``, ``"cosine"`` or ``"centroid"``.
         temperature: softmax temperature (> 0).
 
     Attributes:
         positive_: (C, d) float64 positive prototypes (zeros for degenerate labels).
         negative_: (C, d) float64 negative prototypes.
-        mean_: (d,) float64 training mean (``"simpleshot"``).
+        mean_: (d,) float64 training mean (``"simpleshot"``, ``"cosine"``).
         prior_: (C,) smoothed positive rate per label.
         degenerate_: (C,) bool, labels without both positives and negatives.
         n_labels_: C.
@@ -247,13 +248,15 @@ class MultiLabelPrototypeProbe(ClassifierMixin, BaseEstimator):
             self.
         """
         if self.method not in METHODS:
-            raise HeadError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}.")
+            raise HeadError(
+                f"MultiLabelPrototypeProbe(method={self.method!r}) is unknown; use one of {', '.join(METHODS)}"
+            )
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not 0 < t < np.inf:
             raise HeadError(f"temperature must be a finite number > 0; got {t!r}, e.g. temperature=0.1.")
         x = check_features(X).astype(np.float64)
         targets, known = check_multilabel_targets(Y, n_samples=x.shape[0], mask=mask)
-        if self.method == "simpleshot":
+        if self.method != "centroid":
             self.mean_ = x.mean(axis=0)
             x = l2_normalize(x - self.mean_)
         pos_w = (known & (targets == 1)).T.astype(np.float64)  # (C, n)
@@ -262,7 +265,7 @@ class MultiLabelPrototypeProbe(ClassifierMixin, BaseEstimator):
         self.degenerate_ = (n_pos == 0) | (n_neg == 0)
         self.positive_ = (pos_w @ x) / np.maximum(n_pos, 1)[:, None]
         self.negative_ = (neg_w @ x) / np.maximum(n_neg, 1)[:, None]
-        if self.method == "simpleshot":
+        if self.method == "cosine":
             self.positive_, self.negative_ = l2_normalize(self.positive_), l2_normalize(self.negative_)
         self.prior_ = label_prior(targets, known)
         self.n_labels_ = targets.shape[1]
@@ -273,9 +276,10 @@ class MultiLabelPrototypeProbe(ClassifierMixin, BaseEstimator):
         """(n, C) float64 ``s_pos - s_neg`` per label (0 for degenerate labels)."""
         check_fitted(self, "positive_")
         x = check_features(X, n_features=self.n_features_in_).astype(np.float64)
-        if self.method == "simpleshot":
-            z = l2_normalize(x - self.mean_)
-            score = z @ self.positive_.T - z @ self.negative_.T
+        if self.method != "centroid":
+            x = l2_normalize(x - self.mean_)
+        if self.method == "cosine":
+            score = x @ self.positive_.T - x @ self.negative_.T
         else:
             sq = (x * x).sum(axis=1)[:, None]
             d_pos = sq - 2 * x @ self.positive_.T + (self.positive_**2).sum(axis=1)

@@ -19,11 +19,12 @@ from probe.metrics.multilabel import (
     compute_multilabel_metrics,
     tune_thresholds,
 )
-from probe.metrics.seeds import PairedComparison, mean_ci, paired_comparison
+from probe.metrics.seeds import MIN_SEEDS, PairedComparison, mean_ci, paired_comparison
 
 __all__ = [
     "METRICS",
     "METRIC_LABELS",
+    "MIN_SEEDS",
     "PairedComparison",
     "bootstrap_ci",
     "bootstrap_ci_multilabel",
@@ -34,6 +35,7 @@ __all__ = [
     "mean_ci",
     "metric_direction",
     "metric_label",
+    "metric_range",
     "paired_comparison",
     "tune_thresholds",
 ]
@@ -54,6 +56,11 @@ def metric_direction(name: str) -> str:
     """Return ``"higher"``: every metric here is higher-is-better (the name is validated)."""
     metric_label(name)
     return "higher"
+
+
+def metric_range(name: str) -> tuple[float, float]:
+    """(low, high) values a metric can take: [-1, 1] for MCC and quadratic weighted kappa, else [0, 1]."""
+    return (-1.0, 1.0) if name in ("mcc", "qwk") else (0.0, 1.0)
 
 
 def check_metric_names(names: Sequence[str]) -> None:

@@ -11,13 +11,20 @@ import scipy.stats
 from probe.errors import MetricError
 from probe.metrics._bootstrap import check_confidence, draw_resamples, percentile_interval
 
+#: Fewer seeds than this give Student-t intervals too wide (t(0.975, 1) = 12.7) to read unflagged.
+MIN_SEEDS = 5
 
-def mean_ci(values: Any, *, confidence: float = 0.95) -> tuple[float, float, float]:
+
+def mean_ci(
+    values: Any, *, confidence: float = 0.95, bounds: tuple[float, float] | None = None
+) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval across seeds or episodes.
 
     Args:
         values: (m,) float values; NaNs are ignored.
         confidence: central coverage of the interval, in (0, 1).
+        bounds: (low, high) range of the metric (:func:`probe.metrics.metric_range`); the interval is
+            clipped to it (a Student-t interval of 2-3 seeds easily leaves [0, 1]).
 
     Returns:
         (mean, low, high); (v, nan, nan) with one value and (nan, nan, nan) with none.
@@ -31,7 +38,9 @@ def mean_ci(values: Any, *, confidence: float = 0.95) -> tuple[float, float, flo
     if v.size == 1:
         return mean, float("nan"), float("nan")
     half = float(scipy.stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return mean, mean - half, mean + half
+    if bounds is None:
+        return mean, mean - half, mean + half
+    return mean, max(mean - half, bounds[0]), min(mean + half, bounds[1])
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from probe.errors import MetricError, ResultsError
-from probe.metrics import mean_ci, paired_comparison
+from probe.metrics import MIN_SEEDS, mean_ci, metric_range, paired_comparison
 from probe.results import IDENTITY_FIELDS
 
 RUN_HINT = "run `probe curve` (or `probe linear`, `probe knn`, `probe fewshot`) first"
@@ -37,6 +37,7 @@ def metric_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
             "probe.results.load_results(...) so every result-row field is present"
         )
     rows = results[results["metric"] == metric]
+    rows = test_rows(rows)
     if rows.empty:
         present = ", ".join(sorted(str(m) for m in results["metric"].dropna().unique()))
         raise MetricError(f"metric {metric!r} is not in the results; metrics present: {present}; pass one of them")
@@ -44,6 +45,25 @@ def metric_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     if rows.empty:
         raise ResultsError(f"every {metric!r} value in the results is missing (NaN); report another metric")
     return rows[~ablated(rows)]  # modality-ablation rows are reported apart (see ablation_summary)
+
+
+def test_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows scored on the evaluation (test) split: validation-split rows select, they are not drawn."""
+    if "split" not in rows:
+        return rows
+    val = (rows["split"] == "val").to_numpy()
+    return rows if val.all() else rows[~val]
+
+
+def val_points(results: pd.DataFrame, metric: str) -> pd.DataFrame | None:
+    """Curve points of the rows scored on the validation split (None when there are none, or only those)."""
+    if "split" not in results:
+        return None
+    rows = results[(results["metric"] == metric) & (results["split"] == "val")]
+    if rows.empty or len(rows) == int((results["metric"] == metric).sum()):
+        return None
+    rows = rows[np.isfinite(pd.to_numeric(rows["value"], errors="coerce").to_numpy(float))]
+    return curve_points(rows[~ablated(rows)]) if len(rows) else None
 
 
 def ablated(rows: pd.DataFrame) -> np.ndarray:
@@ -106,7 +126,16 @@ def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
     frame = frame.drop_duplicates(subset=[*POINT_KEYS, "seed"], keep="last")
     frame["x"] = _fill_level_x(frame)
     frame["series"] = _series_labels(frame)
-    cols = [*POINT_KEYS, "x", "seed", "value", "ci_low", "ci_high", "series"]
+    cols = [
+        *POINT_KEYS,
+        "x",
+        "seed",
+        "value",
+        "ci_low",
+        "ci_high",
+        "series",
+        *(["metric"] if "metric" in frame else []),
+    ]
     return frame[cols].sort_values([*POINT_KEYS[:-1], "x", "seed"], kind="stable").reset_index(drop=True)
 
 
@@ -178,17 +207,20 @@ def summarise(points: pd.DataFrame) -> pd.DataFrame:
     With two or more seeds the CI is Student-t across seeds (:func:`probe.metrics.mean_ci`). With one
     seed, or seeds whose values are all equal (identical draws, such as a deterministic head on the
     whole training split), it is the row's own test-set bootstrap CI: a zero-width seed interval would
-    hide the test-set uncertainty.
+    hide the test-set uncertainty. Seed intervals are clipped to the metric's range
+    (:func:`probe.metrics.metric_range`, when ``points`` has a ``metric`` column) and flagged
+    (``few_seeds``) below :data:`probe.metrics.MIN_SEEDS` seeds.
 
     Returns:
         Columns ``dataset, backbone, pooling, head, regime, level, x, series, n_seeds, mean, ci_low,
-        ci_high, ci_source`` (``ci_source`` is ``"seeds"``, ``"bootstrap"`` or ``"none"``).
+        ci_high, ci_source, few_seeds`` (``ci_source`` is ``"seeds"``, ``"bootstrap"`` or ``"none"``).
     """
     records = []
     for key, group in points.groupby(POINT_KEYS, sort=False, dropna=False):
         values = group["value"].to_numpy(float)
+        bounds = metric_range(str(group["metric"].iloc[0])) if "metric" in group else None
         if len(values) >= 2 and np.ptp(values) > 0:
-            mean, low, high = (float(v) for v in mean_ci(values))
+            mean, low, high = (float(v) for v in mean_ci(values, bounds=bounds))
             source = "seeds"
         else:
             mean = float(values.mean())
@@ -204,15 +236,31 @@ def summarise(points: pd.DataFrame) -> pd.DataFrame:
                 "ci_low": low,
                 "ci_high": high,
                 "ci_source": source,
+                "few_seeds": source == "seeds" and len(values) < MIN_SEEDS,
             }
         )
     return pd.DataFrame.from_records(records)
 
 
-def rank(points: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Leaderboard rows of every dataset (see :func:`_rank_dataset`), in dataset order."""
+#: Heads in the order the fixed selection rule prefers them (the linear probe is the usual reference).
+RULE_HEADS = ("linear", "prototype", "labelspread")
+
+
+def rank(points: pd.DataFrame, summary: pd.DataFrame, *, val_points: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Leaderboard rows of every dataset (see :func:`_rank_dataset`), in dataset order.
+
+    Args:
+        points: test-split curve points (:func:`curve_points`).
+        summary: their :func:`summarise`.
+        val_points: curve points of the same configurations scored on the validation split, if any.
+    """
     frames = [
-        _rank_dataset(points[points["dataset"] == ds], summary[summary["dataset"] == ds]) for ds in _datasets(summary)
+        _rank_dataset(
+            points[points["dataset"] == ds],
+            summary[summary["dataset"] == ds],
+            None if val_points is None else val_points[val_points["dataset"] == ds],
+        )
+        for ds in _datasets(summary)
     ]
     return pd.concat(frames, ignore_index=True)
 
@@ -221,31 +269,73 @@ def _datasets(frame: pd.DataFrame) -> list[str]:
     return sorted(frame["dataset"].unique(), key=str)
 
 
-def _rank_dataset(points: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Rank backbones (or heads when there is one backbone) by their best configuration.
+def _rank_dataset(points: pd.DataFrame, summary: pd.DataFrame, val_points: pd.DataFrame | None) -> pd.DataFrame:
+    """Rank backbones (or heads when there is one backbone), each by one configuration chosen without test scores.
 
-    A unit's configurations are compared at the reference level ("all" when present, else the
-    largest), configurations lacking it fall back to their largest level; the best one represents the
-    unit. Every other unit is then compared with the leader, paired on (regime, level, seed).
+    A unit's configuration is the one with the best validation mean where validation rows exist for
+    it, else the rule fixed in advance (:func:`_rule_choice`: the linear head, the first pooling). Units
+    are ranked by their mean over the (regime, level, seed) points that every ranked configuration has
+    ("score"), and Δ = other − leader is the paired comparison on exactly those points, so the rank and
+    Δ measure one quantity. Fewer than 2 shared points: no Δ (``n_pairs`` says how many there were).
     """
     unit = "backbone" if summary["backbone"].nunique() >= 2 else "head"
-    scored = summary.assign(at_reference=_at_reference(summary))
-    scored = scored.sort_values(["at_reference", "x", "mean"], ascending=False, kind="stable")
-    best = scored.drop_duplicates(subset=[unit], keep="first").reset_index(drop=True)
-    leader = _config_points(points, best.iloc[0])
+    chosen = [_choose(summary[summary[unit] == name], val_points, unit) for name in summary[unit].unique()]
+    configs = [(_config_points(points, row), how) for row, how in chosen]
+    shared = set.intersection(*(set(_point_keys(p)) for p, _ in configs))
+    scored = []
+    for (row, how), (pts, _) in zip(chosen, configs, strict=True):
+        on = pts[[k in shared for k in _point_keys(pts)]]
+        score = float(on["value"].mean()) if len(on) else math.nan
+        scored.append((score, row, how, on))
+    scored.sort(key=lambda t: -t[0] if math.isfinite(t[0]) else math.inf)
+    leader = scored[0][3]
     records = []
-    for i, row in best.iterrows():
+    for i, (score, row, how, on) in enumerate(scored):
         record = {
             "dataset": row["dataset"],
-            "rank": int(i) + 1,
+            "rank": i + 1,
             "unit": unit,
             "name": row[unit],
             "config": _config_label(row, unit),
+            "selection": how,
+            "score": score,
+            "n_points": len(on),
             **{k: row[k] for k in ("backbone", "pooling", "head", "regime", "level", "x", "n_seeds")},
-            **{k: row[k] for k in ("mean", "ci_low", "ci_high", "ci_source")},
+            **{k: row[k] for k in ("mean", "ci_low", "ci_high", "ci_source", "few_seeds")},
         }
-        records.append({**record, **_compare(_config_points(points, row), leader, is_leader=i == 0)})
+        records.append({**record, **_compare(on, leader, is_leader=i == 0)})
     return pd.DataFrame.from_records(records)
+
+
+def _point_keys(points: pd.DataFrame) -> list[tuple[str, str, int]]:
+    return list(zip(points["regime"], points["level"], points["seed"], strict=True))
+
+
+def _choose(configs: pd.DataFrame, val_points: pd.DataFrame | None, unit: str) -> tuple[pd.Series, str]:
+    """(summary row at the reference level of the chosen configuration, how it was chosen)."""
+    configs = configs.assign(at_reference=_at_reference(configs))
+    configs = configs.sort_values(["at_reference", "x"], ascending=False, kind="stable")
+    heads = configs.drop_duplicates(subset=["backbone", "pooling", "head", "regime"])
+    if val_points is not None and not val_points.empty:
+        val_means = []
+        for _, row in heads.iterrows():
+            pts = _config_points(val_points, row)
+            val_means.append(float(pts["value"].mean()) if len(pts) else math.nan)
+        if any(math.isfinite(v) for v in val_means):
+            best = int(np.nanargmax(val_means))
+            return heads.iloc[best], "validation mean"
+    return _rule_choice(heads, unit)
+
+
+def _rule_choice(heads: pd.DataFrame, unit: str) -> tuple[pd.Series, str]:
+    """The configuration a rule fixed in advance picks: a preferred head, then curves before episodes, then pooling."""
+    base = [str(h).split(" ")[0] for h in heads["head"]]
+    order = [RULE_HEADS.index(b) if b in RULE_HEADS else len(RULE_HEADS) for b in base]
+    ranked = heads.assign(_order=order, _episodes=heads["regime"] == EPISODES)
+    ranked = ranked.sort_values(["_order", "_episodes", "pooling", "head"], kind="stable")
+    first = ranked.iloc[0]
+    rule = "rule: first pooling" if unit == "head" else f"rule: {str(first['head']).split(' ')[0]} head, first pooling"
+    return first.drop(labels=["_order", "_episodes"]), rule
 
 
 def _at_reference(summary: pd.DataFrame) -> pd.Series:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from probe.metrics import mean_ci
+from probe.metrics import MIN_SEEDS, mean_ci, metric_range
 
 
 def _level(row: Mapping[str, Any]) -> tuple[float, str]:
@@ -23,8 +23,9 @@ def _level(row: Mapping[str, Any]) -> tuple[float, str]:
 def format_table(rows: Sequence[Mapping[str, Any]], *, metric: str = "balanced_accuracy") -> str:
     """Rows = (dataset, backbone, head), columns = label levels, cells = mean [95 % CI] in percent.
 
-    Across several seeds the CI is Student-t over seeds; for a single row it is the row's bootstrap CI.
-    Falls back to the first metric present when ``metric`` is absent.
+    Across several seeds the CI is Student-t over seeds, clipped to the metric's range and marked ``‡``
+    below 5 seeds; for a single row it is the row's bootstrap CI. Falls back to the first metric
+    present when ``metric`` is absent.
     """
     present = [r for r in rows if r.get("metric") == metric]
     if not present and rows:
@@ -45,15 +46,15 @@ def format_table(rows: Sequence[Mapping[str, Any]], *, metric: str = "balanced_a
         line = list(key)
         for lvl in levels:
             group = cells[key].get(lvl, [])
-            line.append(_cell(group))
+            line.append(_cell(group, metric_range(metric)))
         lines.append(line)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = [f"{metric} (%; mean [95 % CI])"]
+    text = [f"{metric} (%; mean [95 % CI]; ‡ fewer than {MIN_SEEDS} seeds)"]
     text += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines]
     return "\n".join(text)
 
 
-def _cell(group: Sequence[Mapping[str, Any]]) -> str:
+def _cell(group: Sequence[Mapping[str, Any]], bounds: tuple[float, float]) -> str:
     if not group:
         return "-"
     values = np.array([float(r["value"]) for r in group if r.get("value") is not None], dtype=float)
@@ -61,7 +62,8 @@ def _cell(group: Sequence[Mapping[str, Any]]) -> str:
         lo, hi = group[0].get("ci_low"), group[0].get("ci_high")
         mean = float(values[0]) if values.size else float("nan")
     else:
-        mean, lo, hi = mean_ci(values)
+        mean, lo, hi = mean_ci(values, bounds=bounds)
     if lo is None or hi is None or not np.isfinite(lo) or not np.isfinite(hi):
         return f"{100 * mean:.1f}"
-    return f"{100 * mean:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+    few = "‡" if 2 <= len(group) < MIN_SEEDS else ""
+    return f"{100 * mean:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]{few}"

@@ -13,15 +13,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from probe.atomic import write_atomic
 from probe.errors import ConfigError, MetricError, ResultsError
 from probe.metrics import metric_label
-from probe.report.data import EPISODES, FRACTIONS, ablation_summary, curve_points, metric_rows, rank, summarise
+from probe.report.data import (
+    EPISODES,
+    FRACTIONS,
+    ablation_summary,
+    curve_points,
+    metric_rows,
+    rank,
+    summarise,
+    val_points,
+)
 from probe.report.plots import colour_keys, curve_figure, figure_bytes, is_finetune, panel_figure, style_keys
 from probe.report.render import Document, Section, Table, render_html, render_markdown
+from probe.setups import describe_store_setup
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 MARKDOWN_FILE = "report.md"
@@ -30,7 +41,9 @@ FIGURES_DIR = "figures"
 NOTES = (
     "Points and values are means over seeds; brackets and shaded bands are 95 % Student-t confidence "
     "intervals across seeds. Where there is one seed, or every seed gave the same value (identical draws), "
-    "the bracket is that run's 95 % bootstrap interval over the test set (marked †).",
+    "the bracket is that run's 95 % bootstrap interval over the test set (marked †). Intervals are clipped to "
+    "the metric's range; ‡ marks an interval from fewer than 5 seeds (too few for a trustworthy Student-t "
+    "interval).",
 )
 
 
@@ -66,26 +79,26 @@ def summary_table(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
 def leaderboard(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
     """Per dataset, backbones (or heads, with a single backbone) ranked by their best configuration.
 
-    A unit's best configuration is the one with the highest seed mean at the largest label level
-    ("all" when present). Every other unit's best configuration is compared with the leader's on the
-    (regime, level, seed) points both have across the whole curve: ``delta`` = other − leader with a
-    paired-bootstrap CI, and a Wilcoxon signed-rank ``p_value``.
+    A unit's configuration is chosen without test scores (validation mean where the results hold
+    validation-split rows, else the linear head on the first pooling); units are ranked by ``score``, their
+    mean over the (regime, level, seed) points all ranked configurations share, and ``delta`` = other −
+    leader on those same points with a paired-bootstrap CI and a Wilcoxon signed-rank ``p_value``.
 
     Args:
         results: result rows (:func:`probe.results.load_results`).
         metric: metric to rank by (higher is better).
 
     Returns:
-        Columns ``dataset, rank, unit`` (``"backbone"`` or ``"head"``), ``name, config, backbone,
-        pooling, head, regime, level, x, n_seeds, mean, ci_low, ci_high, ci_source, delta, delta_low,
-        delta_high, p_value, n_pairs`` (comparison columns NaN for the leader).
+        Columns ``dataset, rank, unit`` (``"backbone"`` or ``"head"``), ``name, config, selection, score,
+        n_points, backbone, pooling, head, regime, level, x, n_seeds, mean, ci_low, ci_high, ci_source,
+        few_seeds, delta, delta_low, delta_high, p_value, n_pairs`` (comparison columns NaN for the leader).
 
     Raises:
         ResultsError: no usable rows.
         MetricError: ``metric`` is not in the results.
     """
     points = curve_points(metric_rows(results, metric))
-    return rank(points, summarise(points))
+    return rank(points, summarise(points), val_points=val_points(results, metric))
 
 
 def write_report(
@@ -162,7 +175,7 @@ def _section(
     """The figure files and the report section of one (dataset, metric)."""
     label = _metric_label(metric)
     points = curve_points(rows)
-    board = rank(points, summary)
+    board = rank(points, summary, val_points=val_points(results, metric))
     part = summary[summary["dataset"] == dataset]
     stem = f"{_slug(str(dataset))}-{_slug(metric)}"
     files, png = _write_figures(part, dataset=dataset, out=out, stem=stem, fmts=fmts, metric_label=label,
@@ -235,8 +248,8 @@ def _write_figures(
 
 def _leaderboard_table(board: pd.DataFrame, *, metric_label: str) -> Table:
     unit = str(board["unit"].iloc[0])
-    value, delta = f"{metric_label} [95 % CI]", "Δ vs leader [95 % CI]"
-    headers = ("#", unit, "best configuration", "level", value, "seeds", delta, "Wilcoxon p", "pairs")
+    score, delta = f"{metric_label}: mean over shared points", "Δ vs leader [95 % CI]"
+    headers = ("#", unit, "configuration", "chosen by", score, "points", delta, "Wilcoxon p", "pairs")
     rows = []
     for r in board.itertuples(index=False):
         leader = r.rank == 1
@@ -245,19 +258,20 @@ def _leaderboard_table(board: pd.DataFrame, *, metric_label: str) -> Table:
                 str(r.rank),
                 str(r.name),
                 str(r.config),
-                str(r.level),
-                _ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == "bootstrap"),
-                str(r.n_seeds),
+                str(r.selection),
+                f"{r.score:.3f}" if math.isfinite(r.score) else "—",
+                str(r.n_points),
                 "leader" if leader else _delta_text(r.delta, r.delta_low, r.delta_high, n_pairs=r.n_pairs),
                 "—" if leader or not math.isfinite(r.p_value) else _p_text(r.p_value),
                 "—" if leader else str(int(r.n_pairs)),
             )
         )
-    what = "backbone's best configuration" if unit == "backbone" else "head's best pooling"
     note = (
-        f"Each {what} is ranked by its mean at its largest label level. Δ = that {unit} − the leader, paired "
-        "on the same label level and seed across the whole curve (every level both were run at), with a "
-        "paired-bootstrap 95 % CI and a Wilcoxon signed-rank p; — when fewer than 2 pairs."
+        f"Each {unit} is represented by one configuration chosen without the test split: by its validation mean "
+        "where validation rows exist, else by a rule fixed in advance (the linear head, the first pooling). "
+        f"Rank and Δ use one quantity: the mean over the (label level, seed) points every ranked {unit} has; "
+        f"Δ = that {unit} − the leader on those points, paired, with a paired-bootstrap 95 % CI and a Wilcoxon "
+        "signed-rank p. A comparison needs at least 2 shared points: — otherwise (pairs says how many)."
     )
     return Table(headers, tuple(rows), note)
 
@@ -286,10 +300,7 @@ def _curve_table(summary: pd.DataFrame, *, all_range: tuple[int, int] | None = N
     rows = []
     order = summary.sort_values(["backbone", "pooling", "head", "regime", "x"])
     for series, group in order.groupby("series", sort=False):
-        cells = {
-            str(r.level): f"{_ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == 'bootstrap')} n={r.n_seeds}"
-            for r in group.itertuples(index=False)
-        }
+        cells = {str(r.level): f"{_point_text(r)} n={r.n_seeds}" for r in group.itertuples(index=False)}
         rows.append((str(series), *(cells.get(c, "—") for c in columns)))
     note = (
         'Columns are labels per class ("all": the whole training split, with its smallest–largest class); '
@@ -314,15 +325,20 @@ def _ablation_table(summary: pd.DataFrame) -> Table:
     return Table(table.headers, table.rows, note)
 
 
-def _ci_text(mean: float, low: float, high: float, *, bootstrap: bool = False) -> str:
+def _point_text(r: Any) -> str:
+    """A summary row's mean [CI] with its markers (see :func:`_ci_text`)."""
+    return _ci_text(r.mean, r.ci_low, r.ci_high, bootstrap=r.ci_source == "bootstrap", few=bool(r.few_seeds))
+
+
+def _ci_text(mean: float, low: float, high: float, *, bootstrap: bool = False, few: bool = False) -> str:
     if not (math.isfinite(low) and math.isfinite(high)):
         return f"{mean:.3f}"
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]" + ("†" if bootstrap else "")
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]" + ("†" if bootstrap else "") + ("‡" if few else "")
 
 
 def _delta_text(delta: float, low: float, high: float, *, n_pairs: float) -> str:
     if not n_pairs >= 2:
-        return "—"
+        return f"— ({int(n_pairs) if math.isfinite(n_pairs) else 0} shared point(s); needs ≥ 2)"
     return f"{delta:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
@@ -343,6 +359,15 @@ def _provenance(results: pd.DataFrame, rows: pd.DataFrame, *, metric: str, sourc
     if "store_fingerprint" in rows:
         stores = sorted({str(f)[:12] for f in rows["store_fingerprint"].dropna()})
         lines.append(f"Embedding stores: {_listing(stores)}.")
+    if "setup" in rows:
+        name = rows["backbone_name"] if "backbone_name" in rows else rows["backbone"]
+        setups = sorted(
+            {
+                describe_store_setup(str(b), s if isinstance(s, dict) else {})
+                for b, s in zip(name, rows["setup"], strict=True)
+            }
+        )
+        lines.append(f"Setups: {'; '.join(setups)}.")
     versions = _versions(rows)
     if versions:
         lines.append("Versions: " + "; ".join(f"{k} {', '.join(v)}" for k, v in versions.items()) + ".")

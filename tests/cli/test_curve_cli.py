@@ -47,7 +47,7 @@ def test_results_wide_is_one_row_per_configuration(tmp_path: Path) -> None:
                                    "--csv", str(csv), "--markdown", str(md), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)["wide"]
-    assert sorted(r["head"] for r in rows) == ["knn", "prototype"]
+    assert sorted(r["head"] for r in rows) == ["knn-k20", "prototype"]
     assert {"accuracy@2", "accuracy@all", "macro_f1@2", "macro_f1@all:low"} <= set(rows[0])
     import pandas as pd
 

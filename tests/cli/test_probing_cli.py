@@ -76,7 +76,8 @@ def test_curve_extracts_once_then_probes(image_folder: Path, tmp_path: Path) -> 
         *FAST,
     ]
     rows = _schema(_ok(args))
-    assert {r["head"] for r in rows} == {"knn", "linear", "prototype"}
+    assert {r["head"] for r in rows} == {"knn-k20", "linear", "prototype"}  # one k or several: "knn-k<k>"
+    _fails([*args[:-1], "--preprocessing", "zscore"], "--preprocessing 'zscore' is unknown")
     digests = {(r["shots"], r["seed"]): set() for r in rows}
     for r in rows:
         digests[(r["shots"], r["seed"])].add(r["sample_digest"])

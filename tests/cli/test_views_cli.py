@@ -57,7 +57,7 @@ def test_curve_and_report_on_a_multimodal_manifest(tmp_path: Path) -> None:
     rep = runner.invoke(app, ["report", str(tmp_path / "res"), "--out", str(out)])
     assert rep.exit_code == 0, rep.output
     md = (out / "report.md").read_text()
-    assert "Modality ablation" in md and "knn without t2" in md and "prototype without flair" in md
+    assert "Modality ablation" in md and "knn-k20 without t2" in md and "prototype without flair" in md
     assert "Modality ablation" in (out / "report.html").read_text()
 
 

@@ -97,7 +97,7 @@ def _by(rows: list, metric: str = "balanced_accuracy") -> dict:
     out: dict = {}
     for r in rows:
         if r.metric == metric:
-            out.setdefault((r.head, r.params.get("ablate")), []).append(r.value)
+            out.setdefault((r.head.replace("knn-k20", "knn"), r.params.get("ablate")), []).append(r.value)
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 

@@ -111,7 +111,7 @@ def test_knn_matches_brute_force_including_ignored_entries_and_loo() -> None:
 
 def test_prototypes_equal_per_label_prototype_probe() -> None:
     full = np.where(Y < 0, TRUTH, Y)  # no ignored entries: each label is exactly a two-class prototype problem
-    for method, T in (("simpleshot", 0.1), ("centroid", 20.0)):
+    for method, T in (("simpleshot", 0.1), ("cosine", 0.1), ("centroid", 20.0)):
         probe = MultiLabelPrototypeProbe(method=method, temperature=T).fit(X[TR], full[TR])
         proba = probe.predict_proba(X[TE])
         for j in range(4):
@@ -122,7 +122,9 @@ def test_prototypes_equal_per_label_prototype_probe() -> None:
     x64 = X[TR].astype(np.float64)
     expect = x64[known & (Y[TR, 1] == 1)] - x64.mean(0)  # prototypes skip ignored entries
     expect = (expect / np.linalg.norm(expect, axis=1, keepdims=True)).mean(0)
-    assert_allclose(masked.positive_[j], expect / np.linalg.norm(expect), atol=1e-10)
+    assert_allclose(masked.positive_[j], expect, atol=1e-10)  # simpleshot: class means, not re-normalised
+    cosine = MultiLabelPrototypeProbe(method="cosine").fit(X[TR], Y[TR])
+    assert_allclose(cosine.positive_[j], expect / np.linalg.norm(expect), atol=1e-10)
     y = Y[TR].copy()
     y[:, 0] = 0
     degenerate = MultiLabelPrototypeProbe().fit(X[TR], y)

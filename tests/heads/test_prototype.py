@@ -24,12 +24,12 @@ def ref_prototypes(xs, ys, xq, method: str, temperature: float):
     """Nearest-centroid by loops: (scores, proba, labels)."""
     xs, xq = xs.astype(np.float64), xq.astype(np.float64)
     classes = np.unique(ys)
-    if method == "simpleshot":
+    if method in ("simpleshot", "cosine"):
         mean = xs.mean(axis=0)
         xs = np.array([(r - mean) / np.linalg.norm(r - mean) for r in xs])
         xq = np.array([(r - mean) / np.linalg.norm(r - mean) for r in xq])
     centroids = [xs[ys == c].mean(axis=0) for c in classes]
-    if method == "simpleshot":
+    if method == "cosine":
         centroids = [c / np.linalg.norm(c) for c in centroids]
         scores = np.array([[q @ c for c in centroids] for q in xq])
     else:
@@ -38,7 +38,7 @@ def ref_prototypes(xs, ys, xq, method: str, temperature: float):
     return scores, e / e.sum(axis=1, keepdims=True), classes[np.argmax(scores, axis=1)]
 
 
-@pytest.mark.parametrize(("method", "temperature"), [("simpleshot", 0.1), ("centroid", 10.0)])
+@pytest.mark.parametrize(("method", "temperature"), [("simpleshot", 0.1), ("cosine", 0.1), ("centroid", 10.0)])
 def test_matches_numpy_reference(method: str, temperature: float) -> None:
     xs, ys = make_blobs(30, seed=1)
     xq, _ = make_blobs(20, seed=2)
@@ -50,7 +50,31 @@ def test_matches_numpy_reference(method: str, temperature: float) -> None:
     assert_allclose(probe.predict_proba(xq), proba, atol=1e-9)
     assert_allclose(probe.predict_proba(xq).sum(axis=1), 1.0)
     assert_array_equal(probe.predict(xq), labels)
-    assert (method == "simpleshot") == hasattr(probe, "mean_")
+    assert (method != "centroid") == hasattr(probe, "mean_")
+
+
+def test_simpleshot_equals_nearest_centroid_on_cl2n_features() -> None:
+    """SimpleShot as published: centre on a base (train-pool) mean, L2-normalise, Euclidean nearest class mean."""
+    from sklearn.neighbors import NearestCentroid
+
+    pool, _ = make_blobs(200, seed=10)
+    xs, ys = make_blobs(15, seed=11)
+    xq, _ = make_blobs(300, seed=12)
+    mean = pool.astype(np.float64).mean(axis=0)
+
+    def cl2n(x: np.ndarray) -> np.ndarray:
+        z = x.astype(np.float64) - mean
+        return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+    probe = PrototypeProbe(method="simpleshot", mean=mean).fit(xs, ys)
+    reference = NearestCentroid().fit(cl2n(xs), ys)
+    assert_array_equal(probe.predict(xq), reference.predict(cl2n(xq)))
+    assert_allclose(probe.centroids_, reference.centroids_, atol=1e-12)
+    assert_allclose(probe.mean_, mean)
+    cosine = PrototypeProbe(method="cosine", mean=mean).fit(xs, ys)
+    assert_allclose(np.linalg.norm(cosine.centroids_, axis=1), 1.0)  # the cosine rule re-normalises; simpleshot not
+    with pytest.raises(HeadError, match=r"PrototypeProbe\(mean=...\) has shape \(3,\); pass \(12,\)"):
+        PrototypeProbe(mean=np.zeros(3)).fit(xs, ys)
 
 
 def test_simpleshot_is_invariant_to_a_constant_shift() -> None:
@@ -64,7 +88,7 @@ def test_simpleshot_is_invariant_to_a_constant_shift() -> None:
     assert_allclose(shifted.mean_ - plain.mean_, shift, rtol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["simpleshot", "centroid"])
+@pytest.mark.parametrize("method", ["simpleshot", "cosine", "centroid"])
 def test_ties_go_to_the_smallest_label(method: str) -> None:
     xs = np.array([[1, 0], [-1, 0]], dtype=np.float32)
     probe = PrototypeProbe(method=method).fit(xs, [5, 3])
@@ -73,7 +97,7 @@ def test_ties_go_to_the_smallest_label(method: str) -> None:
     assert_array_equal(probe.predict(xs), [5, 3])
 
 
-@pytest.mark.parametrize("method", ["simpleshot", "centroid"])
+@pytest.mark.parametrize("method", ["simpleshot", "cosine", "centroid"])
 def test_one_shot_support_recovers_its_own_labels(method: str) -> None:
     rng = np.random.default_rng(6)
     xs = rng.normal(size=(5, 32)).astype(np.float32)
@@ -87,7 +111,7 @@ def test_one_shot_support_recovers_its_own_labels(method: str) -> None:
 def test_sklearn_contract() -> None:
     xs, ys = make_blobs(12, seed=7)
     probe = PrototypeProbe(method="centroid", temperature=2.0)
-    assert probe.get_params() == {"method": "centroid", "temperature": 2.0}
+    assert probe.get_params() == {"method": "centroid", "temperature": 2.0, "mean": None}
     assert probe.fit(xs, ys) is probe
     assert not hasattr(clone(probe), "centroids_")
     assert probe.score(xs, ys) == 1.0
@@ -96,7 +120,10 @@ def test_sklearn_contract() -> None:
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"method": "protonet"}, r"unknown method 'protonet'; use one of simpleshot, centroid"),
+        (
+            {"method": "protonet"},
+            r"PrototypeProbe\(method='protonet'\) is unknown; use one of simpleshot, cosine, centroid",
+        ),
         ({"temperature": 0.0}, r"temperature must be a finite number > 0; got 0.0"),
         ({"temperature": -1}, r"temperature must be a finite number > 0; got -1"),
         ({"temperature": float("inf")}, r"temperature must be a finite number > 0; got inf"),

@@ -70,7 +70,7 @@ def curve_rows(backbones: dict[str, float], *, heads: tuple[str, ...] = ("knn", 
             for shots in SHOTS:
                 step = math.log2(N_TRAIN_ALL / N_CLASSES) if shots == "all" else math.log2(float(shots))
                 for seed in SEEDS:
-                    value = base + HEAD_OFFSET[head] + 0.04 * step + jitter[head, shots, seed]
+                    value = base + HEAD_OFFSET.get(head, 0.0) + 0.04 * step + jitter[head, shots, seed]
                     rows.append(_row(backbone=backbone, head=head, shots=shots, seed=seed, value=value))
                     rows.append(_row(backbone=backbone, head=head, shots=shots, seed=seed, value=value + 0.05,
                                      metric="accuracy"))  # fmt: skip
@@ -139,7 +139,35 @@ def test_single_backbone_ranks_heads(tmp_path: Path) -> None:
     assert board["name"].tolist() == ["linear", "prototype", "knn"]
     assert (board["p_value"].iloc[1:] < 0.05).all()
     files = write_report(rows, tmp_path, formats=("png",))
-    assert "| # | head | best configuration |" in files.markdown.read_text()
+    assert "| # | head | configuration | chosen by |" in files.markdown.read_text()
+
+
+def test_leaderboard_never_selects_on_test_and_ranks_by_the_delta_quantity(two_backbones: pd.DataFrame) -> None:
+    # a side run of a head that wins on test must not become the backbone's representative (rule: linear)
+    lucky = curve_rows({"resnet50": 0.9}, heads=("knn-k10",))
+    board = leaderboard(pd.concat([two_backbones, lucky], ignore_index=True), metric="balanced_accuracy")
+    assert board["name"].tolist() == ["dinov2-small", "resnet50"]
+    assert set(board["head"]) == {"linear"} and set(board["selection"]) == {"rule: linear head, first pooling"}
+    leader, other = board.iloc[0], board.iloc[1]
+    assert other["delta"] == pytest.approx(other["score"] - leader["score"])  # rank and Δ: one quantity
+    assert other["n_pairs"] == other["n_points"] == len(SHOTS) * len(SEEDS)
+    # validation rows choose instead, where they exist: prototype is best on validation for resnet50
+    val = curve_rows({"resnet50": 0.3}, heads=("prototype",)).assign(split="val")
+    val["value"] += 0.5
+    board = leaderboard(pd.concat([two_backbones, val], ignore_index=True), metric="balanced_accuracy")
+    resnet = board[board["name"] == "resnet50"].iloc[0]
+    assert resnet["head"] == "prototype" and resnet["selection"] == "validation mean"
+
+
+def test_a_comparison_on_one_shared_point_says_so(tmp_path: Path) -> None:
+    rows = pd.DataFrame(
+        [_row(backbone="a", head="linear", shots="all", seed=0, value=0.8),
+         _row(backbone="b", head="linear", shots="all", seed=0, value=0.7)]
+    )  # fmt: skip
+    board = leaderboard(rows, metric="balanced_accuracy")
+    assert board["n_pairs"].iloc[1] == 1 and math.isnan(board["delta"].iloc[1])
+    md = write_report(rows, tmp_path, formats=("png",)).markdown.read_text()
+    assert "needs at least 2 shared points" in md and "— (1 shared point(s); needs ≥ 2)" in md
 
 
 def test_summary_table_matches_scipy(two_backbones: pd.DataFrame) -> None:
