@@ -26,7 +26,7 @@ class Section:
 
     heading: str  # the dataset name
     figure_path: str | None  # figure file relative to the report, for Markdown (None: no file written)
-    figure_png: bytes  # the same figure as PNG, embedded in the HTML
+    figure_png: bytes  # the same figure as PNG, embedded in the HTML (b"": a section of tables only)
     figure_alt: str  # alternative text of the figure
     tables: tuple[tuple[str, Table], ...]  # (sub-heading, table) pairs
 
@@ -111,7 +111,7 @@ def render_html(doc: Document) -> str:
         *(f'<p class="note">{e(note)}</p>' for note in doc.notes),
     ]
     for section in doc.sections:
-        out += [f"<section><h2>{e(section.heading)}</h2>", _html_figure(section)]
+        out += [f"<section><h2>{e(section.heading)}</h2>", _html_figure(section) if section.figure_png else ""]
         for heading, table in section.tables:
             out += [f"<h3>{e(heading)}</h3>", _html_table(table)]
         out.append("</section>")

@@ -160,8 +160,9 @@ def write_report(
             )  # fmt: skip
             figures += files
             sections.append(section)
+    provenance = _provenance_section(results)
     doc = Document(title, _provenance(results, per_metric[metrics[0]], metric=metrics[0], source=source), NOTES,
-                   tuple(sections))  # fmt: skip
+                   (*sections, *([provenance] if provenance else [])))  # fmt: skip
     md, page = out / MARKDOWN_FILE, out / HTML_FILE
     write_atomic(md, render_markdown(doc))  # a temporary name, then a rename: never a half-written report
     write_atomic(page, render_html(doc))
@@ -373,6 +374,38 @@ def _provenance(results: pd.DataFrame, rows: pd.DataFrame, *, metric: str, sourc
         lines.append("Versions: " + "; ".join(f"{k} {', '.join(v)}" for k, v in versions.items()) + ".")
     lines.append(f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}.")
     return tuple(lines)
+
+
+PROVENANCE_VERSIONS = ("torch", "timm", "scikit-learn", "faiss-cpu")
+
+
+def _provenance_section(results: pd.DataFrame) -> Section | None:
+    """One row per (dataset, backbone, store): fingerprint, weights, sizes, pooling, versions, command, date."""
+    if "setup" not in results or "store_fingerprint" not in results:
+        return None
+    name = results["backbone_name"] if "backbone_name" in results else results["backbone"]
+    seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for i, (dataset, backbone, setup) in enumerate(zip(results["dataset"], name, results["setup"], strict=True)):
+        setup = setup if isinstance(setup, dict) else {}
+        key = (str(dataset), str(backbone), str(results["store_fingerprint"].iloc[i]))
+        if key in seen:
+            continue
+        row = results.iloc[i]
+        versions = row.get("versions") if isinstance(row.get("versions"), dict) else {}
+        seen[key] = {
+            "store": key[2][:12],
+            "weights": str(setup.get("weights", "?")),
+            "size": f"{setup.get('image_size', '?')} px" + (f" from {setup['source_resolution']} px"
+                                                             if setup.get("source_resolution") else ""),
+            "pooling": str(row.get("pooling", "")),
+            "versions": ", ".join(f"{k} {versions[k]}" for k in PROVENANCE_VERSIONS if k in versions),
+            "command": str(row.get("command", "") or "—"),
+            "date": str(row.get("time", ""))[:10] or "—",
+        }  # fmt: skip
+    headers = ("dataset", "backbone", "store", "weights", "input size", "pooling", "versions", "command", "date")
+    rows = tuple((d, b, *v.values()) for (d, b, _), v in sorted(seen.items()))
+    note = "One row per dataset × backbone × store: where every number of this report came from."
+    return Section("Provenance", None, b"", "", (("Stores, weights and runs", Table(headers, rows, note)),))
 
 
 def _count(col: pd.Series, noun: str) -> str:

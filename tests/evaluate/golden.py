@@ -47,7 +47,7 @@ def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _report_text(path: Path, tmp: Path) -> list[str]:
-    text = path.read_text().replace(str(tmp), "<tmp>")
+    text = path.read_text().replace(str(tmp), "<tmp>").split("## Provenance")[0]  # stores, dates, versions vary
     text = re.sub(r"\d{4}-\d\d-\d\dT[\d:]+(\+00:00|Z)?", "<time>", text)
     volatile = ("versions", "probe 0.", "Embedding stores:")  # fingerprints hold tmp paths and versions
     return [ln for ln in text.splitlines() if not any(v in ln for v in volatile)]
