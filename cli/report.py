@@ -22,7 +22,7 @@ def report_command(
             help="metrics shown, comma list: the first ranks the leaderboards; later ones get their own sections "
             "where the results have them"
         ),
-    ] = "balanced_accuracy,macro_auroc",
+    ] = "balanced_accuracy,accuracy,macro_auroc",  # MedMNIST's own pair (ACC, AUC) beside the balanced view
     dataset: Annotated[str | None, typer.Option(help="keep these datasets (comma list)")] = None,
     backbone: Annotated[str | None, typer.Option(help="keep these backbones (comma list)")] = None,
     head: Annotated[str | None, typer.Option(help="keep these heads (comma list)")] = None,

@@ -8,6 +8,7 @@ not wait on storage.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -635,4 +636,18 @@ def extract(
     resolve_device(cfg.device, owner="ExtractConfig")  # fail fast, before data and weights are loaded
     bb_req.check()
     src = source if isinstance(source, Source) else SourceRequest.of(source).open()
+    _warn_without_splits(src)
     return extract_embeddings(src, bb_req.load(), cfg, command=command)
+
+
+def _warn_without_splits(source: Source) -> None:
+    """A store without train and test rows cannot be probed: say so before the embedding starts."""
+    codes = set(np.unique(np.asarray(source.splits)).tolist())
+    if not {SPLITS.index("train"), SPLITS.index("test")} <= codes:
+        spec = source.spec.split("?")[0]
+        logging.getLogger("probe").warning(  # a notice, not an error: splitting later is legitimate
+            "warning: %s has no train and test split; the probes will need one: add %s?split=70,10,20 "
+            "(the store is extracted as asked)",
+            source.spec,
+            spec,
+        )
