@@ -15,8 +15,8 @@ from pathlib import Path
 #: Pipeline layers, lowest first: a module may import its own layer or lower ones.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("probe.errors", "probe.provenance", "probe.runtime", "probe.atomic"),
-    ("probe.sources", "probe.backbones", "probe.store", "probe.store_check"),
-    ("probe.extract", "probe.heads", "probe.metrics", "probe.results"),
+    ("probe.sources", "probe.backbones", "probe.store", "probe.store_check", "probe.store_url"),
+    ("probe.extract", "probe.extract_loop", "probe.distributed", "probe.heads", "probe.metrics", "probe.results"),
     ("probe.evaluate",),
     ("probe.finetune", "probe.report"),
     ("probe.demo", "probe"),

@@ -73,7 +73,7 @@ def test_explicit_store_with_other_settings_needs_overwrite(image_folder: Path, 
         src, load_backbone("timm:test_vit", pretrained=False, image_size=32), _cfg(tmp_path, store=store)
     )
     bb48 = load_backbone("timm:test_vit", pretrained=False, image_size=48)
-    with pytest.raises(StoreError, match="other settings.*--overwrite"):
+    with pytest.raises(StoreError, match="other settings.*overwrite"):
         extract_embeddings(src, bb48, _cfg(tmp_path, store=store))
     res = extract_embeddings(src, bb48, _cfg(tmp_path, store=store, overwrite=True))
     assert res.rows_computed == 36 and open_store(store).attrs["fingerprint"] == res.fingerprint
@@ -95,7 +95,7 @@ def test_corrupt_image_raises_or_is_skipped(image_folder: Path, tmp_path: Path) 
 
 
 def test_bad_options(image_folder: Path) -> None:
-    with pytest.raises(ConfigError, match="--batch-size 0 is invalid"):
+    with pytest.raises(ConfigError, match="ExtractConfig.batch_size=0. is invalid"):
         ExtractConfig(batch_size=0)
     with pytest.raises(ConfigError, match="--chunk-rows 10 must be a positive multiple of --batch-size 4"):
         ExtractConfig(batch_size=4, chunk_rows=10)
@@ -113,7 +113,7 @@ def test_bad_options(image_folder: Path) -> None:
 def test_unwritable_store_root(image_folder: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(StoreError, match="is not writable.*--store-root"):
+    with pytest.raises(StoreError, match="is not writable.*ExtractConfig.store_root=DIR."):
         extract(
             f"folder:{image_folder}",
             backbone=BackboneRequest("timm:test_vit", pretrained=False),
@@ -254,7 +254,7 @@ def test_resume_requires_the_same_batch_size_and_recomputes_only_missing_chunks(
     first = extract_embeddings(src, bb, _cfg(tmp_path))
     before = open_store(first.store).features("cls")
     _interrupt(first.store, chunks=[1], finished=False)
-    with pytest.raises(StoreError, match="started with --batch-size 8 on cpu; resume it with the same"):
+    with pytest.raises(StoreError, match="started with ExtractConfig.batch_size=8. on cpu; resume it with the same"):
         extract_embeddings(src, bb, _cfg(tmp_path, batch_size=4, chunk_rows=16))
     res = extract_embeddings(src, bb, _cfg(tmp_path))
     assert res.resumed_from == 16 and res.rows_computed == 16
