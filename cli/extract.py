@@ -94,6 +94,10 @@ def extract_command(
         bool, typer.Option(help="read back every chunk of the store and recompute only the damaged ones")
     ] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="i/n: compute chunks c with c % n == i (job arrays); the last shard marks the store complete"),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:
     """Extract pooled features of DATA with a frozen backbone into an embedding store (resumable)."""
@@ -112,6 +116,7 @@ def extract_command(
         overwrite=overwrite,
         repair=repair,
         progress=progress,
+        shard=shard,
     )
     result = extract(
         source_request(
@@ -132,6 +137,12 @@ def extract_command(
     if result.noop:
         state = "every chunk reads back intact" if repair else "already complete, nothing to do"
         typer.echo(f"{state}: {result.store} ({result.rows} rows; {dims})")
+        return
+    if not result.complete:
+        typer.echo(
+            f"shard {result.writer} wrote its chunks of {result.store} ({result.rows_computed} rows); "
+            f"{result.pending} chunk(s) of other shards remain: the last shard to finish marks the store complete"
+        )
         return
     resumed = f", resumed at row {result.resumed_from}" if result.resumed_from else ""
     skipped = f", {result.skipped} skipped" if result.skipped else ""
