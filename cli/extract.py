@@ -96,7 +96,7 @@ def extract_command(
     progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
     shard: Annotated[
         str | None,
-        typer.Option(help="i/n: compute chunks c with c % n == i (job arrays); the last shard marks the store complete"),
+        typer.Option(help="i/n: compute chunks c with c % n == i (job arrays); the last shard completes the store"),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:

@@ -387,9 +387,7 @@ def _extract_shard(job: _Job) -> ExtractResult:
         writer = _open_or_create(job) if not is_url(path) or team.index == 0 else _wait_for_store(job)
     with store_lock(path, name=f"shard-{team.index}-of-{team.count}"):
         pending = writer.pending_chunks()
-        figures = run_chunks(
-            job.source, job.backbone, writer, team.owned(pending), job.cfg, job.device, job.precision
-        )
+        figures = run_chunks(job.source, job.backbone, writer, team.owned(pending), job.cfg, job.device, job.precision)
     with store_lock(path, wait=SHARD_LOCK_WAIT_S):
         left = writer.pending_chunks()
         if not left and not writer.attrs.get("complete"):

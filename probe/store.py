@@ -120,8 +120,7 @@ def store_lock(path: str, *, wait: float = 0.0, name: str = "") -> Iterator[None
                 holder = fh.read().strip() or "another process"
                 what = f"store {path}" + (f" ({name.replace('-', ' ')})" if name else "")
                 raise StoreLockedError(
-                    f"{what} is being written by {holder}; wait for it to finish (or stop it) "
-                    "and run the command again"
+                    f"{what} is being written by {holder}; wait for it to finish (or stop it) and run the command again"
                 ) from None
         fh.seek(0)
         fh.truncate()

@@ -114,7 +114,8 @@ def test_two_torchrun_ranks_write_one_store_identical_to_one_process(image_folde
 def test_torchrun_ranks_that_see_different_data_refuse_in_one_line(image_folder: Path, tmp_path: Path) -> None:
     other = write_image_folder(tmp_path / "other", seed=1)  # rank 1 reads other pixels
     args = " ".join(_extract_args(image_folder, tmp_path / "ranks")).replace(f"folder:{image_folder}", "$DATA")
-    script = f'if [ "$RANK" = 1 ]; then DATA=folder:{other}; else DATA=folder:{image_folder}; fi; exec {sys.executable} -m cli {args}'
+    pick = f'if [ "$RANK" = 1 ]; then DATA=folder:{other}; else DATA=folder:{image_folder}; fi'
+    script = f"{pick}; exec {sys.executable} -m cli {args}"
     proc = subprocess.run(
         _torchrun("--no-python", "bash", "-c", script), env=_env(), capture_output=True, text=True, cwd=REPO,
         timeout=300,

@@ -97,7 +97,9 @@ def test_corrupt_image_raises_or_is_skipped(image_folder: Path, tmp_path: Path) 
 def test_bad_options(image_folder: Path) -> None:
     with pytest.raises(ConfigError, match="ExtractConfig.batch_size=0. is invalid"):
         ExtractConfig(batch_size=0)
-    with pytest.raises(ConfigError, match="ExtractConfig.chunk_rows=10. must be a positive multiple of ExtractConfig.batch_size=4."):
+    with pytest.raises(
+        ConfigError, match="ExtractConfig.chunk_rows=10. must be a positive multiple of ExtractConfig.batch_size=4."
+    ):
         ExtractConfig(batch_size=4, chunk_rows=10)
     assert ExtractConfig(batch_size=100).resolved_chunk_rows() == 4100
     if not torch.cuda.is_available():
@@ -106,7 +108,9 @@ def test_bad_options(image_folder: Path) -> None:
             match=r"resolve_device\(device='cuda'\): CUDA is not available here; use resolve_device\(device=cpu\)",
         ):
             resolve_device("cuda")
-    with pytest.raises(ConfigError, match="ExtractConfig.poolings=last4. is not offered by efficientnet_lite0; choose from gap"):
+    with pytest.raises(
+        ConfigError, match="ExtractConfig.poolings=last4. is not offered by efficientnet_lite0; choose from gap"
+    ):
         extract(f"folder:{image_folder}", backbone="efficientnet_lite0", config=ExtractConfig(poolings=("last4",)))
 
 
