@@ -35,8 +35,7 @@ def storage_options(path: str) -> dict[str, Any] | None:
         "config_kwargs": {
             "connect_timeout": S3_CONNECT_TIMEOUT,
             "retries": {"max_attempts": attempts, "mode": "standard"},
-        },
-        "retries": 1,  # s3fs's own retry loop on top of botocore's
+        }
     }
 
 

@@ -111,6 +111,7 @@ def test_two_torchrun_ranks_write_one_store_identical_to_one_process(image_folde
     _same_features(json.loads(solo.stdout)["store"], outs[0]["store"])
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_that_see_different_data_refuse_in_one_line(image_folder: Path, tmp_path: Path) -> None:
     other = write_image_folder(tmp_path / "other", seed=1)  # rank 1 reads other pixels
     args = " ".join(_extract_args(image_folder, tmp_path / "ranks")).replace(f"folder:{image_folder}", "$DATA")
