@@ -39,6 +39,11 @@ class StoreDtype(str, Enum):
     float16 = "float16"
 
 
+class Decode(str, Enum):
+    exact = "exact"
+    fast = "fast"
+
+
 class Compression(str, Enum):
     none = "none"
     lz4 = "lz4"
@@ -83,6 +88,9 @@ def extract_command(
         OnError, typer.Option(help="corrupt image: raise, or skip (row masked in the store)")
     ] = OnError.raise_,
     rgba: Annotated[Rgba, typer.Option(help="alpha channel: composite on black, or reject")] = Rgba.composite,
+    decode: Annotated[
+        Decode, typer.Option(help="JPEG files: exact (full size), or fast (reduced-size decode; a new store)")
+    ] = Decode.exact,
     limit: Annotated[int | None, typer.Option(help="keep the first N samples of each split")] = None,
     slice_axis: SliceAxis = None,
     slices: Slices = None,
@@ -117,6 +125,7 @@ def extract_command(
         repair=repair,
         progress=progress,
         shard=shard,
+        decode=decode.value,
     )
     result = extract(
         source_request(

@@ -46,6 +46,7 @@ from probe.store_url import is_url
 __all__ = ["ExtractConfig", "ExtractResult", "extract", "extract_embeddings", "source_items"]
 
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
+DECODES: tuple[str, ...] = ("exact", "fast")
 MIN_CHUNK_ROWS = 4096
 #: Bumped whenever decoding, preprocessing or pooling code changes the numbers it produces, so
 #: stores made by older code get a new fingerprint instead of being reused.
@@ -70,6 +71,7 @@ class ExtractConfig:
     overwrite: bool = False  # replace an existing store
     repair: bool = False  # read back every chunk of an existing store and recompute only the damaged ones
     progress: bool = True  # progress bar on stderr
+    decode: str = "exact"  # JPEG files: "exact" (full-size decode), or "fast" (reduced-size decode; fingerprinted)
     shard: str | None = None  # "i/n": compute only chunks c with c % n == i (job arrays); None: all
 
     def __post_init__(self) -> None:
@@ -103,6 +105,8 @@ class ExtractConfig:
                     f"ExtractConfig(shard={self.shard!r}) cannot replace or repair a store other shards write; "
                     "run the overwrite or repair once without a shard, then start the shards"
                 )
+        if self.decode not in DECODES:
+            raise ConfigError(f"ExtractConfig(decode={self.decode!r}) is invalid; use one of {', '.join(DECODES)}")
         if self.on_error not in ON_ERROR:
             raise ConfigError(f"ExtractConfig(on_error={self.on_error!r}) is invalid; use one of {', '.join(ON_ERROR)}")
         if self.chunk_rows is not None and (self.chunk_rows < 1 or self.chunk_rows % self.batch_size):
@@ -229,6 +233,8 @@ def extract_embeddings(
     device = resolve_device(rank_device(cfg.device, team), owner="ExtractConfig")
     precision = resolve_precision(cfg.precision, device, owner="ExtractConfig")
     poolings = select_poolings(backbone, cfg.poolings)
+    if cfg.decode == "fast":
+        source.use_fast_decode(backbone.preprocess.image_size)  # enters the fingerprint via decode_options()
     fingerprint, inputs = store_fingerprint(source, backbone, list(poolings), precision, cfg.store_dtype)
     path = cfg.store or store_path(cfg.store_root, dataset=source.name, backbone=backbone.name, fingerprint=fingerprint)
     if not is_url(path):

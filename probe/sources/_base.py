@@ -98,6 +98,14 @@ class Source(abc.ABC):
         """Decoding choices that change pixels (e.g. the alpha policy); they enter the fingerprint."""
         return {}
 
+    def use_fast_decode(self, side: int) -> bool:
+        """Decode large JPEGs at reduced size, keeping the short side >= ``side`` (see ``read_image``).
+
+        Returns:
+            Whether this source has such files (then the choice enters :meth:`decode_options`).
+        """
+        return False
+
     def label_policy(self) -> dict[str, Any]:
         """Choices that change labels (the multi-label uncertain/blank policy); fingerprinted and stored."""
         return {}
@@ -169,6 +177,9 @@ class SubsetSource(Source):
 
     def decode_options(self) -> dict[str, Any]:
         return self.base.decode_options()
+
+    def use_fast_decode(self, side: int) -> bool:
+        return self.base.use_fast_decode(side)
 
     def label_policy(self) -> dict[str, Any]:
         return self.base.label_policy()
