@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import MEDMNIST, gaussian_features, write_feature_store, write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("bench_extract", "bench_probe", "bench_semisup", "bench_finetune")
+SCRIPTS = ("bench_extract", "bench_probe", "bench_semisup", "bench_finetune", "bench_scale")
 
 
 def _run(script: str, *args: str, tmp: Path) -> str:
@@ -72,3 +72,14 @@ def test_finetune_quick(tmp_path: Path) -> None:
     _run("bench_finetune", "--quick", "--datasets", "breastmnist", "--data-root", str(MEDMNIST), "--device", "cpu",
          "--work", str(tmp_path / "work"), "--out", str(out), tmp=tmp_path)  # fmt: skip
     assert "| breastmnist | finetune-lora | 2 |" in out.read_text()
+
+
+@pytest.mark.slow  # ~55 s: three extractions, torchrun and an S3 server
+def test_scale_quick(tmp_path: Path) -> None:
+    pytest.importorskip("moto")
+    folder = write_image_folder(tmp_path / "imgs", per_class=4)
+    out = tmp_path / "bench.md"
+    _run("bench_scale", "--quick", "--data", f"folder:{folder}", "--out", str(out), tmp=tmp_path)
+    text = out.read_text()
+    assert "## Scaling out (`bench/bench_scale.py`, scale)" in text and "bit-identical" in text
+    assert "| s3 |" in text and "fast / exact" in text
