@@ -115,8 +115,15 @@ class ExtractConfig:
                 f"ExtractConfig(batch_size={self.batch_size})"
             )
 
-    def resolved_chunk_rows(self) -> int:
-        return self.chunk_rows or -(-MIN_CHUNK_ROWS // self.batch_size) * self.batch_size
+    def resolved_chunk_rows(self, n_views: int = 1) -> int:
+        """Rows per chunk: ``chunk_rows``, else about 4096 images (rows x views) rounded up to a multiple of
+        ``batch_size`` (a chunk of a 28-slice volume store holds 160 volumes at batch 32, not 4096).
+
+        With every view present a chunk then holds a whole number of batches of images, so the batches
+        are those of one long run and the features do not depend on the chunk size.
+        """
+        target = -(-MIN_CHUNK_ROWS // max(1, n_views))
+        return self.chunk_rows or -(-target // self.batch_size) * self.batch_size
 
 
 @dataclass(frozen=True)
@@ -504,7 +511,7 @@ def _open_or_create(job: _Job) -> StoreWriter:
     layout = StoreLayout(
         n_rows=len(source),
         poolings=poolings,
-        chunk_rows=cfg.resolved_chunk_rows(),
+        chunk_rows=cfg.resolved_chunk_rows(len(source.views or ()) or 1),
         dtype=cfg.store_dtype,
         compression=cfg.compression,
         views=source.views,

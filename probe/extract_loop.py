@@ -49,6 +49,40 @@ class _Rows(Dataset[tuple[int, torch.Tensor, str]]):
             return item, torch.zeros(self.shape), str(exc)
 
 
+class _ViewBatches(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
+    """Whole batches of a multi-view source whose views load together (volume slices): each sample's
+    views come from one decode and are resized as one tensor; equal to :class:`_Rows` item by item."""
+
+    def __init__(self, source: Source, preprocessor: Preprocessor, items: np.ndarray) -> None:
+        self.source = source
+        self.preprocessor = preprocessor
+        self.items = items
+        self.shape = (3, preprocessor.config.image_size, preprocessor.config.image_size)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # type: ignore[override]
+        pairs = self.items[np.asarray(batch, dtype=np.int64)]
+        x = torch.zeros((len(batch), *self.shape))
+        errors = [""] * len(batch)
+        for row in dict.fromkeys(pairs[:, 0].tolist()):
+            sel = np.flatnonzero(pairs[:, 0] == row)
+            try:
+                views = self.source.load_views(int(row), pairs[sel, 1].tolist())
+                assert views is not None
+                x[torch.from_numpy(sel)] = self.preprocessor.batch(views)
+            except ImageDecodeError as exc:
+                for i in sel:
+                    errors[int(i)] = str(exc)
+        return torch.as_tensor(batch, dtype=torch.int64), x, errors
+
+
+def _batched_views(source: Source) -> bool:
+    """Whether a multi-view source loads a sample's views together (then batches are built whole)."""
+    return source.views is not None and source.batched_views()
+
+
 def source_items(source: Source) -> np.ndarray:
     """(m, 2) int64 (row, view) pairs to embed, row-major; one per row for single-image sources.
 
@@ -149,11 +183,13 @@ def run_chunks(
     if not pending:
         return 0, 0, 0.0
     items = source_items(source)
-    dataset = _Rows(source, Preprocessor(backbone.preprocess), items)
     workers = cfg.num_workers if cfg.num_workers is not None else default_workers(device)
+    batches = _batches(writer, items, pending, cfg.batch_size)
+    pre = Preprocessor(backbone.preprocess)
+    whole = _batched_views(source)  # volumes: one decode and one resize per sample and batch
     loader: DataLoader[Any] = DataLoader(
-        dataset,
-        batch_sampler=_batches(writer, items, pending, cfg.batch_size),
+        _ViewBatches(source, pre, items) if whole else _Rows(source, pre, items),
+        **({"sampler": batches, "batch_size": None} if whole else {"batch_sampler": batches}),
         num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=worker_init if workers else None,
