@@ -41,7 +41,7 @@ from probe.store import (
     verify_store,
 )
 from probe.store_check import ROW_ARRAYS
-from probe.store_url import is_url
+from probe.store_url import check_url, is_url
 
 __all__ = ["ExtractConfig", "ExtractResult", "extract", "extract_embeddings", "source_items"]
 
@@ -251,7 +251,7 @@ def extract_embeddings(
         with rank_group(team, device_type=device.type) as group:
             return _extract_ranks(job, group)
     if is_url(path):
-        check_writable(path)  # a missing bucket, refused credentials or no endpoint: one line, before anything
+        _check_url(cfg)  # a missing bucket, refused credentials or no endpoint: one line, before anything
     if not cfg.overwrite and not cfg.repair and (done := _complete_rows(path, fingerprint)) is not None:
         return _noop(job, *done)  # read without the writer lock: readers never wait
     check_writable(os.path.dirname(path) or ".")
@@ -267,6 +267,12 @@ def extract_embeddings(
         figures = run_chunks(source, backbone, writer, pending, cfg, device, precision)
         _finish(job, writer, t0, figures[0])
     return _result(job, writer, t0, _resumed_from(writer, pending), figures, repaired=repaired)
+
+
+def _check_url(cfg: ExtractConfig) -> None:
+    """Reach the bucket of the store (or store root) URL, naming the setting that holds it."""
+    setting, url = ("store", cfg.store) if cfg.store else ("store_root", cfg.store_root)
+    check_url(url, owner=f"ExtractConfig({setting}")
 
 
 def _noop(job: _Job, rows: int, skipped: int) -> ExtractResult:
@@ -349,7 +355,7 @@ def _extract_ranks(job: _Job, group: RankGroup) -> ExtractResult:
         fix="every rank must read the same data with the same backbone and options (check the data on each node)",
     )
     if is_url(job.path):
-        group.step(lambda: check_writable(job.path))
+        group.step(lambda: _check_url(job.cfg))
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         made: list[StoreWriter] = []
