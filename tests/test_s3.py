@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from probe.errors import StoreError
 from probe.store import list_stores, open_store
@@ -142,13 +143,15 @@ def test_cli_error_for_a_missing_bucket_is_one_line(aws: dict[str, str], image_f
     )
 
 
+@pytest.mark.parametrize("where", ["s3", pytest.param("folder", marks=pytest.mark.slow)])
 def test_two_shards_at_once_one_killed_resume_equal_local_and_probe_from_the_bucket(
-    aws: dict[str, str], tmp_path: Path
+    aws: dict[str, str], tmp_path: Path, where: str
 ) -> None:
-    data = write_image_folder(tmp_path / "imgs", per_class=12)  # 72 rows, 9 chunks: shard 1 owns 1, 3, 5, 7
+    # S3 is slow enough for 72 rows (9 chunks: shard 1 owns 1, 3, 5, 7); a folder needs more to be caught mid-run
+    data = write_image_folder(tmp_path / "imgs", per_class=12 if where == "s3" else 60)
     local = _run(_extract_args(data, str(tmp_path / "local")), aws, timeout=300)
     assert local.returncode == 0, local.stderr[-2000:]
-    root = f"s3://{BUCKET}/emb"
+    root = f"s3://{BUCKET}/emb-{tmp_path.name}" if where == "s3" else str(tmp_path / "shared")
     env = {**os.environ, **aws, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
     def start(shard: str) -> subprocess.Popen[str]:
@@ -158,11 +161,11 @@ def test_two_shards_at_once_one_killed_resume_equal_local_and_probe_from_the_buc
 
     import s3fs
 
-    fs = s3fs.S3FileSystem()
+    fs, base = (s3fs.S3FileSystem(), root[len("s3://") :]) if where == "s3" else (LocalFileSystem(), root)
     shard0, shard1 = start("0/2"), start("1/2")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and shard1.poll() is None:
-        done = fs.glob(f"{BUCKET}/emb/*/*.zarr/done/c/*", refresh=True)
+        done = fs.glob(f"{base}/*/*.zarr/done/c/*", **({"refresh": True} if where == "s3" else {}))
         if any(int(p.rsplit("/", 1)[1]) % 2 for p in done):  # shard 1 finished a chunk of its own
             break
         time.sleep(0.05)
@@ -177,7 +180,11 @@ def test_two_shards_at_once_one_killed_resume_equal_local_and_probe_from_the_buc
     resumed = _run(_extract_args(data, root, "--shard", "1/2"), aws, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     last = json.loads(resumed.stdout)
-    assert last["complete"] and last["store"] == first["store"] and 0 < last["rows_computed"] < 32
+    assert (
+        last["complete"]
+        and last["store"] == first["store"]
+        and 0 < last["rows_computed"] < (32 if where == "s3" else 180)
+    )
 
     s3fs.S3FileSystem.clear_instance_cache()
     a, b = open_store(json.loads(local.stdout)["store"]), open_store(last["store"])
