@@ -195,6 +195,8 @@ def test_two_shards_at_once_one_killed_resume_equal_local_and_probe_from_the_buc
 
     ls = _run(["store", "ls", root, "--json"], aws, timeout=120)
     assert ls.returncode == 0 and last["store"] in ls.stdout
+    info = _run(["store", "info", last["store"], "--json"], aws, timeout=120)
+    assert info.returncode == 0 and json.loads(info.stdout)["complete"] is True, info.stderr[-2000:]
     knn = _run(
         ["knn", f"folder:{data}", "--backbone", "timm:test_vit", "--store-root", root, "--no-save", "--json",
          "--bootstrap", "0", "--k", "3"],
