@@ -6,6 +6,7 @@ the tests pass through the standard ``AWS_*`` variables, so wrong credentials ar
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -84,15 +85,29 @@ def s3_server() -> Iterator[dict[str, str]]:
         server.wait()
 
 
-@pytest.fixture
-def aws(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The server's variables in this process (s3fs caches filesystems per arguments, not per environment)."""
+def _drop_filesystems() -> None:
+    """Close and forget every cached s3fs filesystem (they outlive a test's AWS_* variables otherwise)."""
     import s3fs
 
+    for fs in list(s3fs.S3FileSystem._cache.values()):
+        if getattr(fs, "_s3", None) is not None:
+            s3fs.S3FileSystem.close_session(fs.loop, fs._s3)
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def aws(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The server's variables in this process (s3fs caches filesystems per arguments, not per environment).
+
+    Sessions left open are collected here, in this module's teardown (where their "unraisable" close
+    is ignored), never later inside another module's test.
+    """
     for k, v in s3_server.items():
         monkeypatch.setenv(k, v)
-    s3fs.S3FileSystem.clear_instance_cache()
-    return s3_server
+    _drop_filesystems()
+    yield s3_server
+    _drop_filesystems()
+    gc.collect()
 
 
 def _extract_args(data: Path, root: str, *extra: str) -> list[str]:
@@ -113,20 +128,19 @@ def _run(args: list[str], env: dict[str, str], **kw: object) -> subprocess.Compl
 def test_missing_bucket_wrong_credentials_and_no_endpoint_are_one_line_errors(
     aws: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import s3fs
 
     with pytest.raises(
         StoreError, match=r"bucket 'no-such-bucket' of StoreChoice\(store_root=s3://no-such-bucket/x\) does not exist"
     ):
         list_stores("s3://no-such-bucket/x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    s3fs.S3FileSystem.clear_instance_cache()
+    _drop_filesystems()
     with pytest.raises(
         StoreError, match="refused the credentials .* check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     ):
         list_stores(f"s3://{BUCKET}/x")
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
-    s3fs.S3FileSystem.clear_instance_cache()
+    _drop_filesystems()
     t0 = time.monotonic()
     with pytest.raises(StoreError, match=r"cannot reach http://127.0.0.1:\d+ for .* check AWS_ENDPOINT_URL"):
         open_store(f"s3://{BUCKET}/x/a.zarr")
@@ -186,7 +200,7 @@ def test_two_shards_at_once_one_killed_resume_equal_local_and_probe_from_the_buc
         and 0 < last["rows_computed"] < (32 if where == "s3" else 180)
     )
 
-    s3fs.S3FileSystem.clear_instance_cache()
+    _drop_filesystems()
     a, b = open_store(json.loads(local.stdout)["store"]), open_store(last["store"])
     assert a.fingerprint == b.fingerprint
     for p in POOLINGS:
