@@ -38,6 +38,11 @@ class StoreDtype(str, Enum):
     float16 = "float16"
 
 
+class Decode(str, Enum):
+    exact = "exact"
+    fast = "fast"
+
+
 class Compression(str, Enum):
     none = "none"
     lz4 = "lz4"
@@ -82,6 +87,9 @@ def extract_command(
         OnError, typer.Option(help="corrupt image: raise, or skip (row masked in the store)")
     ] = OnError.raise_,
     rgba: Annotated[Rgba, typer.Option(help="alpha channel: composite on black, or reject")] = Rgba.composite,
+    decode: Annotated[
+        Decode, typer.Option(help="JPEG files: exact (full size), or fast (reduced-size decode; a new store)")
+    ] = Decode.exact,
     limit: Annotated[int | None, typer.Option(help="keep the first N samples of each split")] = None,
     slice_axis: SliceAxis = None,
     slices: Slices = None,
@@ -93,6 +101,10 @@ def extract_command(
         bool, typer.Option(help="read back every chunk of the store and recompute only the damaged ones")
     ] = False,
     progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="i/n: compute chunks c with c % n == i (job arrays); the last shard completes the store"),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object instead of prose")] = False,
 ) -> None:
     """Extract pooled features of DATA with a frozen backbone into an embedding store (resumable)."""
@@ -113,6 +125,8 @@ def extract_command(
         overwrite=overwrite,
         repair=repair,
         progress=progress,
+        shard=shard,
+        decode=decode.value,
     )
     result = extract(
         source_request(
@@ -133,6 +147,12 @@ def extract_command(
     if result.noop:
         state = "every chunk reads back intact" if repair else "already complete, nothing to do"
         typer.echo(f"{state}: {result.store} ({result.rows} rows; {dims})")
+        return
+    if not result.complete:
+        typer.echo(
+            f"shard {result.writer} wrote its chunks of {result.store} ({result.rows_computed} rows); "
+            f"{result.pending} chunk(s) of other shards remain: the last shard to finish marks the store complete"
+        )
         return
     resumed = f", resumed at row {result.resumed_from}" if result.resumed_from else ""
     skipped = f", {result.skipped} skipped" if result.skipped else ""

@@ -8,32 +8,24 @@ not wait on storage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from probe.backbones import Backbone, BackboneRequest, Preprocessor
-from probe.errors import ConfigError, ImageDecodeError, ProbeError, SourceError, StoreError
+from probe.backbones import Backbone, BackboneRequest
+from probe.distributed import RankGroup, Team, find_team, parse_shard, rank_device, rank_group
+from probe.errors import ConfigError, StoreError
+from probe.extract_loop import run_chunks, source_items
 from probe.provenance import canonical_hash, library_versions
-from probe.runtime import (
-    PRECISIONS,
-    autocast,
-    default_workers,
-    device_scope,
-    resolve_device,
-    resolve_precision,
-    worker_init,
-)
+from probe.runtime import PRECISIONS, resolve_device, resolve_precision
 from probe.sources import SPLITS, Source, SourceRequest
 from probe.store import (
     COMPRESSIONS,
@@ -50,8 +42,12 @@ from probe.store import (
     verify_store,
 )
 from probe.store_check import ROW_ARRAYS
+from probe.store_url import check_url, is_url
+
+__all__ = ["ExtractConfig", "ExtractResult", "extract", "extract_embeddings", "source_items"]
 
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
+DECODES: tuple[str, ...] = ("exact", "fast")
 MIN_CHUNK_ROWS = 4096
 #: Bumped whenever decoding, preprocessing or pooling code changes the numbers it produces, so
 #: stores made by older code get a new fingerprint instead of being reused.
@@ -76,6 +72,8 @@ class ExtractConfig:
     overwrite: bool = False  # replace an existing store
     repair: bool = False  # read back every chunk of an existing store and recompute only the damaged ones
     progress: bool = True  # progress bar on stderr
+    decode: str = "exact"  # JPEG files: "exact" (full-size decode), or "fast" (reduced-size decode; fingerprinted)
+    shard: str | None = None  # "i/n": compute only chunks c with c % n == i (job arrays); None: all
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -101,6 +99,15 @@ class ExtractConfig:
                 "ExtractConfig(repair=True) keeps a store's intact chunks and overwrite=True replaces them all; "
                 "pass one of them"
             )
+        if self.shard is not None:
+            parse_shard(self.shard)
+            if self.overwrite or self.repair:
+                raise ConfigError(
+                    f"ExtractConfig(shard={self.shard!r}) cannot replace or repair a store other shards write; "
+                    "run the overwrite or repair once without a shard, then start the shards"
+                )
+        if self.decode not in DECODES:
+            raise ConfigError(f"ExtractConfig(decode={self.decode!r}) is invalid; use one of {', '.join(DECODES)}")
         if self.on_error not in ON_ERROR:
             raise ConfigError(f"ExtractConfig(on_error={self.on_error!r}) is invalid; use one of {', '.join(ON_ERROR)}")
         if self.chunk_rows is not None and (self.chunk_rows < 1 or self.chunk_rows % self.batch_size):
@@ -109,8 +116,15 @@ class ExtractConfig:
                 f"ExtractConfig(batch_size={self.batch_size})"
             )
 
-    def resolved_chunk_rows(self) -> int:
-        return self.chunk_rows or -(-MIN_CHUNK_ROWS // self.batch_size) * self.batch_size
+    def resolved_chunk_rows(self, n_views: int = 1) -> int:
+        """Rows per chunk: ``chunk_rows``, else about 4096 images (rows x views) rounded up to a multiple of
+        ``batch_size`` (a chunk of a 28-slice volume store holds 160 volumes at batch 32, not 4096).
+
+        With every view present a chunk then holds a whole number of batches of images, so the batches
+        are those of one long run and the features do not depend on the chunk size.
+        """
+        target = -(-MIN_CHUNK_ROWS // max(1, n_views))
+        return self.chunk_rows or -(-target // self.batch_size) * self.batch_size
 
 
 @dataclass(frozen=True)
@@ -133,120 +147,14 @@ class ExtractResult:
     repaired: list[int] = field(default_factory=list)  # chunks --repair found damaged and recomputed
     device: str = ""
     precision: str = ""
+    writer: str = ""  # "i/n" of a shard or torchrun rank, "" for one process
+    pending: int = 0  # chunks still unwritten (by other shards) when this run ended
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("extra")
         return d
-
-
-class _Rows(Dataset[tuple[int, torch.Tensor, str]]):
-    """Decoded, preprocessed images, one per item (a row, or one view of a row of a multi-view source);
-    a failing image comes back as zeros plus its error text."""
-
-    def __init__(self, source: Source, preprocessor: Preprocessor, items: np.ndarray) -> None:
-        self.source = source
-        self.preprocessor = preprocessor
-        self.items = items
-        self.shape = (3, preprocessor.config.image_size, preprocessor.config.image_size)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, item: int) -> tuple[int, torch.Tensor, str]:
-        row, view = (int(v) for v in self.items[item])
-        try:
-            return item, self.preprocessor(self.source.load_view(row, view)), ""
-        except ImageDecodeError as exc:
-            return item, torch.zeros(self.shape), str(exc)
-
-
-def source_items(source: Source) -> np.ndarray:
-    """(m, 2) int64 (row, view) pairs to embed, row-major; one per row for single-image sources.
-
-    Raises:
-        SourceError: a sample of a multi-view source has no view at all.
-    """
-    mask = source.view_mask()
-    empty = np.flatnonzero(~mask.any(axis=1))
-    if empty.size:
-        raise SourceError(f"sample {source.ids[int(empty[0])]!r} of {source.spec} has no image in any view; drop it")
-    return np.argwhere(mask).astype(np.int64)
-
-
-def _chunk_items(writer: StoreWriter, items: np.ndarray, chunk: int) -> tuple[int, int]:
-    """First and one-past-last item of a chunk (items are sorted by row)."""
-    start, stop = writer.chunk_bounds(chunk)
-    return int(np.searchsorted(items[:, 0], start)), int(np.searchsorted(items[:, 0], stop))
-
-
-def _batches(writer: StoreWriter, items: np.ndarray, chunks: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Item batches of the chunks, none crossing a chunk (so a resumed run repeats them exactly)."""
-    out: list[list[int]] = []
-    for c in chunks:
-        lo, hi = _chunk_items(writer, items, c)
-        out.extend(list(range(s, min(s + batch_size, hi))) for s in range(lo, hi, batch_size))
-    return out
-
-
-class _ChunkBuffer:
-    """Features of one chunk being computed: (rows, n_views, dim) per pooling, NaN until written."""
-
-    def __init__(self, writer: StoreWriter, items: np.ndarray, chunk: int) -> None:
-        self.chunk = chunk
-        self.start, stop = writer.chunk_bounds(chunk)
-        n_views = len(writer.views or ("image",))
-        shape = (stop - self.start, n_views)
-        self.feats = {p: np.full((*shape, d), np.nan, dtype=writer.dtype) for p, d in writer.poolings.items()}
-        self.present = np.zeros(shape, dtype=bool)
-        lo, hi = _chunk_items(writer, items, chunk)
-        self.remaining = hi - lo
-        self.multi_view = writer.views is not None
-
-    def payload(self) -> tuple[int, dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
-        """(chunk, features, valid, present) for :meth:`StoreWriter.write_chunk`."""
-        valid = np.asarray(self.present.any(axis=1), dtype=bool)
-        if self.multi_view:
-            return self.chunk, self.feats, valid, self.present
-        return self.chunk, {p: f[:, 0] for p, f in self.feats.items()}, valid, None
-
-
-_Payload = tuple[int, dict[str, np.ndarray], np.ndarray, np.ndarray | None]
-
-
-class _ChunkWriter:
-    """Background thread writing finished chunks; re-raises its error in the caller."""
-
-    def __init__(self, writer: StoreWriter) -> None:
-        self.writer = writer
-        self.queue: queue.Queue[_Payload | None] = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.seconds = 0.0
-        self.thread = threading.Thread(target=self._run, name="probe-store-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    t0 = time.perf_counter()
-                    self.writer.write_chunk(*item)
-                    self.seconds += time.perf_counter() - t0
-                except BaseException as exc:
-                    self.error = exc
-
-    def put(self, payload: _Payload) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(payload)
-
-    def close(self, *, raise_error: bool = True) -> None:
-        """Write what is queued, stop the thread, and re-raise its error (if ``raise_error``)."""
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None and raise_error:
-            raise self.error
 
 
 def select_poolings(backbone: Backbone, requested: Sequence[str] | None) -> dict[str, int]:
@@ -282,134 +190,21 @@ def store_fingerprint(
     return canonical_hash(inputs), inputs
 
 
-def _run_chunks(
-    source: Source,
-    backbone: Backbone,
-    writer: StoreWriter,
-    pending: list[int],
-    cfg: ExtractConfig,
-    device: torch.device,
-    precision: str,
-) -> tuple[int, int, float]:
-    """Compute and write the pending chunks; returns (rows computed, images computed, writer seconds)."""
-    items = source_items(source)
-    dataset = _Rows(source, Preprocessor(backbone.preprocess), items)
-    workers = cfg.num_workers if cfg.num_workers is not None else default_workers(device)
-    loader: DataLoader[Any] = DataLoader(
-        dataset,
-        batch_sampler=_batches(writer, items, pending, cfg.batch_size),
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=worker_init if workers else None,
-        persistent_workers=False,
-        prefetch_factor=4 if workers else None,
-    )
-    home = _module_device(backbone.pooler)
-    with device_scope(device):  # the pin-memory thread attaches to the current CUDA device
-        try:
-            return _compute(source, backbone, writer, items, pending, loader, cfg, device, precision)
-        finally:
-            if home is not None:
-                backbone.pooler.to(home)  # the caller's backbone stays where it was (a no-op when it never moved)
+@dataclass(frozen=True)
+class _Job:
+    """Everything one extraction call settled before touching the store."""
 
-
-def _module_device(module: torch.nn.Module) -> torch.device | None:
-    """The device of a module's first parameter or buffer (None for a module without tensors)."""
-    for t in (*module.parameters(), *module.buffers()):
-        return t.device
-    return None
-
-
-def _to_host(out: dict[str, torch.Tensor], poolings: Sequence[str], device: torch.device) -> dict[str, np.ndarray]:
-    """(n, dim) float32 features per pooling on the host.
-
-    On CUDA every pooling's copy is queued (non-blocking, into pinned memory) and the stream is
-    waited for once per batch, instead of one blocking ``.cpu()`` per pooling; elsewhere the
-    tensors are already on the host.
-    """
-    if device.type != "cuda":
-        return {p: out[p].float().cpu().numpy() for p in poolings}
-    copies = {p: out[p].float().to("cpu", non_blocking=True) for p in poolings}
-    torch.cuda.current_stream(device).synchronize()
-    return {p: t.numpy() for p, t in copies.items()}
-
-
-def _compute(
-    source: Source,
-    backbone: Backbone,
-    writer: StoreWriter,
-    items: np.ndarray,
-    pending: list[int],
-    loader: DataLoader[Any],
-    cfg: ExtractConfig,
-    device: torch.device,
-    precision: str,
-) -> tuple[int, int, float]:
-    model = backbone.pooler.to(device)
-    if backbone.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    bg = _ChunkWriter(writer)
-    total = sum(hi - lo for lo, hi in (_chunk_items(writer, items, c) for c in pending))
-    bar = _progress(total, cfg.progress, desc=f"extract {backbone.name}")
-    chunk_iter = iter(pending)
-    buf = _ChunkBuffer(writer, items, next(chunk_iter))
-    rows_done = images = 0
-    try:
-        for ks, x, errors in loader:
-            bad = [i for i, e in enumerate(errors) if e]
-            if bad and cfg.on_error == "raise":
-                raise ImageDecodeError(errors[bad[0]])
-            x = x.to(device, non_blocking=True)
-            if backbone.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode(), autocast(precision, device):
-                out = model(x)
-            good = np.ones(len(ks), dtype=bool)
-            good[bad] = False
-            pairs = items[ks.numpy()]
-            rows, views = pairs[good, 0] - buf.start, pairs[good, 1]
-            host = _to_host(out, list(writer.poolings), device)
-            for p in writer.poolings:
-                feats = host[p].astype(writer.dtype, copy=False)
-                _check_finite(feats, good, pairs, source, backbone.name, p)
-                buf.feats[p][rows, views] = feats[good]
-            buf.present[rows, views] = True
-            buf.remaining -= len(ks)
-            images += len(ks)
-            bar.update(len(ks))
-            if buf.remaining == 0:
-                bg.put(buf.payload())
-                rows_done += buf.present.shape[0]
-                nxt = next(chunk_iter, None)
-                if nxt is None:
-                    break
-                buf = _ChunkBuffer(writer, items, nxt)
-    except BaseException:
-        bar.close()
-        bg.close(raise_error=False)  # keep the original error; finished chunks are already written
-        raise
-    bar.close()
-    bg.close()
-    return rows_done, images, bg.seconds
-
-
-def _check_finite(
-    feats: np.ndarray, good: np.ndarray, pairs: np.ndarray, source: Source, backbone: str, pooling: str
-) -> None:
-    finite = np.isfinite(feats).all(axis=1)
-    if not finite[good].all():
-        row, view = (int(v) for v in pairs[int(np.flatnonzero(good & ~finite)[0])])
-        where = f"sample {source.ids[row]!r}" + (f" view {source.views[view]!r}" if source.views else "")
-        raise ProbeError(
-            f"{backbone} produced non-finite {pooling} features for {where} (in {feats.dtype} storage); "
-            "try ExtractConfig(precision=fp32) or ExtractConfig(store_dtype=float32)"
-        )
-
-
-def _progress(total: int, enabled: bool, *, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="img", desc=desc, disable=not enabled, smoothing=0.1, dynamic_ncols=True)
+    source: Source  # the data
+    backbone: Backbone  # the model
+    cfg: ExtractConfig  # run options
+    device: torch.device  # where the model runs
+    precision: str  # resolved autocast precision
+    poolings: dict[str, int]  # pooling -> width
+    fingerprint: str  # the store key
+    inputs: dict[str, Any]  # what the fingerprint hashes
+    path: str  # the store
+    command: str | None  # the command line, recorded for resume hints
+    team: Team  # this process among the store's writers
 
 
 def extract_embeddings(
@@ -420,6 +215,10 @@ def extract_embeddings(
     command: str | None = None,
 ) -> ExtractResult:
     """Extract (or resume, or confirm) the store of ``source`` x ``backbone``.
+
+    Run under ``torchrun`` (``WORLD_SIZE`` > 1) the ranks share the chunks through a process group;
+    with ``config.shard = "i/n"`` this process computes its share of the chunks only (see
+    :mod:`probe.distributed`). Either way the features equal a single process's.
 
     Args:
         source: the data.
@@ -433,72 +232,202 @@ def extract_embeddings(
     Raises:
         StoreError: the store is locked, unwritable, or holds other settings without ``overwrite``.
         ImageDecodeError: a sample cannot be decoded and ``on_error`` is ``"raise"``.
+        RankError: another torchrun rank failed, or the ranks disagree on the fingerprint.
     """
     cfg = config or ExtractConfig()
-    device = resolve_device(cfg.device, owner="ExtractConfig")
+    team = find_team(cfg.shard)
+    if team.kind == "ranks" and cfg.repair:
+        raise ConfigError("ExtractConfig(repair=True) runs in one process; run it without torchrun")
+    device = resolve_device(rank_device(cfg.device, team), owner="ExtractConfig")
     precision = resolve_precision(cfg.precision, device, owner="ExtractConfig")
     poolings = select_poolings(backbone, cfg.poolings)
+    if cfg.decode == "fast":
+        source.use_fast_decode(backbone.preprocess.image_size)  # enters the fingerprint via decode_options()
     fingerprint, inputs = store_fingerprint(source, backbone, list(poolings), precision, cfg.store_dtype)
-    root = cfg.store_root
-    path = cfg.store or store_path(root, dataset=source.name, backbone=backbone.name, fingerprint=fingerprint)
-    if "://" not in path:
+    path = cfg.store or store_path(cfg.store_root, dataset=source.name, backbone=backbone.name, fingerprint=fingerprint)
+    if not is_url(path):
         path = os.path.normpath(path)  # "out.zarr/" and "out.zarr" are one store (and one lock)
-    noop = ExtractResult(
-        store=path,
-        rows=0,
+    job = _Job(source, backbone, cfg, device, precision, poolings, fingerprint, inputs, path, command, team)
+    if team.kind == "ranks":
+        with rank_group(team, device_type=device.type) as group:
+            return _extract_ranks(job, group)
+    if is_url(path):
+        _check_url(cfg)  # a missing bucket, refused credentials or no endpoint: one line, before anything
+    if not cfg.overwrite and not cfg.repair and (done := _complete_rows(path, fingerprint)) is not None:
+        return _noop(job, *done)  # read without the writer lock: readers never wait
+    check_writable(os.path.dirname(path) or ".")
+    if team.kind == "shard":
+        return _extract_shard(job)
+    t0 = time.perf_counter()
+    with store_lock(path):
+        writer = _open_or_create(job)
+        repaired = _repair(writer, source, cfg, device) if cfg.repair else []
+        pending = writer.pending_chunks()
+        if not pending and writer.attrs.get("complete"):
+            return _noop(job, writer.n_rows, writer.n_rows - writer.valid_rows())
+        figures = run_chunks(source, backbone, writer, pending, cfg, device, precision)
+        _finish(job, writer, t0, figures[0])
+    return _result(job, writer, t0, _resumed_from(writer, pending), figures, repaired=repaired)
+
+
+def _check_url(cfg: ExtractConfig) -> None:
+    """Reach the bucket of the store (or store root) URL, naming the setting that holds it."""
+    setting, url = ("store", cfg.store) if cfg.store else ("store_root", cfg.store_root)
+    check_url(url, owner=f"ExtractConfig({setting}")
+
+
+def _noop(job: _Job, rows: int, skipped: int) -> ExtractResult:
+    return ExtractResult(
+        store=job.path,
+        rows=rows,
         complete=True,
-        poolings=poolings,
-        fingerprint=fingerprint,
+        poolings=job.poolings,
+        fingerprint=job.fingerprint,
         resumed_from=0,
         seconds=0.0,
         images_per_second=0.0,
         noop=True,
-        device=str(device),
-        precision=precision,
+        skipped=skipped,
+        device=str(job.device),
+        precision=job.precision,
+        writer=job.team.label,
     )
-    if not cfg.overwrite and not cfg.repair and (done := _complete_rows(path, fingerprint)) is not None:
-        return replace(noop, rows=done[0], skipped=done[1])  # read without the writer lock: readers never wait
-    check_writable(os.path.dirname(path) or ".")
-    t0 = time.perf_counter()
-    with store_lock(path):
-        writer = _open_or_create(path, source, backbone, poolings, fingerprint, inputs, cfg, device, command)
-        repaired = _repair(writer, source, cfg, device) if cfg.repair else []
-        pending = writer.pending_chunks()
-        if not pending and writer.attrs.get("complete"):
-            return replace(noop, rows=writer.n_rows, skipped=writer.n_rows - writer.valid_rows())
-        resumed_from = writer.chunk_bounds(pending[0])[0] if pending and len(pending) < writer.n_chunks else 0
-        computed, images, write_s = (
-            _run_chunks(source, backbone, writer, pending, cfg, device, precision) if pending else (0, 0, 0.0)
-        )
-        seconds = time.perf_counter() - t0
-        runs = list(writer.attrs.get("runs", []))
-        runs.append(
-            {
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "device": str(device),
-                "batch_size": cfg.batch_size,
-                "rows": computed,
-                "seconds": round(seconds, 3),
-            }
-        )
-        total_skipped = writer.n_rows - writer.valid_rows()
-        writer.finish({"runs": runs, "skipped": total_skipped})
+
+
+def _resumed_from(writer: StoreWriter, pending: list[int]) -> int:
+    """First row of the first pending chunk when a run resumes a store, else 0."""
+    return writer.chunk_bounds(pending[0])[0] if pending and len(pending) < writer.n_chunks else 0
+
+
+def _finish(job: _Job, writer: StoreWriter, t0: float, computed: int) -> None:
+    """Mark the store complete, recording this run."""
+    runs = list(writer.attrs.get("runs", []))
+    run = {
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": str(job.device),
+        "batch_size": job.cfg.batch_size,
+        "rows": computed,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if job.team.kind != "solo":
+        run["writer"] = f"{job.team.kind} {job.team.label}"
+    writer.finish({"runs": [*runs, run], "skipped": writer.n_rows - writer.valid_rows()})
+
+
+def _result(
+    job: _Job,
+    writer: StoreWriter,
+    t0: float,
+    resumed_from: int,
+    figures: tuple[int, int, float],
+    *,
+    repaired: list[int] | None = None,
+    pending: int = 0,
+) -> ExtractResult:
+    computed, images, write_s = figures
+    seconds = time.perf_counter() - t0
     return ExtractResult(
-        store=path,
+        store=job.path,
         rows=writer.n_rows,
-        complete=True,
-        poolings=poolings,
-        fingerprint=fingerprint,
+        complete=pending == 0,
+        poolings=job.poolings,
+        fingerprint=job.fingerprint,
         resumed_from=resumed_from,
         seconds=round(seconds, 3),
         images_per_second=round(images / seconds, 2) if seconds > 0 else 0.0,
-        skipped=total_skipped,
+        skipped=writer.n_rows - writer.valid_rows(),
         rows_computed=computed,
         images_computed=images,
         write_seconds=round(write_s, 3),
-        repaired=repaired,
-        device=str(device),
-        precision=precision,
+        repaired=repaired or [],
+        device=str(job.device),
+        precision=job.precision,
+        writer=job.team.label,
+        pending=pending,
+    )
+
+
+def _extract_ranks(job: _Job, group: RankGroup) -> ExtractResult:
+    """torchrun: rank 0 creates (or reopens) the store under its lock; every rank writes the chunks it
+    owns; after the last barrier rank 0 marks the store complete."""
+    group.agree(
+        job.fingerprint,
+        what="store fingerprint",
+        fix="every rank must read the same data with the same backbone and options (check the data on each node)",
+    )
+    if is_url(job.path):
+        group.step(lambda: _check_url(job.cfg))
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        made: list[StoreWriter] = []
+
+        def create() -> tuple[int, int] | None:
+            if not job.cfg.overwrite and (done := _complete_rows(job.path, job.fingerprint)) is not None:
+                return done
+            check_writable(os.path.dirname(job.path) or ".")
+            stack.enter_context(store_lock(job.path))  # held by rank 0 until the store is complete
+            made.append(_open_or_create(job))
+            return None
+
+        done = group.gather(group.step(create, ranks=(0,)))[0]
+        if done is not None:
+            return _noop(job, *done)
+        writer = group.step(lambda: made[0] if made else _joined(job))
+        assert writer is not None
+        pending = writer.pending_chunks()
+        mine = job.team.owned(pending)
+        figures = group.step(
+            lambda: run_chunks(job.source, job.backbone, writer, mine, job.cfg, job.device, job.precision)
+        )
+        assert figures is not None
+        group.step(lambda: _finish(job, writer, t0, figures[0]), ranks=(0,))
+    return _result(job, writer, t0, _resumed_from(writer, pending), figures)
+
+
+def _joined(job: _Job) -> StoreWriter:
+    """The store rank 0 made, opened by another rank (same resume rules as rank 0's)."""
+    writer = StoreWriter.open(job.path)
+    if writer.pending_chunks():
+        _check_resumable(writer, job.cfg, job.device)
+    return writer
+
+
+#: Seconds a shard waits for the store lock (held briefly to create or complete the store).
+SHARD_LOCK_WAIT_S = 120.0
+#: Seconds a shard other than 0 waits for shard 0 to create a store at a URL.
+SHARD_CREATE_WAIT_S = 600.0
+
+
+def _extract_shard(job: _Job) -> ExtractResult:
+    """``--shard i/n``: create (or reopen) the store, write the owned chunks under this shard's own lock,
+    and mark the store complete when no chunk of any shard is left."""
+    team, path = job.team, job.path
+    t0 = time.perf_counter()
+    with store_lock(path, wait=SHARD_LOCK_WAIT_S):
+        writer = _open_or_create(job) if not is_url(path) or team.index == 0 else _wait_for_store(job)
+    with store_lock(path, name=f"shard-{team.index}-of-{team.count}"):
+        pending = writer.pending_chunks()
+        figures = run_chunks(job.source, job.backbone, writer, team.owned(pending), job.cfg, job.device, job.precision)
+    with store_lock(path, wait=SHARD_LOCK_WAIT_S):
+        left = writer.pending_chunks()
+        if not left and not writer.attrs.get("complete"):
+            _finish(job, writer, t0, figures[0])  # the last shard to finish (idempotent if two race)
+    return _result(job, writer, t0, _resumed_from(writer, pending), figures, pending=len(left))
+
+
+def _wait_for_store(job: _Job) -> StoreWriter:
+    """On object storage only shard 0 creates the store (there is no lock); the others wait for it."""
+    deadline = time.monotonic() + SHARD_CREATE_WAIT_S
+    while time.monotonic() < deadline:
+        found = existing_store_attrs(job.path)
+        if found is not None and found.get("state") != "creating":
+            if found.get("fingerprint") != job.fingerprint:
+                _open_or_create(job)  # raises the "other settings" error
+            return _joined(job)
+        time.sleep(1.0)
+    raise StoreError(
+        f"shard {job.team.label} waited {SHARD_CREATE_WAIT_S:.0f} s for shard 0/{job.team.count} to create "
+        f"{job.path}; start shard 0 (it creates stores on object storage) and run this shard again"
     )
 
 
@@ -551,17 +480,10 @@ def _complete_rows(path: str, fingerprint: str) -> tuple[int, int] | None:
     return store.n_rows, store.n_rows - valid
 
 
-def _open_or_create(
-    path: str,
-    source: Source,
-    backbone: Backbone,
-    poolings: dict[str, int],
-    fingerprint: str,
-    inputs: dict[str, Any],
-    cfg: ExtractConfig,
-    device: torch.device,
-    command: str | None,
-) -> StoreWriter:
+def _open_or_create(job: _Job) -> StoreWriter:
+    """Reopen the store at ``job.path`` to resume it, or create it (replacing it with ``overwrite``)."""
+    path, source, backbone, cfg, device = job.path, job.source, job.backbone, job.cfg, job.device
+    fingerprint, inputs, poolings, command = job.fingerprint, job.inputs, job.poolings, job.command
     found = existing_store_attrs(path)  # refuses anything that is not a probe store, even with overwrite
     if found is not None and not cfg.overwrite and found.get("state") != "creating":
         # state "creating": killed before any feature was written, so it is simply made anew
@@ -596,7 +518,7 @@ def _open_or_create(
     layout = StoreLayout(
         n_rows=len(source),
         poolings=poolings,
-        chunk_rows=cfg.resolved_chunk_rows(),
+        chunk_rows=cfg.resolved_chunk_rows(len(source.views or ()) or 1),
         dtype=cfg.store_dtype,
         compression=cfg.compression,
         views=source.views,

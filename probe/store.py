@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ import zarr
 
 from probe.errors import StoreError, StoreLockedError
 from probe.store_check import ROW_ARRAYS, StoreCheck, check_group, open_array, read_array
+from probe.store_url import check_url, is_url, open_group, url_prefix_is_empty, url_store_metas
 
 FORMAT = "probe.embeddings/1"
 #: Chunk layout of new stores: 2 adds a CRC32C checksum to every chunk (1, implicit: none).
@@ -47,10 +49,6 @@ LAYOUT = 2
 DEFAULT_ROOT = "embeddings"
 STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
 COMPRESSIONS: tuple[str, ...] = ("none", "lz4")
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path
 
 
 def slug(text: str) -> str:
@@ -70,7 +68,8 @@ def check_writable(root: str | os.PathLike[str]) -> None:
     Raises:
         StoreError: the folder cannot be created or written.
     """
-    if _is_url(str(root)):
+    if is_url(str(root)):
+        check_url(str(root))
         return
     try:
         Path(root).mkdir(parents=True, exist_ok=True)
@@ -85,32 +84,44 @@ def check_writable(root: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
-def store_lock(path: str) -> Iterator[None]:
+def store_lock(path: str, *, wait: float = 0.0, name: str = "") -> Iterator[None]:
     """Hold an exclusive lock on a local store for the duration of a write (no-op for URLs).
 
-    The lock is an ``flock`` on ``<store>.lock``; the kernel drops it when the process dies, so a
-    killed run never leaves a stale lock behind.
+    The lock is an ``flock`` on ``<store>.lock`` (``<store>.<name>.lock`` for a named lock, such as
+    one shard's); the kernel drops it when the process dies, so a killed run never leaves a stale
+    lock behind.
+
+    Args:
+        path: the store.
+        wait: seconds to wait for another holder to let go (0: fail at once).
+        name: a lock beside the store's own (e.g. ``"shard-1-of-4"``).
 
     Raises:
-        StoreLockedError: another process holds the lock.
+        StoreLockedError: another process holds the lock (after ``wait`` seconds).
     """
-    if _is_url(path):
+    if is_url(path):
         yield
         return
     import fcntl
 
-    lock_file = Path(path + ".lock")
+    lock_file = Path(f"{path}.{name}.lock" if name else f"{path}.lock")
     lock_file.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
     with open(lock_file, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise StoreLockedError(
-                f"store {path} is being written by {holder}; wait for it to finish (or stop it) "
-                "and run the command again"
-            ) from None
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                what = f"store {path}" + (f" ({name.replace('-', ' ')})" if name else "")
+                raise StoreLockedError(
+                    f"{what} is being written by {holder}; wait for it to finish (or stop it) and run the command again"
+                ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
@@ -184,29 +195,22 @@ _NOT_A_GROUP = (
 )
 
 
-def _url_prefix_is_empty(url: str) -> bool:
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(url)
-    return not fs.exists(root) or not fs.ls(root)
-
-
 def existing_store_attrs(path: str) -> dict[str, Any] | None:
     """Attributes of the probe store at ``path``, or ``None`` when nothing (or an empty folder) is there.
 
     Raises:
         StoreError: something that is not a probe store occupies ``path`` (it is never replaced).
     """
-    if not _is_url(path):
+    if not is_url(path):
         p = Path(path)
         if p.exists() and not p.is_dir():
             raise StoreError(f"{path} is a file, not an embedding store; choose another ExtractConfig(store=PATH)")
         if not p.exists() or not any(p.iterdir()):
             return None
     try:
-        group = zarr.open_group(path, mode="r")
+        group = open_group(path, mode="r")
     except _NOT_A_GROUP:
-        if _is_url(path) and _url_prefix_is_empty(path):
+        if is_url(path) and url_prefix_is_empty(path):
             return None
         raise StoreError(
             f"{path} exists and is not a probe store; it is left untouched: choose another --store"
@@ -343,13 +347,13 @@ class StoreWriter:
     ) -> StoreWriter:
         """Make a new, empty store, replacing an older probe store at ``path`` (never anything else)."""
         existing_store_attrs(path)  # raises unless path is free, an empty folder, or a probe store
-        if not _is_url(path) and os.path.exists(path):
+        if not is_url(path) and os.path.exists(path):
             # rename first: an interrupted delete never leaves a half-store that blocks the next run
             trash = f"{path}.deleting-{os.getpid()}"
             os.replace(path, trash)
             shutil.rmtree(trash)
         # one metadata write: a group that exists always says it is a probe store being created
-        g = zarr.open_group(path, mode="w", attributes={"format": FORMAT, "state": "creating"})
+        g = open_group(path, mode="w", attributes={"format": FORMAT, "state": "creating"})
         n = layout.n_rows
         _write_row_arrays(g, labels=labels, splits=splits, ids=ids, groups=groups)
         _create_chunk_arrays(g, layout)
@@ -374,7 +378,7 @@ class StoreWriter:
     @classmethod
     def open(cls, path: str) -> StoreWriter:
         """Reopen an existing store to resume it."""
-        return cls(path, zarr.open_group(path, mode="r+"))
+        return cls(path, open_group(path, mode="r+"))
 
     def pending_chunks(self) -> list[int]:
         """Indices of chunks whose rows are not all written yet, ascending."""
@@ -531,8 +535,12 @@ def open_store(path: str | os.PathLike[str], *, require_complete: bool = True) -
     """
     p = str(path)
     try:
-        group = zarr.open_group(p, mode="r")
-    except (*_NOT_A_GROUP, KeyError):
+        group = open_group(p, mode="r")
+    except Exception as exc:
+        if is_url(p):
+            check_url(p, owner="StoreChoice(store")  # a missing bucket, refused credentials, no endpoint
+        if not isinstance(exc, (*_NOT_A_GROUP, KeyError)):
+            raise
         raise StoreError(f"no embedding store at {p}; create it with `probe extract DATA --backbone NAME`") from None
     if group.attrs.get("format") != FORMAT or group.attrs.get("state") == "creating":
         raise StoreError(f"{p} is not a finished probe embedding store; extract it again with --overwrite")
@@ -560,8 +568,20 @@ def verify_store(path: str | os.PathLike[str]) -> StoreCheck:
 
 
 def list_stores(root: str | os.PathLike[str] = DEFAULT_ROOT) -> list[StoreSummary]:
-    """Summaries of every probe store under ``root`` (complete or not), sorted by path."""
+    """Summaries of every probe store under ``root`` (a folder or URL; complete or not), sorted by path.
+
+    Raises:
+        StoreError: a URL root whose bucket is missing, refused or unreachable.
+    """
     out: list[StoreSummary] = []
+    if is_url(str(root)):
+        check_url(str(root), owner="StoreChoice(store_root")
+        for url in url_store_metas(str(root)):
+            try:
+                out.append(open_store(url, require_complete=False).summary())
+            except StoreError:
+                continue  # a group being created, or not a probe store
+        return out
     base = Path(root)
     if not base.is_dir():
         return out

@@ -15,8 +15,16 @@ from pathlib import Path
 #: Pipeline layers, lowest first: a module may import its own layer or lower ones.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("probe.errors", "probe.provenance", "probe.runtime", "probe.atomic"),
-    ("probe.sources", "probe.backbones", "probe.store", "probe.store_check"),
-    ("probe.extraction", "probe.heads", "probe.metrics", "probe.results", "probe.setups"),
+    ("probe.sources", "probe.backbones", "probe.store", "probe.store_check", "probe.store_url"),
+    (
+        "probe.extraction",
+        "probe.extract_loop",
+        "probe.distributed",
+        "probe.heads",
+        "probe.metrics",
+        "probe.results",
+        "probe.setups",
+    ),
     ("probe.evaluate",),
     ("probe.finetune", "probe.report"),
     ("probe.demo", "probe.study", "probe"),

@@ -16,7 +16,15 @@ import pytest
 from tests.conftest import MEDMNIST, gaussian_features, write_feature_store, write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("bench_extract", "bench_probe", "bench_semisup", "bench_finetune", "bench_cli", "bench_preprocessing")
+SCRIPTS = (
+    "bench_extract",
+    "bench_probe",
+    "bench_semisup",
+    "bench_finetune",
+    "bench_cli",
+    "bench_preprocessing",
+    "bench_scale",
+)
 
 
 def _run(script: str, *args: str, tmp: Path) -> str:
@@ -85,3 +93,14 @@ def test_finetune_quick(tmp_path: Path) -> None:
 
 def test_cli_quick(tmp_path: Path) -> None:
     assert "probe --help" in _run("bench_cli", "--quick", tmp=tmp_path)
+
+
+@pytest.mark.slow  # ~55 s: three extractions, torchrun and an S3 server
+def test_scale_quick(tmp_path: Path) -> None:
+    pytest.importorskip("moto")
+    folder = write_image_folder(tmp_path / "imgs", per_class=4)
+    out = tmp_path / "bench.md"
+    _run("bench_scale", "--quick", "--data", f"folder:{folder}", "--out", str(out), tmp=tmp_path)
+    text = out.read_text()
+    assert "## Scaling out (`bench/bench_scale.py`, scale)" in text and "bit-identical" in text
+    assert "| s3 |" in text and "fast / exact" in text

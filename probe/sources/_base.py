@@ -98,6 +98,26 @@ class Source(abc.ABC):
         """Decoding choices that change pixels (e.g. the alpha policy); they enter the fingerprint."""
         return {}
 
+    def batched_views(self) -> bool:
+        """Whether :meth:`load_views` loads several views of a sample together (volume slices)."""
+        return False
+
+    def load_views(self, index: int, views: Sequence[int]) -> np.ndarray | None:
+        """Several views of one sample decoded together, or None when the source has no such path.
+
+        Returns:
+            (k, H, W, 3) uint8 or float32 in [0, 1], equal to ``load_view`` of each view.
+        """
+        return None
+
+    def use_fast_decode(self, side: int) -> bool:
+        """Decode large JPEGs at reduced size, keeping the short side >= ``side`` (see ``read_image``).
+
+        Returns:
+            Whether this source has such files (then the choice enters :meth:`decode_options`).
+        """
+        return False
+
     def label_policy(self) -> dict[str, Any]:
         """Choices that change labels (the multi-label uncertain/blank policy); fingerprinted and stored."""
         return {}
@@ -169,6 +189,15 @@ class SubsetSource(Source):
 
     def decode_options(self) -> dict[str, Any]:
         return self.base.decode_options()
+
+    def use_fast_decode(self, side: int) -> bool:
+        return self.base.use_fast_decode(side)
+
+    def batched_views(self) -> bool:
+        return self.base.batched_views()
+
+    def load_views(self, index: int, views: Sequence[int]) -> np.ndarray | None:
+        return self.base.load_views(int(self.indices[index]), views)
 
     def label_policy(self) -> dict[str, Any]:
         return self.base.label_policy()

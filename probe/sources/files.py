@@ -129,6 +129,7 @@ class FileListSource(Source):
         self.paths = [str(p) for p in paths]
         self.rgba: RgbaPolicy = rgba
         self.dicom = dicom
+        self.fast_side: int | None = None  # set by use_fast_decode: large JPEGs decoded at reduced size
         self.classes = _sorted_classes(labels)
         if len(self.classes) < 2:
             raise SourceError(f"{spec}: found a single class {self.classes!r}; a classification set needs at least 2")
@@ -143,7 +144,15 @@ class FileListSource(Source):
             raise SourceError(f"{spec}: sample id {dup!r} appears twice; ids must be unique")
 
     def load_image(self, index: int) -> np.ndarray:
-        return read_image(self.paths[index], rgba=self.rgba, sample_id=self.ids[index], dicom=self.dicom)
+        return read_image(
+            self.paths[index], rgba=self.rgba, sample_id=self.ids[index], dicom=self.dicom, fast_side=self.fast_side
+        )
+
+    def use_fast_decode(self, side: int) -> bool:
+        if self.dicom is not None:
+            return False
+        self.fast_side = int(side)
+        return True
 
     def location(self, index: int) -> str:
         return self.paths[index]
@@ -151,7 +160,8 @@ class FileListSource(Source):
     def decode_options(self) -> dict[str, Any]:
         if self.dicom is not None:  # DICOM pixels are read by pydicom: the image pixel budget does not apply
             return {"rgba": self.rgba, "dicom": self.dicom.__dict__}
-        return {"rgba": self.rgba, **pixel_budget_options()}  # a non-default budget only: fingerprints stay
+        fast = {} if self.fast_side is None else {"decode": "fast", "fast_side": self.fast_side}
+        return {"rgba": self.rgba, **pixel_budget_options(), **fast}  # non-defaults only: fingerprints stay
 
     def content_digest(self) -> str:
         return self.subset_digest(np.arange(len(self.paths)))

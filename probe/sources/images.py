@@ -79,6 +79,19 @@ def _within_budget(img: Image.Image, budget: int, where: str) -> None:
     )
 
 
+def _reduce_fast(img: Image.Image, side: int) -> Image.Image:
+    """A JPEG decoded at reduced size: DCT scaling (``draft``, up to 1/8 per side) and then ``Image.reduce``
+    by the largest whole factor that keeps the short side at least ``side`` pixels.
+
+    Call before ``load()``; other formats come back unchanged (loaded).
+    """
+    if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK", "YCbCr"):
+        img.draft(img.mode, (side, side))  # keeps both sides >= side
+    img.load()
+    factor = min(img.size) // side
+    return img.reduce(factor) if factor >= 2 and img.format == "JPEG" else img
+
+
 def to_three_channels(array: np.ndarray) -> np.ndarray:
     """Return (H, W, 3) from (H, W), (H, W, 1) or (H, W, 3) arrays, keeping the dtype."""
     if array.ndim == 2:
@@ -92,14 +105,15 @@ def to_three_channels(array: np.ndarray) -> np.ndarray:
 
 def rescale_to_unit(array: np.ndarray) -> np.ndarray:
     """Min-max rescale any numeric array to float32 in [0, 1]; a constant image becomes zeros."""
-    a = array.astype(np.float32)
-    finite = np.isfinite(a)
-    if not finite.all():
-        a = np.where(finite, a, 0.0).astype(np.float32)
+    a = array.astype(np.float32)  # one float32 copy (never float64), rescaled in place
+    if array.dtype.kind in "fc" and not np.isfinite(a).all():
+        a[~np.isfinite(a)] = 0.0
     lo, hi = float(a.min()), float(a.max())
     if hi <= lo:
         return np.zeros_like(a)
-    return (a - lo) / (hi - lo)
+    a -= lo  # in place, the same float32 arithmetic as (a - lo) / (hi - lo)
+    a /= hi - lo
+    return a
 
 
 def _composite(rgba: np.ndarray) -> np.ndarray:
@@ -147,6 +161,7 @@ def read_image(
     sample_id: str = "",
     dicom: DicomOptions | None = None,
     max_pixels: int | None = None,
+    fast_side: int | None = None,
 ) -> np.ndarray:
     """Open and decode an image file (DICOM files go to :func:`probe.sources._dicom_pixels.read_dicom`).
 
@@ -157,6 +172,8 @@ def read_image(
         dicom: window and frame policy of DICOM files.
         max_pixels: pixel budget (None: :func:`max_image_pixels`); a JPEG above it is decoded at a
             reduced size, any other image above it is refused.
+        fast_side: the fast path (None: exact): a JPEG larger than this is decoded at reduced size (DCT
+            scaling, then a whole-factor box reduction), keeping its short side at least ``fast_side``.
 
     Returns:
         (H, W, 3) uint8, or (H, W, 3) float32 in [0, 1] for 16-bit / float images.
@@ -177,6 +194,8 @@ def read_image(
             img_cm = Image.open(path)
         with img_cm as img:
             _within_budget(img, budget, where)
+            if fast_side is not None:
+                return pil_to_array(_reduce_fast(img, fast_side), rgba=rgba, where=where)
             img.load()
             return pil_to_array(img, rgba=rgba, where=where)
     except FileNotFoundError:

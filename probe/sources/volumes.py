@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,15 @@ class VolumeSource(Source):
         """Slice ``view`` of the policy's selection as (H, W, 3) uint8 or float32 in [0, 1]."""
         position = int(self.slice_positions(index)[view])
         return to_three_channels(np.take(self._volume(index), position, axis=self.axis))
+
+    def batched_views(self) -> bool:
+        return True
+
+    def load_views(self, index: int, views: Sequence[int]) -> np.ndarray:
+        """Slices ``views`` of the policy's selection as (k, H, W, 3), from one decode of the volume."""
+        positions = self.slice_positions(index)[np.asarray(views, dtype=np.int64)]
+        slab = np.moveaxis(np.take(self._volume(index), positions, axis=self.axis), self.axis, 0)
+        return np.ascontiguousarray(np.repeat(slab[..., None], 3, axis=-1))
 
     def load_image(self, index: int) -> np.ndarray:
         raise SourceError(

@@ -194,3 +194,31 @@ def test_real_adrenal_curve_beats_chance(medmnist_root: Path, tmp_path: Path, na
     full = next(r for r in run.rows if r.shots == "all")
     assert full.value > 0.7 and full.ci_low is not None and full.ci_low > 0.6, full
     assert full.pooling.endswith(":mean") and full.params["slices"] == slices
+
+
+def test_volume_views_are_decoded_once_and_resized_as_one_tensor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _fake_adrenal(tmp_path / "data", monkeypatch)
+    src = open_source("medmnist:adrenalmnist3d", data_root=root, slices=SlicePolicy.parse("every:3"))
+    stack = src.load_views(2, [0, 3, 7])
+    assert stack is not None and stack.shape == (3, 28, 28, 3)
+    for k, v in enumerate((0, 3, 7)):
+        np.testing.assert_array_equal(stack[k], src.load_view(2, v))
+    bb = load_backbone("timm:test_vit", pretrained=False, image_size=32)
+    pre = Preprocessor(bb.preprocess)
+    for images in (stack, stack.astype(np.float32) / 255):
+        torch.testing.assert_close(pre.batch(images), torch.stack([pre(im) for im in images]), rtol=0, atol=0)
+    batched = extract_embeddings(src, bb, _cfg(tmp_path / "batched", poolings=("cls",)))
+    import probe.extract_loop
+
+    monkeypatch.setattr(probe.extract_loop, "_batched_views", lambda source: False)  # the item-by-item path
+    single = extract_embeddings(src, bb, _cfg(tmp_path / "single", poolings=("cls",)))
+    assert batched.fingerprint == single.fingerprint
+    np.testing.assert_array_equal(open_store(batched.store).features("cls"), open_store(single.store).features("cls"))
+
+
+def test_volume_stores_chunk_about_4096_images() -> None:
+    assert ExtractConfig(batch_size=32).resolved_chunk_rows(28) == 160  # 4480 slices: 140 whole batches
+    assert ExtractConfig(batch_size=32).resolved_chunk_rows() == 4096
+    assert ExtractConfig(batch_size=32, chunk_rows=64).resolved_chunk_rows(28) == 64
