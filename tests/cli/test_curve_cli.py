@@ -24,7 +24,7 @@ def test_curve_over_two_datasets(tmp_path: Path) -> None:
     assert {r["dataset_spec"].split("/")[-1] for r in out["results"]} == {"a", "b"} and len(out["stores"]) == 2
     assert {r["run_id"] for r in out["results"]} == {out["run_id"]}
     commands = {r["command"] for r in out["results"]}  # sys.argv as typed (under CliRunner: pytest's)
-    assert len(commands) == 1 and commands.pop().startswith("probe ")
+    assert len(commands) == 1 and commands.pop().startswith("probe")  # "probe" alone when pytest has no args
     assert "probing" in res.stderr  # the progress bar over draws
 
 
