@@ -91,6 +91,7 @@ def curve_command(
     random_weights: Annotated[bool, typer.Option(help="random init instead of pretrained (smoke tests)")] = False,
     limit: Annotated[int | None, typer.Option(help="extract only the first N samples of each split")] = None,
     batch_size: Annotated[int, typer.Option(help="extraction: images per forward pass")] = 64,
+    on_error: Annotated[str, typer.Option(help="extraction: a corrupt image raises, or skip (row masked)")] = "raise",
     precision: Annotated[str, typer.Option(help="extraction: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16")] = (
         "auto"
     ),
@@ -166,6 +167,7 @@ def curve_command(
         results_dir=None if no_save else results,
         extract_config=ExtractConfig(
             device=device, precision=precision, batch_size=batch_size, poolings=(pooling,) if pooling else None,
+            on_error=on_error,
             progress=progress,
         ),
         command=command_line(),

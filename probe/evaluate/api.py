@@ -18,6 +18,7 @@ from probe.evaluate.config import PlanConfig
 from probe.evaluate.data import EvalData, find_store, load_eval_data
 from probe.evaluate.plan import run_plan
 from probe.results import DEFAULT_DIR, ResultRow, append_results
+from probe.sources import Source
 from probe.sources.request import SourceRequest
 from probe.store import DEFAULT_ROOT, EmbeddingStore, open_store
 
@@ -93,7 +94,7 @@ def run_probes(
 
 
 def run_curve(
-    source: str | SourceRequest,
+    source: str | SourceRequest | Source,
     *,
     backbones: Sequence[str | BackboneRequest],
     plan: PlanConfig,
@@ -107,7 +108,8 @@ def run_curve(
     """Extract (when needed) and probe ``source`` with every backbone, appending rows per backbone.
 
     Args:
-        source: a specification, or a :class:`~probe.sources.SourceRequest` with its data options.
+        source: a specification, a :class:`~probe.sources.SourceRequest` with its data options, or an opened
+            :class:`~probe.sources.Source` (opened once, checked, then extracted).
         backbones: names or :class:`~probe.backbones.BackboneRequest` s; each is extracted once into its
             fingerprinted store.
         plan: heads, shots, seeds, metrics.
@@ -124,7 +126,7 @@ def run_curve(
     config = replace(extract_config or ExtractConfig(), store_root=choice.store_root)
     for backbone in backbones:  # names first: a typo fails before any data is read
         BackboneRequest.of(backbone).check()
-    src = SourceRequest.of(source).open()
+    src = source if isinstance(source, Source) else SourceRequest.of(source).open()
     check_source(src, plan, eval_split=choice.eval_split)  # before anything is embedded
     run_id = run_id or uuid.uuid4().hex[:12]
     rows: list[ResultRow] = []
@@ -155,12 +157,13 @@ def run_curves(
     """:func:`run_curve` for several data sources under one run id (every source checked before any is embedded)."""
     from probe.evaluate.preflight import check_source
 
-    for source in sources:  # all checks first: a bad third dataset fails before the first is embedded
-        check_source(SourceRequest.of(source).open(), plan, eval_split=choice.eval_split)
+    opened = [SourceRequest.of(source).open() for source in sources]  # each opened (and digested) once
+    for src in opened:  # all checks first: a bad third dataset fails before the first is embedded
+        check_source(src, plan, eval_split=choice.eval_split)
     run_id = uuid.uuid4().hex[:12]
     runs = [
         run_curve(
-            source,
+            src,
             backbones=backbones,
             plan=plan,
             choice=choice,
@@ -170,7 +173,7 @@ def run_curves(
             progress=progress,
             run_id=run_id,
         )
-        for source in sources
+        for src in opened
     ]
     return ProbeRun(
         rows=[r for run in runs for r in run.rows],
