@@ -147,15 +147,14 @@ def write_report(
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
     figures: list[Path] = []
     sections: list[Section] = []
-    summaries = {m: summarise(curve_points(rows)) for m, rows in per_metric.items()}
-    colour_order = colour_keys(pd.concat(summaries.values()))
-    for dataset in sorted({d for s in summaries.values() for d in s["dataset"].unique()}, key=str):
-        for m, rows in per_metric.items():
-            summary = summaries[m]
-            if not (summary["dataset"] == dataset).any():
+    views = {m: _metric_view(results, rows, m) for m, rows in per_metric.items()}  # once per metric
+    colour_order = colour_keys(pd.concat(v.summary for v in views.values()))
+    for dataset in sorted({d for v in views.values() for d in v.summary["dataset"].unique()}, key=str):
+        for m, view in views.items():
+            if not (view.summary["dataset"] == dataset).any():
                 continue
             files, section = _section(
-                results, rows, summary, dataset=dataset, metric=m, out=out, fmts=fmts, colour_order=colour_order,
+                view, dataset=dataset, metric=m, out=out, fmts=fmts, colour_order=colour_order,
                 several=len(per_metric) > 1,
             )  # fmt: skip
             figures += files
@@ -169,15 +168,31 @@ def write_report(
     return ReportFiles(markdown=md, html=page, figures=tuple(figures))
 
 
+@dataclass(frozen=True)
+class _MetricView:
+    """One metric's rows, seed summaries, leaderboard and ablation summary, for every dataset at once."""
+
+    rows: pd.DataFrame  # metric_rows of the metric
+    summary: pd.DataFrame  # summarise(curve_points(rows))
+    board: pd.DataFrame  # rank(...): the leaderboard rows of every dataset
+    ablation: pd.DataFrame  # ablation_summary(...) (empty without modality-ablation rows)
+
+
+def _metric_view(results: pd.DataFrame, rows: pd.DataFrame, metric: str) -> _MetricView:
+    points = curve_points(rows)
+    summary = summarise(points)
+    board = rank(points, summary, val_points=val_points(results, metric))
+    return _MetricView(rows, summary, board, ablation_summary(results, metric))
+
+
 def _section(
-    results: pd.DataFrame, rows: pd.DataFrame, summary: pd.DataFrame, *, dataset: str, metric: str, out: Path,
-    fmts: tuple[str, ...], colour_order: list[str], several: bool,
+    view: _MetricView, *, dataset: str, metric: str, out: Path, fmts: tuple[str, ...], colour_order: list[str],
+    several: bool,
 ) -> tuple[list[Path], Section]:  # fmt: skip
     """The figure files and the report section of one (dataset, metric)."""
     label = _metric_label(metric)
-    points = curve_points(rows)
-    board = rank(points, summary, val_points=val_points(results, metric))
-    part = summary[summary["dataset"] == dataset]
+    rows, board, ablation = view.rows, view.board, view.ablation
+    part = view.summary[view.summary["dataset"] == dataset]
     stem = f"{_slug(str(dataset))}-{_slug(metric)}"
     files, png = _write_figures(part, dataset=dataset, out=out, stem=stem, fmts=fmts, metric_label=label,
                                 colour_order=colour_order)  # fmt: skip
@@ -190,7 +205,6 @@ def _section(
         tables += ((f"Label-efficiency curve ({label})", _curve_table(draws, all_range=spread)),)
     if not episodes.empty:
         tables += ((f"Few-shot episodes ({label}): mean over episodes", _curve_table(episodes)),)
-    ablation = ablation_summary(results, metric)
     if not ablation.empty and (ablation["dataset"] == dataset).any():
         table = _ablation_table(ablation[ablation["dataset"] == dataset])
         tables += ((f"Modality ablation ({label}): one modality removed at test time", table),)
