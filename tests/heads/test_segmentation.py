@@ -152,8 +152,8 @@ def test_linear_learns_the_synthetic_task() -> None:
 
 
 def test_batch_fit_equals_separate_fits() -> None:
-    draws = [np.arange(3), np.arange(2, 6), np.array([0, 0, 1, 4]), np.arange(3)]
-    Cs = [0.5, 1.0, 2.0, 4.0]
+    draws = [np.arange(3), np.array([0, 0, 1, 4]), np.arange(3)]  # the first and last share rows
+    Cs = [0.5, 2.0, 4.0]
     opts = {"max_iter": 5000, "tol": 1e-10, "device": "cpu", "precision": "float64"}
     batch = fit_seg_linear_batch(X, MASKS, draws, Cs, n_classes=4, **opts)
     for draw, C, got in zip(draws, Cs, batch, strict=True):
