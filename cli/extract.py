@@ -34,6 +34,7 @@ class Rgba(str, Enum):
 
 
 class StoreDtype(str, Enum):
+    auto = "auto"
     float32 = "float32"
     float16 = "float16"
 
@@ -78,7 +79,9 @@ def extract_command(
     store: Annotated[
         str | None, typer.Option(help="explicit store path (default: derived from the fingerprint)")
     ] = None,
-    store_dtype: Annotated[StoreDtype, typer.Option(help="feature dtype on disk")] = StoreDtype.float32,
+    store_dtype: Annotated[
+        StoreDtype, typer.Option(help="feature dtype on disk (auto: float16 for patch grids)")
+    ] = StoreDtype.auto,
     compression: Annotated[Compression, typer.Option(help="chunk compression")] = Compression.none,
     chunk_rows: Annotated[
         int | None, typer.Option(help="rows per chunk (default 4096, a multiple of --batch-size)")

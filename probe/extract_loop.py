@@ -22,31 +22,38 @@ from probe.backbones import Backbone, Preprocessor
 from probe.errors import ImageDecodeError, ProbeError, SourceError
 from probe.runtime import autocast, default_workers, device_scope, worker_init
 from probe.sources import Source
-from probe.store import StoreWriter
+from probe.store import MASK_IGNORE, StoreWriter
 
 if TYPE_CHECKING:
     from probe.extraction import ExtractConfig
 
 
-class _Rows(Dataset[tuple[int, torch.Tensor, str]]):
-    """Decoded, preprocessed images, one per item (a row, or one view of a row of a multi-view source);
-    a failing image comes back as zeros plus its error text."""
+class _Rows(Dataset[tuple[int, torch.Tensor, torch.Tensor, str]]):
+    """Decoded, preprocessed images, one per item (a row, or one view of a row of a multi-view source),
+    with the row's resized label map for segmentation sources (else an empty tensor); a failing image
+    comes back as zeros plus its error text."""
 
     def __init__(self, source: Source, preprocessor: Preprocessor, items: np.ndarray) -> None:
         self.source = source
         self.preprocessor = preprocessor
         self.items = items
-        self.shape = (3, preprocessor.config.image_size, preprocessor.config.image_size)
+        side = preprocessor.config.image_size
+        self.shape = (3, side, side)
+        self.masks = source.task == "segmentation"
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, item: int) -> tuple[int, torch.Tensor, str]:
+    def __getitem__(self, item: int) -> tuple[int, torch.Tensor, torch.Tensor, str]:
         row, view = (int(v) for v in self.items[item])
+        side = self.shape[1]
         try:
-            return item, self.preprocessor(self.source.load_view(row, view)), ""
+            x = self.preprocessor(self.source.load_view(row, view))
+            mask = self.preprocessor.mask(self.source.load_mask(row)) if self.masks else torch.empty(0)
+            return item, x, mask, ""
         except ImageDecodeError as exc:
-            return item, torch.zeros(self.shape), str(exc)
+            blank = torch.full((side, side), MASK_IGNORE, dtype=torch.uint8) if self.masks else torch.empty(0)
+            return item, torch.zeros(self.shape), blank, str(exc)
 
 
 class _ViewBatches(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
@@ -62,7 +69,7 @@ class _ViewBatches(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # type: ignore[override]
+    def __getitem__(self, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:  # type: ignore[override]
         pairs = self.items[np.asarray(batch, dtype=np.int64)]
         x = torch.zeros((len(batch), *self.shape))
         errors = [""] * len(batch)
@@ -75,7 +82,7 @@ class _ViewBatches(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
             except ImageDecodeError as exc:
                 for i in sel:
                     errors[int(i)] = str(exc)
-        return torch.as_tensor(batch, dtype=torch.int64), x, errors
+        return torch.as_tensor(batch, dtype=torch.int64), x, torch.empty(len(batch), 0), errors
 
 
 def _batched_views(source: Source) -> bool:
@@ -112,28 +119,34 @@ def _batches(writer: StoreWriter, items: np.ndarray, chunks: Sequence[int], batc
 
 
 class _ChunkBuffer:
-    """Features of one chunk being computed: (rows, n_views, dim) per pooling, NaN until written."""
+    """Features of one chunk being computed: (rows, n_views, *shape) per pooling, NaN until written
+    (shape (dim,), or (h, w, dim) for patch grids), and the rows' label maps for segmentation stores."""
 
     def __init__(self, writer: StoreWriter, items: np.ndarray, chunk: int) -> None:
         self.chunk = chunk
         self.start, stop = writer.chunk_bounds(chunk)
         n_views = len(writer.views or ("image",))
         shape = (stop - self.start, n_views)
-        self.feats = {p: np.full((*shape, d), np.nan, dtype=writer.dtype) for p, d in writer.poolings.items()}
+        layout = writer.layout()
+        self.feats = {
+            p: np.full((*shape, *layout.feature_shape(p)), np.nan, dtype=writer.dtype) for p in writer.poolings
+        }
         self.present = np.zeros(shape, dtype=bool)
+        side = writer.mask_size
+        self.masks = None if side is None else np.full((shape[0], side, side), MASK_IGNORE, dtype=np.uint8)
         lo, hi = _chunk_items(writer, items, chunk)
         self.remaining = hi - lo
         self.multi_view = writer.views is not None
 
-    def payload(self) -> tuple[int, dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
-        """(chunk, features, valid, present) for :meth:`StoreWriter.write_chunk`."""
+    def payload(self) -> _Payload:
+        """(chunk, features, valid, present, masks) for :meth:`StoreWriter.write_chunk`."""
         valid = np.asarray(self.present.any(axis=1), dtype=bool)
         if self.multi_view:
-            return self.chunk, self.feats, valid, self.present
-        return self.chunk, {p: f[:, 0] for p, f in self.feats.items()}, valid, None
+            return self.chunk, self.feats, valid, self.present, self.masks
+        return self.chunk, {p: f[:, 0] for p, f in self.feats.items()}, valid, None, self.masks
 
 
-_Payload = tuple[int, dict[str, np.ndarray], np.ndarray, np.ndarray | None]
+_Payload = tuple[int, dict[str, np.ndarray], np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 class _ChunkWriter:
@@ -247,7 +260,7 @@ def _compute(
     buf = _ChunkBuffer(writer, items, next(chunk_iter))
     rows_done = images = 0
     try:
-        for ks, x, errors in loader:
+        for ks, x, masks, errors in loader:
             bad = [i for i, e in enumerate(errors) if e]
             if bad and cfg.on_error == "raise":
                 raise ImageDecodeError(errors[bad[0]])
@@ -266,6 +279,8 @@ def _compute(
                 _check_finite(feats, good, pairs, source, backbone.name, p)
                 buf.feats[p][rows, views] = feats[good]
             buf.present[rows, views] = True
+            if buf.masks is not None:
+                buf.masks[rows] = masks.numpy()[good]
             buf.remaining -= len(ks)
             images += len(ks)
             bar.update(len(ks))
@@ -288,7 +303,7 @@ def _compute(
 def _check_finite(
     feats: np.ndarray, good: np.ndarray, pairs: np.ndarray, source: Source, backbone: str, pooling: str
 ) -> None:
-    finite = np.isfinite(feats).all(axis=1)
+    finite = np.isfinite(feats.reshape(feats.shape[0], -1)).all(axis=1)
     if not finite[good].all():
         row, view = (int(v) for v in pairs[int(np.flatnonzero(good & ~finite)[0])])
         where = f"sample {source.ids[row]!r}" + (f" view {source.views[view]!r}" if source.views else "")

@@ -49,6 +49,7 @@ __all__ = ["ExtractConfig", "ExtractResult", "extract", "extract_embeddings", "s
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
 DECODES: tuple[str, ...] = ("exact", "fast")
 MIN_CHUNK_ROWS = 4096
+DENSE_CHUNK_BYTES = 64 * 2**20  # about this much per chunk of a store of patch grids
 #: Bumped whenever decoding, preprocessing or pooling code changes the numbers it produces, so
 #: stores made by older code get a new fingerprint instead of being reused.
 EXTRACTION_VERSION = 2
@@ -65,7 +66,7 @@ class ExtractConfig:
     precision: str = "auto"  # autocast: "auto" (bf16 on CUDA >= 8.0, fp16 on older GPUs, fp32 on CPU), "fp32", ...
     store_root: str = DEFAULT_ROOT  # folder (or URL) holding stores
     store: str | None = None  # explicit store path, instead of one derived from the fingerprint
-    store_dtype: str = "float32"  # feature dtype on disk: float32 or float16
+    store_dtype: str = "auto"  # on disk: float32, float16, or auto (float16 for patch grids, else float32)
     compression: str = "none"  # "none" or "lz4"
     chunk_rows: int | None = None  # rows per chunk; None: 4096 rounded up to a multiple of batch_size
     on_error: str = "raise"  # corrupt/missing image: "raise", or "skip" (row masked invalid)
@@ -86,9 +87,9 @@ class ExtractConfig:
             raise ConfigError(
                 f"ExtractConfig(precision={self.precision!r}) is invalid; use one of {', '.join(PRECISIONS)}"
             )
-        if self.store_dtype not in STORE_DTYPES:
+        if self.store_dtype not in (*STORE_DTYPES, "auto"):
             raise ConfigError(
-                f"ExtractConfig(store_dtype={self.store_dtype!r}) is invalid; use one of {', '.join(STORE_DTYPES)}"
+                f"ExtractConfig(store_dtype={self.store_dtype!r}) is invalid; use auto or {', '.join(STORE_DTYPES)}"
             )
         if self.compression not in COMPRESSIONS:
             raise ConfigError(
@@ -116,15 +117,29 @@ class ExtractConfig:
                 f"ExtractConfig(batch_size={self.batch_size})"
             )
 
-    def resolved_chunk_rows(self, n_views: int = 1) -> int:
+    def resolved_chunk_rows(self, n_views: int = 1, *, row_bytes: int = 0) -> int:
         """Rows per chunk: ``chunk_rows``, else about 4096 images (rows x views) rounded up to a multiple of
         ``batch_size`` (a chunk of a 28-slice volume store holds 160 volumes at batch 32, not 4096).
+
+        Stores of patch grids (``row_bytes`` per row) keep a chunk near :data:`DENSE_CHUNK_BYTES` instead
+        (whole batches, at least one): a ViT-B/14 grid is 390 KB per image in float16.
 
         With every view present a chunk then holds a whole number of batches of images, so the batches
         are those of one long run and the features do not depend on the chunk size.
         """
+        if self.chunk_rows:
+            return self.chunk_rows
         target = -(-MIN_CHUNK_ROWS // max(1, n_views))
-        return self.chunk_rows or -(-target // self.batch_size) * self.batch_size
+        if row_bytes:
+            target = min(target, max(1, DENSE_CHUNK_BYTES // row_bytes))
+            return max(1, target // self.batch_size) * self.batch_size
+        return -(-target // self.batch_size) * self.batch_size
+
+    def resolved_store_dtype(self, dense: bool) -> str:
+        """The feature dtype on disk: ``store_dtype``, where ``auto`` is float16 for patch grids, else float32."""
+        if self.store_dtype != "auto":
+            return self.store_dtype
+        return "float16" if dense else "float32"
 
 
 @dataclass(frozen=True)
@@ -158,15 +173,42 @@ class ExtractResult:
 
 
 def select_poolings(backbone: Backbone, requested: Sequence[str] | None) -> dict[str, int]:
-    """The poolings to store, validated against what the backbone offers."""
+    """The poolings to store, validated against what the backbone offers (pooled vectors or patch grids).
+
+    Raises:
+        ConfigError: a pooling the backbone does not offer, or pooled vectors mixed with patch grids.
+    """
     names = list(requested) if requested else list(backbone.default_poolings)
-    bad = [p for p in names if p not in backbone.poolings]
+    offered = {**backbone.poolings, **backbone.dense_poolings}
+    bad = [p for p in names if p not in offered]
     if bad:
         raise ConfigError(
             f"ExtractConfig(poolings={','.join(bad)}) is not offered by {backbone.name}; choose from "
-            f"{','.join(backbone.poolings)}"
+            f"{','.join(offered)}"
         )
-    return {p: backbone.poolings[p] for p in dict.fromkeys(names)}
+    dense = [p for p in names if p in backbone.dense_poolings]
+    if dense and len(dense) != len(names):
+        raise ConfigError(
+            f"ExtractConfig(poolings={','.join(names)}) mixes pooled vectors with patch grids; extract "
+            f"{','.join(dense)} into a store of its own"
+        )
+    return {p: offered[p] for p in dict.fromkeys(names)}
+
+
+def dense_grids(backbone: Backbone, poolings: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(h, w) patch grid of each dense pooling at the backbone's input size (one forward of a blank image)."""
+    dense = [p for p in poolings if p in backbone.dense_poolings]
+    if not dense:
+        return {}
+    size = backbone.preprocess.image_size
+    param = next(iter(backbone.pooler.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    with torch.inference_mode():
+        out = backbone.pooler(torch.zeros(1, 3, size, size, device=device))
+    grids = {p: (int(out[p].shape[1]), int(out[p].shape[2])) for p in dense}
+    for p in dense:
+        assert out[p].shape[3] == backbone.dense_poolings[p], f"{p}: width {out[p].shape[3]} is not the declared one"
+    return grids
 
 
 def store_fingerprint(
@@ -243,7 +285,10 @@ def extract_embeddings(
     poolings = select_poolings(backbone, cfg.poolings)
     if cfg.decode == "fast":
         source.use_fast_decode(backbone.preprocess.image_size)  # enters the fingerprint via decode_options()
-    fingerprint, inputs = store_fingerprint(source, backbone, list(poolings), precision, cfg.store_dtype)
+    dense = any(p in backbone.dense_poolings for p in poolings)
+    _check_dense_source(source, dense=dense, backbone=backbone)
+    store_dtype = cfg.resolved_store_dtype(dense)
+    fingerprint, inputs = store_fingerprint(source, backbone, list(poolings), precision, store_dtype)
     path = cfg.store or store_path(cfg.store_root, dataset=source.name, backbone=backbone.name, fingerprint=fingerprint)
     if not is_url(path):
         path = os.path.normpath(path)  # "out.zarr/" and "out.zarr" are one store (and one lock)
@@ -515,13 +560,19 @@ def _open_or_create(job: _Job) -> StoreWriter:
         "versions": {**library_versions("torch", "timm", "transformers", "numpy", "zarr"), "torch": torch.__version__},
         "splits": list(SPLITS),
     }
+    grids = dense_grids(backbone, list(poolings))
+    mask_size = backbone.preprocess.image_size if source.task == "segmentation" else None
+    dtype = str(inputs["store_dtype"])
+    row_bytes = sum(g[0] * g[1] * poolings[p] * np.dtype(dtype).itemsize for p, g in grids.items())
     layout = StoreLayout(
         n_rows=len(source),
         poolings=poolings,
-        chunk_rows=cfg.resolved_chunk_rows(len(source.views or ()) or 1),
-        dtype=cfg.store_dtype,
+        chunk_rows=cfg.resolved_chunk_rows(len(source.views or ()) or 1, row_bytes=row_bytes + (mask_size or 0) ** 2),
+        dtype=dtype,
         compression=cfg.compression,
         views=source.views,
+        grids=grids,
+        mask_size=mask_size,
     )
     return StoreWriter.create(
         path,
@@ -532,6 +583,21 @@ def _open_or_create(job: _Job) -> StoreWriter:
         groups=source.groups,
         attrs=attrs,
     )
+
+
+def _check_dense_source(source: Source, *, dense: bool, backbone: Backbone) -> None:
+    """Segmentation sources need patch grids; patch grids of a multi-view source are not supported."""
+    if source.task == "segmentation" and not dense:
+        offered = ",".join(backbone.dense_poolings) or "none"
+        raise ConfigError(
+            f"{source.spec} is a segmentation source: extract patch grids, ExtractConfig(poolings=patch) "
+            f"({backbone.name} offers {offered})"
+        )
+    if dense and source.views is not None:
+        raise ConfigError(
+            f"patch grids of multi-view sources ({source.spec}) are not supported; use a seg: manifest, which "
+            "cuts volumes into slice rows"
+        )
 
 
 def extract(

@@ -32,7 +32,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,6 +46,7 @@ from probe.store_url import check_url, is_url, open_group, url_prefix_is_empty, 
 FORMAT = "probe.embeddings/1"
 #: Chunk layout of new stores: 2 adds a CRC32C checksum to every chunk (1, implicit: none).
 LAYOUT = 2
+MASK_IGNORE = 255  # label-map value of pixels that are never trained on or scored (padding)
 DEFAULT_ROOT = "embeddings"
 STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
 COMPRESSIONS: tuple[str, ...] = ("none", "lz4")
@@ -142,10 +143,16 @@ class StoreLayout:
     dtype: str = "float32"  # feature dtype: float32 or float16
     compression: str = "none"  # "none" or "lz4" (blosc)
     views: tuple[str, ...] | None = None  # view names of multi-view sources (features get a views axis)
+    grids: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # dense pooling -> (h, w) patch grid
+    mask_size: int | None = None  # segmentation stores: side of the stored (S, S) label maps
 
     @property
     def n_chunks(self) -> int:
         return -(-self.n_rows // self.chunk_rows)
+
+    def feature_shape(self, pooling: str) -> tuple[int, ...]:
+        """Shape of one row's (one view's) features: ``(dim,)``, or ``(h, w, dim)`` for a dense pooling."""
+        return (*self.grids.get(pooling, ()), int(self.poolings[pooling]))
 
 
 def _array(group: zarr.Group, name: str) -> zarr.Array:
@@ -235,12 +242,13 @@ def _create_chunk_arrays(g: zarr.Group, layout: StoreLayout, only: set[str] | No
     n, rows = layout.n_rows, layout.chunk_rows
     inner = () if layout.views is None else (len(layout.views),)
     want = (lambda name: True) if only is None else only.__contains__
-    for name, dim in layout.poolings.items():
+    for name in layout.poolings:
         if want(f"features/{name}"):
+            shape = layout.feature_shape(name)
             g.create_array(
                 f"features/{name}",
-                shape=(n, *inner, dim),
-                chunks=(rows, *inner, dim),
+                shape=(n, *inner, *shape),
+                chunks=(rows, *inner, *shape),
                 dtype=layout.dtype,
                 compressors=_compressors(layout.compression),
                 fill_value=np.nan,
@@ -255,6 +263,12 @@ def _create_chunk_arrays(g: zarr.Group, layout: StoreLayout, only: set[str] | No
         g.create_array(
             "present", shape=(n, *inner), chunks=(rows, *inner), dtype=bool, fill_value=False, compressors=flags,
             overwrite=True,
+        )  # fmt: skip
+    if layout.mask_size is not None and want("masks"):
+        side = layout.mask_size
+        g.create_array(
+            "masks", shape=(n, side, side), chunks=(rows, side, side), dtype="uint8", fill_value=MASK_IGNORE,
+            compressors=flags, overwrite=True,
         )  # fmt: skip
     if want("done"):
         g.create_array(
@@ -276,6 +290,8 @@ class StoreWriter:
         self.dtype = np.dtype(attrs["dtype"])
         self.poolings: dict[str, int] = dict(attrs["poolings"])
         self.views: tuple[str, ...] | None = tuple(attrs["views"]) if attrs.get("views") else None
+        self.grids: dict[str, tuple[int, int]] = {p: (int(g[0]), int(g[1])) for p, g in attrs.get("grids", {}).items()}
+        self.mask_size: int | None = attrs.get("mask_size")
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -296,6 +312,8 @@ class StoreWriter:
             dtype=str(a["dtype"]),
             compression=str(a.get("compression", "none")),
             views=self.views,
+            grids=self.grids,
+            mask_size=self.mask_size,
         )
 
     def mark_damaged(self, check: StoreCheck) -> list[int]:
@@ -369,6 +387,8 @@ class StoreWriter:
                 "layout": LAYOUT,
                 "checksums": "crc32c",
                 **({"views": list(layout.views)} if layout.views is not None else {}),
+                **({"grids": {p: list(g) for p, g in layout.grids.items()}} if layout.grids else {}),
+                **({"mask_size": layout.mask_size} if layout.mask_size is not None else {}),
                 "state": "extracting",
                 "complete": False,
             }
@@ -391,15 +411,22 @@ class StoreWriter:
         return start, min(start + self.chunk_rows, self.n_rows)
 
     def write_chunk(
-        self, chunk: int, features: Mapping[str, np.ndarray], valid: np.ndarray, present: np.ndarray | None = None
+        self,
+        chunk: int,
+        features: Mapping[str, np.ndarray],
+        valid: np.ndarray,
+        present: np.ndarray | None = None,
+        masks: np.ndarray | None = None,
     ) -> None:
         """Write one whole chunk of every pooling, then mark it done.
 
         Args:
             chunk: chunk index.
-            features: pooling -> (rows_in_chunk, dim) array, or (rows_in_chunk, n_views, dim).
+            features: pooling -> (rows_in_chunk, dim) array, (rows_in_chunk, n_views, dim), or
+                (rows_in_chunk, h, w, dim) for a dense pooling.
             valid: (rows_in_chunk,) bool, False for skipped samples.
             present: (rows_in_chunk, n_views) bool, the views embedded (multi-view stores only).
+            masks: (rows_in_chunk, S, S) uint8 label maps (segmentation stores only).
         """
         start, stop = self.chunk_bounds(chunk)
         for name in self.poolings:
@@ -408,6 +435,9 @@ class StoreWriter:
         if self.views is not None:
             assert present is not None, "a multi-view store needs the presence of every view"
             _array(self.group, "present")[start:stop] = present
+        if self.mask_size is not None:
+            assert masks is not None, "a segmentation store needs the label maps of every chunk"
+            _array(self.group, "masks")[start:stop] = masks
         _array(self.group, "done")[chunk] = True
 
     def finish(self, extra_attrs: Mapping[str, Any]) -> None:
@@ -466,10 +496,23 @@ class EmbeddingStore:
         """View names of a multi-view store (slices, modalities), else None."""
         return tuple(self.attrs["views"]) if self.attrs.get("views") else None
 
+    @property
+    def grids(self) -> dict[str, tuple[int, int]]:
+        """Dense poolings and their (h, w) patch grids (features of shape (n, h, w, dim))."""
+        return {p: (int(g[0]), int(g[1])) for p, g in self.attrs.get("grids", {}).items()}
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(n, S, S) uint8 label maps of a segmentation store (255 = ignore)."""
+        if self.attrs.get("mask_size") is None:
+            raise StoreError(f"store {self.path} holds no label maps; it was not extracted from a seg: source")
+        return self.array("masks")
+
     def features(self, pooling: str) -> np.ndarray:
         """(n, dim) features of one pooling (NaN rows where ``valid`` is False).
 
-        Multi-view stores give (n, n_views, dim), NaN where a view is absent (see ``present``).
+        Multi-view stores give (n, n_views, dim), NaN where a view is absent (see ``present``); dense
+        poolings give (n, h, w, dim) patch grids.
         """
         if pooling not in self.poolings:
             raise StoreError(
@@ -609,6 +652,7 @@ def describe_store(path: str | os.PathLike[str]) -> dict[str, Any]:
         "valid_rows": int(np.count_nonzero(store.valid)),
         "poolings": store.poolings,
         **({"views": list(store.views)} if store.views else {}),
+        **_dense_description(store),
         "dtype": a.get("dtype"),
         "chunk_rows": a.get("chunk_rows"),
         "checksums": a.get("checksums", "none"),
@@ -624,4 +668,21 @@ def describe_store(path: str | os.PathLike[str]) -> dict[str, Any]:
         "created": a.get("created"),
         "command": a.get("command"),
         "runs": a.get("runs", []),
+    }
+
+
+def _dense_description(store: EmbeddingStore) -> dict[str, Any]:
+    """Patch grids, label-map size and the bytes one row takes on disk before compression (dense stores)."""
+    grids = store.grids
+    if not grids:
+        return {}
+    itemsize = np.dtype(str(store.attrs.get("dtype", "float32"))).itemsize
+    per_row = sum(g[0] * g[1] * store.poolings[p] * itemsize for p, g in grids.items())
+    side = store.attrs.get("mask_size")
+    per_row += int(side) ** 2 if side else 0
+    return {
+        "grids": {p: list(g) for p, g in grids.items()},
+        **({"mask_size": side} if side else {}),
+        "bytes_per_row": per_row,
+        "bytes_total": per_row * store.n_rows,
     }

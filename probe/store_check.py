@@ -131,7 +131,7 @@ def check_group(group: zarr.Group, path: str, attrs: dict[str, Any]) -> StoreChe
     """
     names = [f"features/{p}" for p in attrs.get("poolings", {})] + ["labels", "split", "ids"]
     names += ["groups"] * bool(attrs.get("source", {}).get("has_groups") or "groups" in group) + ["valid", "done"]
-    names += ["present"] * bool(attrs.get("views"))
+    names += ["present"] * bool(attrs.get("views")) + ["masks"] * (attrs.get("mask_size") is not None)
     damaged: list[DamagedChunk] = []
     decoded: dict[str, dict[int, np.ndarray]] = {}
     chunks = 0

@@ -29,6 +29,8 @@ class Backbone:
     default_poolings: tuple[str, ...]  # stored when the user names none
     weights_fingerprint: str  # "sha256:<hex>" of the state dict, or "random:<seed>"
     channels_last: bool = False  # CNNs run faster in NHWC memory format
+    # dense poolings (patch grids, (B, h, w, C) from the same forward pass) -> channel width
+    dense_poolings: dict[str, int] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # source, weights id, licence, library versions
 
 

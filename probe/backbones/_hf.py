@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from probe.backbones._base import Backbone, freeze, load_weights, read_state_dict, state_dict_sha256
-from probe.backbones._pooling import HFPooledOutput, HFTokenPooler, vit_pooling_dims
+from probe.backbones._pooling import HFPooledOutput, HFTokenPooler, vit_dense_dims, vit_pooling_dims
 from probe.backbones._preprocess import PreprocessConfig
 from probe.backbones._timm import RANDOM_INIT_SEED
 from probe.errors import WeightsError
@@ -75,6 +75,7 @@ def backbone_from_hf_model(
         final_norm = getattr(tower, "post_layernorm", None) if clip_like else None
         pooler = HFTokenPooler(tower, n_prefix=n_prefix, has_cls=has_cls, final_norm=final_norm)
         poolings = vit_pooling_dims(int(hidden), has_cls=has_cls)
+        dense = vit_dense_dims(int(hidden)) if has_cls else {"patch": int(hidden)}
         defaults: tuple[str, ...] = ("cls", "mean") if has_cls else ("mean",)
     else:  # CNNs and hierarchical transformers (Swin, ...): the model's own pooled output
         sizes = getattr(config, "hidden_sizes", None)
@@ -84,7 +85,7 @@ def backbone_from_hf_model(
                 f"{name}: cannot tell the feature width of {type(tower).__name__}; use a timm: name instead"
             )
         pooler = HFPooledOutput(tower)
-        poolings, defaults = {"gap": int(width)}, ("gap",)
+        poolings, defaults, dense = {"gap": int(width)}, ("gap",), {}
     info = {"library": f"transformers {transformers.__version__}"}
     info.update(meta or {})
     return Backbone(
@@ -93,6 +94,7 @@ def backbone_from_hf_model(
         preprocess=preprocess,
         poolings=poolings,
         default_poolings=defaults,
+        dense_poolings=dense,
         weights_fingerprint=weights_fingerprint or state_dict_sha256(tower),
         meta=info,
     )

@@ -8,6 +8,15 @@
 * ``gap_trunk``: MambaOut only: the normalised global average of the last stage, before the
   classifier head's hidden MLP (``gap`` is that MLP's output, timm's pre-logits).
 
+Dense poolings (segmentation) keep the spatial grid, (B, h, w, D):
+
+* ``patch``: ViTs: the final-norm patch tokens (class and register tokens dropped) on their grid;
+  CNNs: the last feature map (timm's ``forward_features``).
+* ``patch-last4``: ViTs: the patch tokens of the last four blocks, each after the final norm,
+  concatenated (DINOv2's multi-scale linear evaluation).
+* ``patch-s<k>``: CNNs: the feature map of stage ``k`` (1-based, timm's ``feature_info`` order; e.g.
+  ``patch-s4`` of EfficientNet-Lite0 is 112 channels at 1/16 of the input side).
+
 open_clip towers add ``proj`` (the projected image embedding) and, for CoCa, ``attn`` (the
 attentional pooler's contrastive token before the projection); see ``_open_clip.py``.
 """
@@ -31,6 +40,19 @@ def vit_pooling_dims(dim: int, *, has_cls: bool) -> dict[str, int]:
     return {"cls": dim, "mean": dim, "cls+mean": 2 * dim, "last4": 4 * dim}
 
 
+def vit_dense_dims(dim: int) -> dict[str, int]:
+    """Channel width of each dense ViT pooling for token width ``dim``."""
+    return {"patch": dim, "patch-last4": 4 * dim}
+
+
+def _grid(patch: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) patch tokens of a square input as (B, h, w, D)."""
+    b, n, d = patch.shape
+    side = round(n**0.5)
+    assert side * side == n, f"{n} patch tokens do not form a square grid"
+    return patch.reshape(b, side, side, d)
+
+
 def _token_poolings(
     tokens: torch.Tensor,
     block_tokens: list[torch.Tensor],
@@ -42,10 +64,13 @@ def _token_poolings(
     """Poolings of (B, N, D) final tokens; ``post`` normalises pooled vectors (timm's ``fc_norm``)."""
     post = post or (lambda v: v)
     mean = post(tokens[:, n_prefix:].mean(dim=1))
+    dense = {"patch": _grid(tokens[:, n_prefix:])}
+    if len(block_tokens) >= 4:
+        dense["patch-last4"] = torch.cat([_grid(norm(t)[:, n_prefix:]) for t in block_tokens[-4:]], dim=-1)
     if not has_cls:
-        return {"mean": mean}
+        return {"mean": mean, **dense}
     cls = post(tokens[:, 0])
-    out = {"cls": cls, "mean": mean, "cls+mean": torch.cat([cls, mean], dim=1)}
+    out = {"cls": cls, "mean": mean, "cls+mean": torch.cat([cls, mean], dim=1), **dense}
     if len(block_tokens) >= 4:
         out["last4"] = torch.cat([post(norm(t[:, :1])[:, 0]) for t in block_tokens[-4:]], dim=1)
     return out
@@ -83,17 +108,48 @@ class TimmViTPooler(nn.Module):
         return self.pool(x)[1]
 
 
+def cnn_stages(model: nn.Module) -> list[tuple[str, int]]:
+    """(module name, channels) of a timm CNN's feature stages (``feature_info``), shallow to deep."""
+    info = getattr(model, "feature_info", None) or []
+    return [(str(f["module"]), int(f["num_chs"])) for f in info if isinstance(f, dict) and "module" in f]
+
+
 class GlobalPooler(nn.Module):
-    """``gap``: a model's own global pooling of its final feature map (CNNs, SAM's encoder)."""
+    """``gap``: a model's own global pooling of its final feature map (CNNs, SAM's encoder); ``patch``
+    and ``patch-s<k>``: that map and the stage maps as (B, h, w, C) grids."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self._stages: dict[str, torch.Tensor] = {}
+        self.widths: dict[str, int] = {}  # dense pooling -> channels, to tell NCHW maps from NHWC ones
+        modules = dict(model.named_modules())
+        for k, (name, channels) in enumerate(cnn_stages(model), start=1):
+            if name in modules:
+                modules[name].register_forward_hook(self._hook(f"patch-s{k}"))
+                self.widths[f"patch-s{k}"] = channels
+
+    def _hook(self, key: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
+        def capture(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+            self._stages[key] = output
+
+        return capture
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._stages = {}
         feats = self.model.forward_features(x)  # type: ignore[operator]
         pooled = self.model.forward_head(feats, pre_logits=True)  # type: ignore[operator]
-        return {"gap": pooled.flatten(1)}
+        stages, self._stages = self._stages, {}
+        out = {"gap": pooled.flatten(1)}
+        if feats.ndim == 4:  # the grids are views, free unless a store asks for them
+            out["patch"] = _channels_last(feats, int(getattr(self.model, "num_features", feats.shape[1])))
+            out |= {k: _channels_last(v, self.widths[k]) for k, v in stages.items() if v.ndim == 4}
+        return out
+
+
+def _channels_last(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """A (B, C, h, w) map as (B, h, w, C); maps already channels-last (SAM's, Swin's stages) pass as they are."""
+    return x if x.shape[-1] == channels and x.shape[1] != channels else x.permute(0, 2, 3, 1)
 
 
 class MambaOutPooler(nn.Module):

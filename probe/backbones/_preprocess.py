@@ -92,6 +92,30 @@ class Preprocessor:
             x = F.interpolate(x, size=(s, s), mode=mode, **kwargs).clamp_(0.0, 1.0)
         return (x - self._mean) / self._std
 
+    def mask(self, mask: np.ndarray) -> torch.Tensor:
+        """Bring a label map to the model input's geometry by nearest neighbour (labels never blend).
+
+        Args:
+            mask: (H, W) uint8 class indices of the image's size (255 = ignore).
+
+        Returns:
+            (size, size) uint8; under the ``pad`` policy the canvas outside the image is 255 (ignore).
+        """
+        m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))[None, None].float()
+        s = self.config.image_size
+        h, w = mask.shape
+        if self.config.resolution == "resize":
+            nh, nw = s, s
+        else:
+            scale = min(1.0, s / max(h, w))
+            nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        if (nh, nw) != (h, w):
+            m = F.interpolate(m, size=(nh, nw), mode="nearest-exact")
+        out = torch.full((s, s), 255, dtype=torch.uint8)
+        top, left = (s - nh) // 2, (s - nw) // 2
+        out[top : top + nh, left : left + nw] = m[0, 0].to(torch.uint8)
+        return out
+
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """Preprocess one image.
 

@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from probe.backbones._base import Backbone, freeze, read_state_dict, state_dict_sha256
-from probe.backbones._pooling import GlobalPooler, MambaOutPooler, TimmViTPooler, vit_pooling_dims
+from probe.backbones._pooling import (
+    GlobalPooler,
+    MambaOutPooler,
+    TimmViTPooler,
+    cnn_stages,
+    vit_dense_dims,
+    vit_pooling_dims,
+)
 from probe.backbones._preprocess import PreprocessConfig
 from probe.errors import WeightsError
 
@@ -42,6 +49,18 @@ def timm_pooler(model: nn.Module) -> tuple[nn.Module, dict[str, int], tuple[str,
         return MambaOutPooler(model), widths, ("gap",), True  # as GlobalPooler ran it before: same numbers
     width = getattr(model, "head_hidden_size", None) or getattr(model, "num_features")  # noqa: B009
     return GlobalPooler(model), {"gap": int(width)}, ("gap",), True
+
+
+def timm_dense_poolings(model: nn.Module) -> dict[str, int]:
+    """Dense poolings (patch grids) a timm model offers and their channel widths (none for MambaOut)."""
+    from timm.models.mambaout import MambaOut
+
+    if _is_token_model(model):
+        return vit_dense_dims(int(getattr(model, "embed_dim")))  # noqa: B009
+    if isinstance(model, MambaOut):
+        return {}
+    stages = {f"patch-s{k}": ch for k, (_, ch) in enumerate(cnn_stages(model), start=1)}
+    return {"patch": int(getattr(model, "num_features")), **stages}  # noqa: B009
 
 
 def create_timm_model(
@@ -121,6 +140,7 @@ def backbone_from_timm_model(
     )
     freeze(model)
     pooler, poolings, defaults, channels_last = timm_pooler(model)
+    dense = timm_dense_poolings(model)
     info = dict(meta or {})
     info.setdefault("library", f"timm {timm.__version__}")
     return Backbone(
@@ -129,6 +149,7 @@ def backbone_from_timm_model(
         preprocess=preprocess,
         poolings=poolings,
         default_poolings=defaults,
+        dense_poolings=dense,
         weights_fingerprint=weights_fingerprint or state_dict_sha256(model),
         channels_last=channels_last,
         meta=info,

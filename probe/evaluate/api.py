@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from probe.backbones.request import BackboneRequest
 from probe.evaluate.config import PlanConfig
 from probe.evaluate.data import EvalData, find_store, load_eval_data
+from probe.evaluate.examples import ExampleKeeper
 from probe.evaluate.plan import run_plan
 from probe.results import DEFAULT_DIR, ResultRow, append_results
 from probe.sources import Source
@@ -127,6 +128,8 @@ def run_curve(
     for backbone in backbones:  # names first: a typo fails before any data is read
         BackboneRequest.of(backbone).check()
     src = source if isinstance(source, Source) else SourceRequest.of(source).open()
+    if src.task == "segmentation" and config.poolings is None:  # segmentation heads read patch grids
+        config = replace(config, poolings=(choice.pooling or "patch",))
     check_source(src, plan, eval_split=choice.eval_split)  # before anything is embedded
     run_id = run_id or uuid.uuid4().hex[:12]
     rows: list[ResultRow] = []
@@ -136,7 +139,11 @@ def run_curve(
         result = extract(src, backbone=backbone, config=config, command=command)
         extractions.append(result.to_json())
         store = open_store(result.store)
-        new = _stamped(run_plan(_eval_data(store, choice, plan), plan, run_id=run_id, progress=progress), command)
+        data = _eval_data(store, choice, plan)
+        keeper = ExampleKeeper(data, seed=plan.seed) if data.task == "segmentation" and results_dir else None
+        new = _stamped(run_plan(data, plan, run_id=run_id, progress=progress, keep=keeper), command)
+        if keeper is not None and results_dir is not None:
+            keeper.save(results_dir, data, src, store.attrs.get("backbone", {}).get("preprocess", {}))
         saved = _save(new, results_dir) or saved  # per backbone: a later failure keeps earlier rows
         rows += new
         stores.append(store.path)

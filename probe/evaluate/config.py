@@ -24,7 +24,7 @@ from probe.metrics import check_metric_names
 if TYPE_CHECKING:
     from probe.evaluate.data import EvalData
 
-FAMILIES: tuple[str, ...] = ("single-label", "multi-label")
+FAMILIES: tuple[str, ...] = ("single-label", "multi-label", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,30 @@ class LabelSpreadConfig:
 
 
 @dataclass(frozen=True)
+class SegConfig:
+    """Segmentation head settings (``seg-linear``, ``seg-knn``, ``seg-conv`` on stored patch grids)."""
+
+    # seg-linear: soft-label multinomial logistic regression per patch on train-pool-standardised
+    # features. Full data: C chosen by mean foreground Dice on the validation split over c_grid; few-shot
+    # draws never read validation labels and use C (scikit-learn's default, fixed in advance).
+    C: float = 1.0
+    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)  # candidates on val for the full-data setting
+    max_iter: int = 500  # L-BFGS iterations per problem
+    k: int = 20  # seg-knn: labelled patches voting for each test patch
+    temperature: float = 0.07  # seg-knn: softmax temperature of the cosine similarities
+    hidden: int = 128  # seg-conv: channels of the decoder's 3x3 convolution
+    epochs: int = 30  # seg-conv: fixed training epochs (no early stopping: few-shot never reads val)
+    lr: float = 1e-3  # seg-conv: AdamW learning rate
+    weight_decay: float = 1e-4  # seg-conv: AdamW weight decay
+
+    def __post_init__(self) -> None:
+        if self.C <= 0 or any(c <= 0 for c in self.c_grid) or not self.c_grid:
+            raise ProtocolError(f"SegConfig(C={self.C}, c_grid={self.c_grid}): C values must be positive")
+        if self.k < 1 or self.epochs < 1 or self.hidden < 1:
+            raise ProtocolError(f"SegConfig(k={self.k}, epochs={self.epochs}, hidden={self.hidden}) must all be >= 1")
+
+
+@dataclass(frozen=True)
 class PlanConfig:
     """What to evaluate: heads × label levels × seeds, and how to score it."""
 
@@ -104,6 +128,7 @@ class PlanConfig:
     linear: LinearConfig = field(default_factory=LinearConfig)
     prototype: PrototypeConfig = field(default_factory=PrototypeConfig)
     labelspread: LabelSpreadConfig = field(default_factory=LabelSpreadConfig)
+    seg: SegConfig = field(default_factory=SegConfig)  # segmentation heads (stores of patch grids)
     views: ViewConfig = field(default_factory=ViewConfig)  # fusion, modality dropout, ablation (multi-view)
     # features given to the linear and label-spreading heads (probe.evaluate.preprocessing.POLICIES):
     # "support" (the linear head z-scores with the drawn rows' own statistics), "pool-standardise" or
@@ -169,6 +194,10 @@ def head_setup(head: str, plan: PlanConfig) -> dict[str, Any]:
     if base == "knn":
         return {"k": int(head.rpartition("-k")[2]), "vote": plan.knn.vote, "temperature": plan.knn.temperature}
     configs: dict[str, Any] = {"linear": plan.linear, "prototype": plan.prototype, "labelspread": plan.labelspread}
+    if base in SEG_SETTINGS:
+        return {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(plan.seg).items() if k in SEG_SETTINGS[base]
+        }
     if base not in configs:
         return {}
     settings = {k: v for k, v in asdict(configs[base]).items() if k != "tol"}
@@ -180,6 +209,13 @@ def head_setup(head: str, plan: PlanConfig) -> dict[str, Any]:
             settings |= {"modality_dropout": plan.views.modality_dropout, "dropout_copies": plan.views.dropout_copies}
     return settings
 
+
+#: The SegConfig fields that change each segmentation head's numbers (its part of a row's setup).
+SEG_SETTINGS: dict[str, tuple[str, ...]] = {
+    "seg-linear": ("C", "c_grid", "max_iter"),
+    "seg-knn": ("k", "temperature"),
+    "seg-conv": ("hidden", "epochs", "lr", "weight_decay"),
+}
 
 Runner = Callable[["EvalData", list[Task], PlanConfig], list[Evaluation]]
 _RUNNERS: dict[tuple[str, str], Runner] = {}
@@ -202,7 +238,8 @@ def register_runner(head: str, *, family: str) -> Callable[[Runner], Runner]:
 def _load_runners() -> None:
     # the runner modules import this one (register_runner); loaded on first use, inside the package
     import probe.evaluate.multilabel
-    import probe.evaluate.runners  # noqa: F401
+    import probe.evaluate.runners
+    import probe.evaluate.segrunners  # noqa: F401
 
 
 def head_names() -> tuple[str, ...]:

@@ -40,6 +40,7 @@ class Pool:
     groups: np.ndarray | None  # (n,) group (patient) ids, when known
     views: np.ndarray | None = None  # (n, n_views, dim) per-view features of multi-view stores (X is their fusion)
     present: np.ndarray | None = None  # (n, n_views) bool, which views each row has
+    units: np.ndarray | None = None  # (n,) segmentation: the image or volume each row belongs to (shots count units)
 
     @property
     def n(self) -> int:
@@ -144,6 +145,12 @@ def load_eval_data(
     """
     if not store.complete:
         raise StoreError(f"store {store.path} is incomplete; resume it: {store.attrs.get('command', 'probe extract')}")
+    if store.attrs.get("mask_size") is not None:  # label maps: the segmentation task kind
+        from probe.evaluate.segmentation import load_seg_data  # it builds on this module
+
+        if fusion is not None:
+            raise ProtocolError(f"ViewConfig(fusion={fusion}) applies to multi-view stores; {store.path} holds images")
+        return load_seg_data(store, pooling=pooling, eval_split=eval_split)
     pooling = pooling or next(iter(store.poolings))
     labels = np.asarray(store.labels)
     multilabel = labels.ndim == 2 and store.attrs.get("source", {}).get("task") == "multilabel"

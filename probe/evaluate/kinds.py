@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from probe.errors import ProtocolError
-from probe.evaluate.config import DEFAULT_METRICS, Evaluation, PlanConfig, Runner, runner_for
+from probe.evaluate.config import DEFAULT_METRICS, Evaluation, PlanConfig, Runner, Task, runner_for
 from probe.evaluate.data import EvalData
+from probe.evaluate.segmentation import labelled_units, seg_metrics, seg_score, seg_tasks, unit_range
 from probe.metrics import bootstrap_ci, bootstrap_ci_multilabel, compute_metrics, compute_multilabel_metrics
 from probe.metrics import multilabel as ML
 
@@ -31,9 +32,10 @@ class TaskKind:
     family: str  # runner family: "single-label" or "multi-label"
     metrics: Callable[[EvalData, tuple[str, ...]], tuple[str, ...]]  # plan metric names → this kind's names
     score: Callable[[EvalData, Evaluation, np.ndarray, np.ndarray, tuple[str, ...], int], Scores]
-    x_position: Callable[[EvalData, np.ndarray], float]  # (n_train, ...) drawn targets → labels per class
+    x_position: Callable[[EvalData, np.ndarray], float]  # drawn train rows → labels per class (the curve's x)
     x_label: str  # what x_position counts
-    x_range: Callable[[EvalData, np.ndarray], tuple[int, int]]  # the smallest and largest class (label) count
+    x_range: Callable[[EvalData, np.ndarray], tuple[int, int]]  # drawn rows → smallest and largest class count
+    tasks: Callable[[EvalData, PlanConfig], list[Task]] | None = None  # the kind's draws (None: label draws)
 
     def runner(self, head: str) -> Runner:
         """The runner of ``head`` for this kind (ProtocolError when the head does not serve it)."""
@@ -71,21 +73,21 @@ def _multilabel_score(
     return values, cis
 
 
-def _per_class(data: EvalData, y: np.ndarray) -> float:
-    return int(y.shape[0]) / data.n_classes
+def _per_class(data: EvalData, rows: np.ndarray) -> float:
+    return int(rows.size) / data.n_classes
 
 
-def _positives_per_label(data: EvalData, y: np.ndarray) -> float:
-    return float((y == 1).sum(axis=0).mean())
+def _positives_per_label(data: EvalData, rows: np.ndarray) -> float:
+    return float((data.train.y[rows] == 1).sum(axis=0).mean())
 
 
-def _class_count_range(data: EvalData, y: np.ndarray) -> tuple[int, int]:
-    counts = np.bincount(y.astype(np.int64), minlength=data.n_classes)
+def _class_count_range(data: EvalData, rows: np.ndarray) -> tuple[int, int]:
+    counts = np.bincount(data.train.y[rows].astype(np.int64), minlength=data.n_classes)
     return int(counts.min()), int(counts.max())
 
 
-def _positive_count_range(data: EvalData, y: np.ndarray) -> tuple[int, int]:
-    counts = (y == 1).sum(axis=0)
+def _positive_count_range(data: EvalData, rows: np.ndarray) -> tuple[int, int]:
+    counts = (data.train.y[rows] == 1).sum(axis=0)
     return int(counts.min()), int(counts.max())
 
 
@@ -105,6 +107,16 @@ TASK_KINDS: dict[str, TaskKind] = {
         x_position=_positives_per_label,
         x_label="positives per label",
         x_range=_positive_count_range,
+    ),
+    "segmentation": TaskKind(
+        name="segmentation",
+        family="segmentation",
+        metrics=seg_metrics,
+        score=seg_score,
+        x_position=labelled_units,
+        x_label="labelled images (or volumes)",
+        x_range=unit_range,
+        tasks=seg_tasks,
     ),
 }
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Callable
 
 from tqdm import tqdm
 
-from probe.evaluate.config import PlanConfig
+from probe.evaluate.config import Evaluation, PlanConfig
 from probe.evaluate.data import EvalData
 from probe.evaluate.kinds import plan_metrics, task_kind
 from probe.evaluate.scoring import VERSIONED, score
@@ -24,7 +25,14 @@ from probe.provenance import library_versions
 from probe.results import ResultRow
 
 
-def run_plan(data: EvalData, plan: PlanConfig, *, run_id: str | None = None, progress: bool = False) -> list[ResultRow]:
+def run_plan(
+    data: EvalData,
+    plan: PlanConfig,
+    *,
+    run_id: str | None = None,
+    progress: bool = False,
+    keep: Callable[[Evaluation], None] | None = None,
+) -> list[ResultRow]:
     """Evaluate every head of ``plan`` on ``data``.
 
     Args:
@@ -33,6 +41,7 @@ def run_plan(data: EvalData, plan: PlanConfig, *, run_id: str | None = None, pro
         run_id: the invocation's id (default: a new one).
         progress: a bar over (head, draw) evaluations with an ETA on stderr (batched heads advance it
             by a whole head at a time).
+        keep: called with every evaluation before it is scored (e.g. to keep example predictions).
 
     Returns:
         One row per (head, draw, metric), in head → draw → metric order.
@@ -49,6 +58,8 @@ def run_plan(data: EvalData, plan: PlanConfig, *, run_id: str | None = None, pro
         for head in plan.heads:
             bar.set_postfix_str(head)
             for ev in kind.runner(head)(data, tasks, plan):
+                if keep is not None:
+                    keep(ev)
                 rows.extend(score(data, ev, names=names, plan=plan, run_id=run_id, versions=versions))
                 bar.update(1)
     return rows

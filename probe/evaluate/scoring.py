@@ -38,7 +38,7 @@ def score(
     n_boot = plan.bootstrap  # episodes: over the episode's query set
     values, cis = kind.score(data, ev, y_true, proba, names, n_boot)
     n_train = int(task.draw.rows.size)
-    drawn = data.train.y[task.draw.rows]
+    drawn = task.draw.rows
     # the whole train split is not class-balanced: its mean labels per class hides the smallest class
     spread = {"per_class_range": list(kind.x_range(data, drawn))} if task.protocol == "full" else {}
     common: dict[str, Any] = {

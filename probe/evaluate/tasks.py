@@ -10,6 +10,14 @@ from probe.evaluate.sampling import ALL, draw_fraction, draw_queries, draw_shot_
 
 def build_tasks(data: EvalData, plan: PlanConfig) -> list[Task]:
     """Every training draw of the plan, in a fixed order (seeded; equal for every head and backbone)."""
+    from probe.evaluate.kinds import task_kind  # kinds builds on this package's modules
+
+    kind = task_kind(data)
+    return kind.tasks(data, plan) if kind.tasks is not None else label_tasks(data, plan)
+
+
+def label_tasks(data: EvalData, plan: PlanConfig) -> list[Task]:
+    """The draws of labelled samples: n per class × seeds, fractions, episodes and the full split."""
     tr = data.train
     tasks: list[Task] = []
     numeric = [s for s in plan.shots if s != ALL]

@@ -1,5 +1,5 @@
 """Heads: scikit-learn estimators on stored features (kNN on FAISS, logistic regression, prototypes,
-label spreading over a kNN graph).
+label spreading over a kNN graph), and segmentation heads on patch grids (seg-linear, seg-knn, seg-conv).
 
 Each head is importable on its own; this package imports them lazily so that using one never loads
 the others' dependencies (the linear head's batched solver imports torch, the kNN head FAISS).
@@ -18,9 +18,14 @@ __all__ = [
     "MultiLabelLinearProbe",
     "MultiLabelPrototypeProbe",
     "PrototypeProbe",
+    "SegConvProbe",
+    "SegKNNProbe",
+    "SegLinearProbe",
     "fit_label_spreading",
     "fit_linear_probes",
     "fit_multilabel_linear_probes",
+    "fit_seg_linear_batch",
+    "pool_statistics",
     "solve_logistic_batch",
 ]
 
@@ -36,6 +41,11 @@ _HOME = {
     "MultiLabelPrototypeProbe": "probe.heads.multilabel",
     "MultiLabelLinearProbe": "probe.heads.multilabel_linear",
     "fit_multilabel_linear_probes": "probe.heads.multilabel_linear",
+    "SegLinearProbe": "probe.heads.seg_linear",
+    "fit_seg_linear_batch": "probe.heads.seg_linear",
+    "SegKNNProbe": "probe.heads.seg_knn",
+    "SegConvProbe": "probe.heads.seg_conv",
+    "pool_statistics": "probe.heads._seg_targets",  # patch statistics of a train pool (no labels)
 }
 
 

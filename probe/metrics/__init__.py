@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from probe.errors import MetricError
-from probe.metrics import classification, multilabel
+from probe.metrics import classification, multilabel, segmentation
 from probe.metrics.classification import METRIC_LABELS, METRICS, bootstrap_ci, bootstrap_distribution, compute_metrics
 from probe.metrics.multilabel import (
     bootstrap_ci_multilabel,
@@ -47,27 +47,34 @@ def metric_label(name: str) -> str:
     Raises:
         MetricError: neither a classification nor a multi-label metric name.
     """
+    if segmentation.is_seg_metric(name):
+        return segmentation.seg_metric_label(name)
     if multilabel.is_metric_name(name) and name not in METRIC_LABELS:
         return multilabel.metric_label(name)
     return classification.metric_label(name)
 
 
 def metric_direction(name: str) -> str:
-    """Return ``"higher"``: every metric here is higher-is-better (the name is validated)."""
+    """``"higher"`` for every metric but HD95 (a distance: ``"lower"``); the name is validated."""
     metric_label(name)
-    return "higher"
+    return segmentation.seg_metric_direction(name) if segmentation.is_seg_metric(name) else "higher"
 
 
-def metric_range(name: str) -> tuple[float, float]:
-    """(low, high) values a metric can take: [-1, 1] for MCC and quadratic weighted kappa, else [0, 1]."""
+def metric_range(name: str) -> tuple[float, float] | None:
+    """(low, high) values a metric can take: [-1, 1] for MCC and quadratic weighted kappa, None for
+    unbounded ones (HD95, a distance in pixels), else [0, 1]."""
+    if segmentation.is_seg_metric(name):
+        return segmentation.seg_metric_range(name)
     return (-1.0, 1.0) if name in ("mcc", "qwk") else (0.0, 1.0)
 
 
 def check_metric_names(names: Sequence[str]) -> None:
     """Raise :class:`~probe.errors.MetricError` for a name no task kind knows."""
     for name in names:
-        if name not in METRICS and not re.fullmatch(r"recall\[\d+\]", name) and not multilabel.is_metric_name(name):
+        known = name in METRICS or multilabel.is_metric_name(name) or segmentation.is_seg_metric(name)
+        if not known and not re.fullmatch(r"recall\[\d+\]", name):
             raise MetricError(
                 f"unknown metric {name!r}; choose from {', '.join(METRICS)}, recall[<class index>] "
-                f"(multi-label: {', '.join(multilabel.METRIC_LABELS)}, auroc[<label>], ap[<label>], f1[<label>])"
+                f"(multi-label: {', '.join(multilabel.METRIC_LABELS)}, auroc[<label>], ap[<label>], f1[<label>]; "
+                f"segmentation: {', '.join(segmentation.SEG_METRICS)}, dice:<class>, iou:<class>)"
             )

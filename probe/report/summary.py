@@ -54,7 +54,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], *, metric: str = "balanced_a
     return "\n".join(text)
 
 
-def _cell(group: Sequence[Mapping[str, Any]], bounds: tuple[float, float]) -> str:
+def _cell(group: Sequence[Mapping[str, Any]], bounds: tuple[float, float] | None) -> str:
     if not group:
         return "-"
     values = np.array([float(r["value"]) for r in group if r.get("value") is not None], dtype=float)

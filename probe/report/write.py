@@ -30,11 +30,13 @@ from probe.report.data import (
     summarise,
     val_points,
 )
+from probe.report.overlays import load_examples, overlay_figure
 from probe.report.plots import colour_keys, curve_figure, figure_bytes, is_finetune, panel_figure, style_keys
 from probe.report.render import Document, Section, Table, render_html, render_markdown
 from probe.setups import describe_store_setup
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
+SEG_REPORT_METRICS = ("dice", "iou")  # shown for segmentation rows whatever the requested metrics
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -137,10 +139,13 @@ def write_report(
     metrics = [metric] if isinstance(metric, str) else list(dict.fromkeys(metric))
     if not metrics:
         raise ConfigError("write_report(metric=[]) names no metric; pass e.g. metric='balanced_accuracy'")
-    per_metric = {metrics[0]: metric_rows(results, metrics[0])}  # the main metric must be there
-    for m in metrics[1:]:
+    segmentation = "dice" in set(results["metric"].astype(str)) if "metric" in results else False
+    if segmentation:  # segmentation rows are shown by Dice and IoU next to the classification metrics
+        metrics += [m for m in SEG_REPORT_METRICS if m not in metrics]
+    per_metric = {} if segmentation else {metrics[0]: metric_rows(results, metrics[0])}  # the main metric
+    for m in metrics:
         try:
-            per_metric[m] = metric_rows(results, m)
+            per_metric.setdefault(m, metric_rows(results, m))
         except (MetricError, ResultsError):  # an extra metric absent from these results: not shown
             continue
     out = Path(out_dir)
@@ -159,8 +164,13 @@ def write_report(
             )  # fmt: skip
             figures += files
             sections.append(section)
+        if source is not None:
+            files, examples = _example_sections(Path(source), results, dataset=str(dataset), out=out)
+            figures += files
+            sections += examples
     provenance = _provenance_section(results)
-    doc = Document(title, _provenance(results, per_metric[metrics[0]], metric=metrics[0], source=source), NOTES,
+    main = next(m for m in metrics if m in per_metric)  # the first requested metric the results have
+    doc = Document(title, _provenance(results, per_metric[main], metric=main, source=source), NOTES,
                    (*sections, *([provenance] if provenance else [])))  # fmt: skip
     md, page = out / MARKDOWN_FILE, out / HTML_FILE
     write_atomic(md, render_markdown(doc))  # a temporary name, then a rename: never a half-written report
@@ -194,21 +204,22 @@ def _section(
     rows, board, ablation = view.rows, view.board, view.ablation
     part = view.summary[view.summary["dataset"] == dataset]
     stem = f"{_slug(str(dataset))}-{_slug(metric)}"
+    unit = _unit(rows[rows["dataset"] == dataset])
     files, png = _write_figures(part, dataset=dataset, out=out, stem=stem, fmts=fmts, metric_label=label,
-                                colour_order=colour_order)  # fmt: skip
+                                colour_order=colour_order, x_label=unit)  # fmt: skip
     draws, episodes = part[part["regime"] != EPISODES], part[part["regime"] == EPISODES]
-    spread = _all_range(rows[rows["dataset"] == dataset])
+    spread = None if unit else _all_range(rows[rows["dataset"] == dataset])
     tables: tuple[tuple[str, Table], ...] = (
         (f"Leaderboard ({label})", _leaderboard_table(board[board["dataset"] == dataset], metric_label=label)),
     )
     if not draws.empty:
-        tables += ((f"Label-efficiency curve ({label})", _curve_table(draws, all_range=spread)),)
+        tables += ((f"Label-efficiency curve ({label})", _curve_table(draws, all_range=spread, unit=unit)),)
     if not episodes.empty:
         tables += ((f"Few-shot episodes ({label}): mean over episodes", _curve_table(episodes)),)
     if not ablation.empty and (ablation["dataset"] == dataset).any():
         table = _ablation_table(ablation[ablation["dataset"] == dataset])
         tables += ((f"Modality ablation ({label}): one modality removed at test time", table),)
-    alt = f"{label} against labels per class on {dataset}"
+    alt = f"{label} against {unit or 'labels per class'} on {dataset}"
     heading = f"{dataset} · {label}" if several else str(dataset)
     return files, Section(heading, files[0].relative_to(out).as_posix(), png, alt, tables)
 
@@ -238,20 +249,23 @@ def _slug(text: str) -> str:
 
 def _write_figures(
     summary: pd.DataFrame, *, dataset: str, out: Path, stem: str, fmts: tuple[str, ...], metric_label: str,
-    colour_order: list[str],
+    colour_order: list[str], x_label: str | None = None,
 ) -> tuple[list[Path], bytes]:  # fmt: skip
     """Write one (dataset, metric) figure in every format; returns the paths and the PNG bytes for the HTML.
 
     Several backbones and several heads: small multiples (a panel per head, a colour per backbone);
     otherwise one panel with a line per configuration.
     """
-    title = f"{dataset}: {metric_label} vs labels per class"
+    title = f"{dataset}: {metric_label} vs {x_label or 'labels per class'}"
     probes = summary[~summary["head"].astype(str).map(is_finetune)]
     if probes["backbone"].nunique() >= 2 and probes["head"].nunique() >= 2:
         fig = panel_figure(summary, title=title, metric_label=metric_label, colour_order=colour_order)
     else:
         fig = curve_figure(summary, title=title, metric_label=metric_label, colour_order=colour_order,
                            style_order=sorted(set(style_keys(summary))))  # fmt: skip
+    if x_label:  # segmentation: the x axis counts labelled images (or volumes), not labels per class
+        for ax in fig.axes:
+            ax.set_xlabel(ax.get_xlabel().replace("labels per class", x_label))
     png = figure_bytes(fig, "png")
     paths = []
     for fmt in fmts:
@@ -301,7 +315,30 @@ def _all_range(rows: pd.DataFrame) -> tuple[int, int] | None:
     return (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else None
 
 
-def _curve_table(summary: pd.DataFrame, *, all_range: tuple[int, int] | None = None) -> Table:
+def _unit(rows: pd.DataFrame) -> str | None:
+    """What a segmentation curve's x counts ("labelled images" / "labelled volumes"); None for classification."""
+    units = sorted({str(p["unit"]) for p in rows["params"] if isinstance(p, dict) and p.get("unit")})
+    return f"labelled {units[0]}s" if units else None
+
+
+def _example_sections(
+    results_dir: Path, results: pd.DataFrame, *, dataset: str, out: Path
+) -> tuple[list[Path], list[Section]]:
+    """The overlay figure of a dataset's kept example predictions (none when the curve kept none)."""
+    if "dataset_fingerprint" not in results:
+        return [], []
+    prints = set(results.loc[results["dataset"] == dataset, "dataset_fingerprint"].astype(str))
+    found = [ex for ex in load_examples(results_dir) if ex.dataset_fingerprint in prints]
+    if not found:
+        return [], []
+    png = figure_bytes(overlay_figure(found[0]), "png")
+    path = out / FIGURES_DIR / f"{_slug(dataset)}-examples.png"
+    write_atomic(path, png)
+    alt = f"example test images of {dataset} with ground truth and predicted masks overlaid"
+    return [path], [Section(f"{dataset} · example predictions", path.relative_to(out).as_posix(), png, alt, ())]
+
+
+def _curve_table(summary: pd.DataFrame, *, all_range: tuple[int, int] | None = None, unit: str | None = None) -> Table:
     levels = summary.sort_values("x").drop_duplicates("level")
     columns = [str(lv) for lv in levels["level"]]
     headers = ["configuration"]
@@ -310,6 +347,8 @@ def _curve_table(summary: pd.DataFrame, *, all_range: tuple[int, int] | None = N
             headers.append(str(lv))
         elif lv == "all" and all_range is not None and all_range[0] != all_range[1]:
             headers.append(f"all ({all_range[0]:,}–{all_range[1]:,}/class)")  # min–max: the split is imbalanced
+        elif unit:
+            headers.append(f"{lv} ({x:,.0f} {unit.removeprefix('labelled ')})")
         else:
             headers.append(f"{lv} ({x:,.0f}/class)")
     rows = []

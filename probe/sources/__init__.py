@@ -24,6 +24,8 @@ from probe.sources.multilabel import (
 from probe.sources.multimodal import MultiModalSource, modality_columns, open_multimodal_manifest
 from probe.sources.nifti import NiftiSource
 from probe.sources.request import SourceRequest
+from probe.sources.segmentation import OPTION_KEYS as SEG_OPTION_KEYS
+from probe.sources.segmentation import SegmentationSource
 from probe.sources.splitting import SplitConfig, make_splits
 from probe.sources.volumes import MedMNIST3DSource, SlicePolicy, VolumeSource, with_slices
 
@@ -37,6 +39,7 @@ __all__ = [
     "MultiLabelOptions",
     "MultiModalSource",
     "NiftiSource",
+    "SegmentationSource",
     "SlicePolicy",
     "Source",
     "SourceRequest",
@@ -129,6 +132,13 @@ register_source("folder", _folder)
 register_source("csv", _csv, options=DICOM_OPTION_KEYS)
 register_source("dicom", _dicom, options=DICOM_OPTION_KEYS)
 register_source("nifti", _nifti)
+
+
+def _seg(arg: str, *, data_root: str | None, rgba: RgbaPolicy, options: dict[str, str] | None = None) -> Source:
+    return SegmentationSource(arg, options=options)
+
+
+register_source("seg", _seg, options=SEG_OPTION_KEYS)
 
 
 def _hf_dataset(arg: str, *, data_root: str | None, rgba: RgbaPolicy, options: dict[str, str] | None = None) -> Source:

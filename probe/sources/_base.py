@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from probe.errors import ConfigError
+from probe.errors import ConfigError, SourceError
 
 #: Split names in the order their integer codes are stored (code = index).
 SPLITS: tuple[str, ...] = ("train", "val", "test", "unsplit")
@@ -89,6 +89,14 @@ class Source(abc.ABC):
         Raises:
             ImageDecodeError: the sample's file is missing or corrupt (message names id and path).
         """
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """The per-pixel class map of sample ``index`` (segmentation sources only).
+
+        Returns:
+            (H, W) uint8 class indices of the image's size, 255 = ignore.
+        """
+        raise SourceError(f"{self.spec} has no masks; segmentation needs a seg: manifest (image and mask columns)")
 
     def location(self, index: int) -> str:
         """Where sample ``index`` comes from (a path, or file + row), for error messages."""
@@ -183,6 +191,9 @@ class SubsetSource(Source):
 
     def view_mask(self) -> np.ndarray:
         return self.base.view_mask()[self.indices]
+
+    def load_mask(self, index: int) -> np.ndarray:
+        return self.base.load_mask(int(self.indices[index]))
 
     def load_view(self, index: int, view: int) -> np.ndarray:
         return self.base.load_view(int(self.indices[index]), view)

@@ -171,6 +171,9 @@ class ResplitSource(Source):
     def load_image(self, index: int) -> np.ndarray:
         return self.base.load_image(index)
 
+    def load_mask(self, index: int) -> np.ndarray:
+        return self.base.load_mask(index)
+
     def location(self, index: int) -> str:
         return self.base.location(index)
 

@@ -48,7 +48,11 @@ def test_family_builds_from_config_and_pools(name: str) -> None:
     assert bb.weights_fingerprint.startswith("sha256:")
     with torch.no_grad():
         out = bb.pooler(torch.randn(2, 3, size, size))
-    assert {k: tuple(v.shape) for k, v in out.items()} == {k: (2, d) for k, d in bb.poolings.items()}
+    pooled = {k: tuple(v.shape) for k, v in out.items() if v.ndim == 2}
+    assert pooled == {k: (2, d) for k, d in bb.poolings.items()}
+    grids = {k: v for k, v in out.items() if v.ndim == 4}  # patch grids (B, h, w, C) from the same forward
+    assert set(grids) == set(out) - set(pooled) and set(bb.dense_poolings) <= set(grids)
+    assert all(grids[k].shape[0] == 2 and grids[k].shape[3] == d for k, d in bb.dense_poolings.items())
     assert all(torch.isfinite(v).all() for v in out.values())
     if "cls" in bb.poolings:  # widths scale like the full model: cls=D, cls+mean=2D, last4=4D
         d = bb.poolings["cls"]

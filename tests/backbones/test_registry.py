@@ -58,7 +58,9 @@ def test_hf_dinov2_from_config() -> None:
     with torch.no_grad():
         out = bb.pooler(torch.randn(3, 3, 56, 56))
     assert bb.poolings == {"cls": 32, "mean": 32, "cls+mean": 64, "last4": 128}
-    assert all(v.shape == (3, bb.poolings[k]) for k, v in out.items())
+    assert all(v.shape == (3, bb.poolings[k]) for k, v in out.items() if k in bb.poolings)
+    assert bb.dense_poolings == {"patch": 32, "patch-last4": 128}  # registers and CLS dropped: a 4 x 4 grid
+    assert {k: out[k].shape for k in bb.dense_poolings} == {"patch": (3, 4, 4, 32), "patch-last4": (3, 4, 4, 128)}
     assert bb.weights_fingerprint.startswith("sha256:")
 
 
@@ -142,4 +144,4 @@ def test_hf_models_without_cls_or_hierarchical_and_resized() -> None:
         assert bb.poolings == expected[key]
         with torch.no_grad():
             out = bb.pooler(torch.randn(2, 3, 56, 56))  # vit28 runs at 56 px by interpolating positions
-        assert {k: v.shape[1] for k, v in out.items()} == expected[key]
+        assert {k: v.shape[1] for k, v in out.items() if v.ndim == 2} == expected[key]
