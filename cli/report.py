@@ -50,7 +50,9 @@ def report_command(
     chosen: dict[str, Any] = {k: list(split_list(v) or ()) for k, v in filters.items() if v}
     frame = load_results(results, skip_bad_lines=skip_bad_lines, **chosen)
     metrics = split_list(metric) or ("balanced_accuracy",)
-    files = write_report(frame, out, metric=metrics, formats=split_list(formats) or ("png",), title=title)
+    files = write_report(
+        frame, out, metric=metrics, formats=split_list(formats) or ("png",), title=title, examples=results
+    )
     seen = None
     if check_in_browser:
         from probe.report.browser import check_in_browser as look

@@ -243,7 +243,7 @@ def summarise(points: pd.DataFrame) -> pd.DataFrame:
 
 
 #: Heads in the order the fixed selection rule prefers them (the linear probe is the usual reference).
-RULE_HEADS = ("linear", "prototype", "labelspread")
+RULE_HEADS = ("linear", "prototype", "labelspread", "seg-linear", "seg-knn")
 
 
 def rank(points: pd.DataFrame, summary: pd.DataFrame, *, val_points: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -42,7 +42,7 @@ def load_examples(results_dir: str | Path) -> list[Examples]:
         files = sorted(folder.glob("*.npz"))
         if not files:
             continue
-        loaded = [np.load(f, allow_pickle=False) for f in files]
+        loaded = [_read(f) for f in files]
         first = loaded[0]
         same = [z for z in loaded if np.array_equal(z["ids"], first["ids"])]  # one example set per figure
         columns = tuple((f"{z['backbone']} · {z['head']} ({z['level']})", np.asarray(z["pred"])) for z in same)
@@ -58,6 +58,11 @@ def load_examples(results_dir: str | Path) -> list[Examples]:
             )
         )
     return out
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:  # closed at once: no open file left to the collector
+        return {k: np.asarray(z[k]) for k in z.files}
 
 
 def _overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray) -> np.ndarray:

@@ -111,6 +111,7 @@ def write_report(
     formats: Sequence[str] = ("png", "svg"),
     title: str = "probe report",
     source: str | None = None,
+    examples: str | Path | None = None,
 ) -> ReportFiles:
     """Write ``report.md``, a self-contained ``report.html`` and the figures into ``out_dir``.
 
@@ -126,6 +127,8 @@ def write_report(
         formats: figure file formats, any of "png", "svg", "pdf"; the Markdown links the first.
         title: report title.
         source: where the results came from (a path), named in the provenance lines.
+        examples: a results folder (or its results file) whose ``examples/`` holds the example predictions
+            segmentation curves kept; each dataset that has them gets an overlay figure.
 
     Returns:
         The paths written.
@@ -164,10 +167,11 @@ def write_report(
             )  # fmt: skip
             figures += files
             sections.append(section)
-        if source is not None:
-            files, examples = _example_sections(Path(source), results, dataset=str(dataset), out=out)
+        if examples is not None:
+            folder = Path(examples) if Path(examples).is_dir() else Path(examples).parent
+            files, shown = _example_sections(folder, results, dataset=str(dataset), out=out)
             figures += files
-            sections += examples
+            sections += shown
     provenance = _provenance_section(results)
     main = next(m for m in metrics if m in per_metric)  # the first requested metric the results have
     doc = Document(title, _provenance(results, per_metric[main], metric=main, source=source), NOTES,
@@ -359,6 +363,8 @@ def _curve_table(summary: pd.DataFrame, *, all_range: tuple[int, int] | None = N
     note = (
         'Columns are labels per class ("all": the whole training split, with its smallest–largest class); '
         "n = seeds; — not run."
+        if not unit
+        else f'Columns are {unit} ("all": the whole training split); n = seeds; — not run.'
     )
     if (summary["regime"] == EPISODES).any():
         note += " Episode lines average over few-shot episodes instead of class-balanced draws."

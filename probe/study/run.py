@@ -128,7 +128,9 @@ def _write_reports(study: StudyConfig, folder: Path) -> list[str]:
     for i, metric in enumerate(study.report.metrics):
         out = folder / ("report" if i == 0 else f"report-{metric}")
         title = study.report.title or f"probe study: {study.name}"
-        files = write_report(frame, out, metric=metric, formats=study.report.formats, title=title)
+        files = write_report(
+            frame, out, metric=metric, formats=study.report.formats, title=title, examples=folder / "results"
+        )
         reports.append(str(files.html))
     return reports
 

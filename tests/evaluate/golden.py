@@ -24,7 +24,34 @@ KEPT = ("dataset", "backbone", "pooling", "head", "protocol", "shots", "fraction
         "value", "ci_low", "ci_high", "ci_method", "n_train", "n_test", "n_classes", "labels_per_class",
         "params", "split", "sample_digest", "setup", "flags")  # fmt: skip
 VOLATILE = ("index", "train_seconds", "peak_memory_mb")  # FAISS index class (GPU/CPU), timings, memory
-TINY = ["--backbone", "timm:test_vit", "--random-weights", "--image-size", "32"]
+
+
+def golden_weights(folder: Path) -> Path:
+    """timm ``test_vit`` weights drawn by NumPy with a fixed seed (norm scales 1, biases 0).
+
+    The record must not depend on a library's random initialisation: timm's own init of ``test_vit``
+    changed between releases and moved every random-weights number (a weights file keeps them).
+    """
+    import numpy as np
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    state = timm.create_model("test_vit", pretrained=False).state_dict()
+    rng = np.random.default_rng(0)
+    out = {}
+    for name in sorted(state):
+        t = state[name]
+        if name.endswith("bias"):
+            out[name] = torch.zeros_like(t)
+        elif "norm" in name:
+            out[name] = torch.ones_like(t)
+        else:
+            out[name] = torch.from_numpy(rng.normal(0.0, 0.02, tuple(t.shape)).astype(np.float32))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "test_vit_golden.safetensors"
+    save_file(out, str(path))
+    return path
 
 
 def _invoke(args: list[str]) -> dict[str, Any]:
@@ -60,6 +87,7 @@ def produce(tmp: Path, medmnist: Path) -> dict[str, Any]:
     from tests.cli.test_multilabel_cli import _manifest as multilabel_manifest
     from tests.conftest import write_image_folder
 
+    tiny = ["--backbone", "timm:test_vit", "--weights", str(golden_weights(tmp / "weights")), "--image-size", "32"]
     res = str(tmp / "results")
     emb = ["--store-root", str(tmp / "emb"), "--results", res]
     out: dict[str, Any] = {}
@@ -68,14 +96,14 @@ def produce(tmp: Path, medmnist: Path) -> dict[str, Any]:
                       *emb])  # fmt: skip
     out["breastmnist"] = _rows(breast)
     ml = multilabel_manifest(tmp / "ml")
-    out["multilabel"] = _rows(_invoke(["curve", f"csv:{ml}", "--label-columns", ",".join(LABELS), *TINY,
+    out["multilabel"] = _rows(_invoke(["curve", f"csv:{ml}", "--label-columns", ",".join(LABELS), *tiny,
                                        "--shots", "2,all", "--seeds", "2", "--bootstrap", "50", *emb]))  # fmt: skip
     mm = write_multimodal_manifest(tmp / "mm", per_class={"train": 16, "val": 4, "test": 16})
-    out["multimodal"] = _rows(_invoke(["curve", f"csv:{mm}", *TINY, "--heads", "knn,linear,prototype",
+    out["multimodal"] = _rows(_invoke(["curve", f"csv:{mm}", *tiny, "--heads", "knn,linear,prototype",
                                        "--modality-dropout", "0.3", "--shots", "4,all", "--seeds", "2",
                                        "--bootstrap", "50", *emb]))  # fmt: skip
     folder = write_image_folder(tmp / "imgs", per_class=4)
-    out["finetune"] = _rows(_invoke(["finetune", f"folder:{folder}", *TINY, "--results", res, "--mode", "lora",
+    out["finetune"] = _rows(_invoke(["finetune", f"folder:{folder}", *tiny, "--results", res, "--mode", "lora",
                                      "--lora-rank", "4", "--shots", "2", "--seeds", "1", "--epochs", "1",
                                      "--min-steps", "0", "--bootstrap", "20",
                                      "--checkpoints", str(tmp / "ckpt")]))  # fmt: skip
