@@ -24,6 +24,7 @@ SCRIPTS = (
     "bench_cli",
     "bench_preprocessing",
     "bench_scale",
+    "bench_dense",
 )
 
 
@@ -104,3 +105,8 @@ def test_scale_quick(tmp_path: Path) -> None:
     text = out.read_text()
     assert "## Scaling out (`bench/bench_scale.py`, scale)" in text and "bit-identical" in text
     assert "| s3 |" in text and "fast / exact" in text
+
+
+def test_dense_quick(tmp_path: Path) -> None:
+    out = _run("bench_dense", "--quick", "--random", tmp=tmp_path)
+    assert "seg-linear sweep" in out and "| all |" in out

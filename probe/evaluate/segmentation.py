@@ -84,7 +84,10 @@ def load_seg_data(store: EmbeddingStore, *, pooling: str | None = None, eval_spl
         dataset_fingerprint=str(store.attrs.get("fingerprint_inputs", {}).get("source", {}).get("content", "")),
         dataset_spec=str(source.get("spec", "")),
         setup=store_setup(store, pooling),
-        flags=check_features(flat, what=f"{name} ({store.path}, {pooling})", store=store),
+        flags=(
+            *check_features(flat, what=f"{name} ({store.path}, {pooling})", store=store),
+            *(str(f) for f in source.get("mask_flags", [])),  # empty masks, classes only in test
+        ),
     )
 
 

@@ -196,10 +196,12 @@ class SegmentationSource(Source):
                 f"{self.spec}: masks hold class {counts.shape[1] - 1} but classes.txt names only "
                 f"{self.n_classes} classes; add the missing names"
             )
+        self.mask_flags: tuple[str, ...] = ()  # recorded in the store and on every result row
         codes = np.array([split_code(s) for s in unit_splits])
         fg = counts[:, 1:] > 0
         empty = [unit_ids[i] for i in np.flatnonzero(~fg.any(axis=1))]
         if empty:
+            self.mask_flags += ("empty-masks",)
             warnings.warn(
                 f"{self.spec}: {len(empty)} mask(s) hold background only (e.g. {empty[0]!r}); they count as "
                 "labelled samples without foreground",
@@ -211,6 +213,7 @@ class SegmentationSource(Source):
         if in_train is not None:
             only_test = [self.classes[c + 1] for c in np.flatnonzero(in_test & ~in_train)]
             if only_test:
+                self.mask_flags += ("classes-only-in-test",)
                 warnings.warn(
                     f"{self.spec}: class(es) {', '.join(only_test)} appear only in the test split; no head can "
                     "learn them (their Dice is 0)",
@@ -268,7 +271,8 @@ class SegmentationSource(Source):
         return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "unit_kind": self.unit_kind, "ignore_index": IGNORE}
+        return {**super().describe(), "unit_kind": self.unit_kind, "ignore_index": IGNORE,
+                "mask_flags": list(self.mask_flags)}  # fmt: skip
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers: never ship a decoded volume
         return {**self.__dict__, "_cache": None}

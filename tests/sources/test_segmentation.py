@@ -106,3 +106,4 @@ def test_empty_masks_and_test_only_classes_are_warned(tmp_path: Path) -> None:
     text = " ".join(str(w.message) for w in caught)
     assert "1 mask(s) hold background only" in text and "class(es) class_2 appear only in the test split" in text
     assert src.classes == ("background", "class_1", "class_2")
+    assert src.describe()["mask_flags"] == ["empty-masks", "classes-only-in-test"]  # stored, then on every row
