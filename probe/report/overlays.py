@@ -44,7 +44,9 @@ def load_examples(results_dir: str | Path) -> list[Examples]:
             continue
         loaded = [_read(f) for f in files]
         first = loaded[0]
-        same = [z for z in loaded if np.array_equal(z["ids"], first["ids"])]  # one example set per figure
+        # one example set per figure: the same test images at the same size (stores of other input sizes
+        # keep masks of their own size and are left out)
+        same = [z for z in loaded if np.array_equal(z["ids"], first["ids"]) and z["pred"].shape == first["pred"].shape]
         columns = tuple((f"{z['backbone']} · {z['head']} ({z['level']})", np.asarray(z["pred"])) for z in same)
         out.append(
             Examples(
