@@ -46,7 +46,7 @@ def report_command(
     from probe.report import write_report
     from probe.results import load_results
 
-    filters = {"dataset": dataset, "backbone": backbone, "head": head, "protocol": protocol}
+    filters = {"dataset": dataset, "backbone": backbone, "head_name": head, "protocol": protocol}
     chosen: dict[str, Any] = {k: list(split_list(v) or ()) for k, v in filters.items() if v}
     frame = load_results(results, skip_bad_lines=skip_bad_lines, **chosen)
     metrics = split_list(metric) or ("balanced_accuracy",)
@@ -97,7 +97,7 @@ def results_command(
     from probe.report.summary import format_table
     from probe.results import load_results
 
-    filters = {"dataset": dataset, "backbone": backbone, "head": head, "metric": metric, "protocol": protocol}
+    filters = {"dataset": dataset, "backbone": backbone, "head_name": head, "metric": metric, "protocol": protocol}
     frame = load_results(
         results,
         latest=not all_rows,

@@ -73,7 +73,7 @@ def curve_figure(
         x = group["x"].to_numpy(float)
         low, high = group["ci_low"].to_numpy(float), group["ci_high"].to_numpy(float)
         band = np.isfinite(low) & np.isfinite(high)
-        if is_finetune(str(group["head"].iloc[0])):
+        if is_finetune(str(group["head_name"].iloc[0])):
             _finetune_points(
                 ax, x, group["mean"].to_numpy(float), low, high, colour=colour, marker=marker, label=series
             )
@@ -133,7 +133,7 @@ def colour_keys(summary: pd.DataFrame) -> list[str]:
 
 def style_keys(summary: pd.DataFrame) -> list[str]:
     """Per row: the head, marked with its regime ("episodes", "fractions") when it has one."""
-    head = summary["head"].astype(str)
+    head = summary["head_name"].astype(str)
     return head.where(summary["regime"] == "", head + " · " + summary["regime"].astype(str)).tolist()
 
 
@@ -229,7 +229,7 @@ def panel_figure(
         A figure with up to three panels per row and one legend of colours underneath.
     """
     summary = summary.reset_index(drop=True)
-    colour_col = "backbone" if panel == "head" else "head"
+    panel, colour_col = ("head_name", "backbone") if panel == "head" else ("backbone", "head_name")
     keys = [str(v) for v in summary[colour_col]]
     colours = _pick(_palette([*colour_order, *keys]), keys)
     names = list(dict.fromkeys(str(v) for v in summary[panel]))

@@ -65,7 +65,7 @@ def summary_table(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
 
     Returns:
         One row per (dataset, backbone, pooling, head, regime, level), ordered by dataset, line and x,
-        with columns ``dataset, backbone, pooling, head, regime`` (``"episodes"`` or ``""``), ``level``
+        with columns ``dataset, backbone, pooling, head_name, regime`` (``"episodes"`` or ``""``), ``level``
         (``"1"``, ``"10%"``, ``"all"``, ...), ``x`` (labels per class), ``series`` (line label),
         ``n_seeds, mean, ci_low, ci_high`` and ``ci_source`` (``"seeds"``, ``"bootstrap"`` or ``"none"``).
 
@@ -90,7 +90,7 @@ def leaderboard(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
 
     Returns:
         Columns ``dataset, rank, unit`` (``"backbone"`` or ``"head"``), ``name, config, selection, score,
-        n_points, backbone, pooling, head, regime, level, x, n_seeds, mean, ci_low, ci_high, ci_source,
+        n_points, backbone, pooling, head_name, regime, level, x, n_seeds, mean, ci_low, ci_high, ci_source,
         few_seeds, delta, delta_low, delta_high, p_value, n_pairs`` (comparison columns NaN for the leader).
 
     Raises:
@@ -246,8 +246,8 @@ def _write_figures(
     otherwise one panel with a line per configuration.
     """
     title = f"{dataset}: {metric_label} vs labels per class"
-    probes = summary[~summary["head"].astype(str).map(is_finetune)]
-    if probes["backbone"].nunique() >= 2 and probes["head"].nunique() >= 2:
+    probes = summary[~summary["head_name"].astype(str).map(is_finetune)]
+    if probes["backbone"].nunique() >= 2 and probes["head_name"].nunique() >= 2:
         fig = panel_figure(summary, title=title, metric_label=metric_label, colour_order=colour_order)
     else:
         fig = curve_figure(summary, title=title, metric_label=metric_label, colour_order=colour_order,
@@ -313,7 +313,7 @@ def _curve_table(summary: pd.DataFrame, *, all_range: tuple[int, int] | None = N
         else:
             headers.append(f"{lv} ({x:,.0f}/class)")
     rows = []
-    order = summary.sort_values(["backbone", "pooling", "head", "regime", "x"])
+    order = summary.sort_values(["backbone", "pooling", "head_name", "regime", "x"])
     for series, group in order.groupby("series", sort=False):
         cells = {str(r.level): f"{_point_text(r)} n={r.n_seeds}" for r in group.itertuples(index=False)}
         rows.append((str(series), *(cells.get(c, "—") for c in columns)))

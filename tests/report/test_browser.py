@@ -26,7 +26,7 @@ def _many_levels() -> pd.DataFrame:
                 for seed in range(3 if shots != "all" else 1):
                     level = shots if shots != "all" else 256
                     value = 0.4 + 0.04 * (1 + level) ** 0.3 + 0.01 * seed + 0.05 * b - 0.02 * h
-                    rows.append(_row(backbone=backbone, head=head, shots=shots, seed=seed, value=value))
+                    rows.append(_row(backbone=backbone, head_name=head, shots=shots, seed=seed, value=value))
     return pd.DataFrame(rows)
 
 

@@ -71,8 +71,8 @@ def curve_rows(backbones: dict[str, float], *, heads: tuple[str, ...] = ("knn", 
                 step = math.log2(N_TRAIN_ALL / N_CLASSES) if shots == "all" else math.log2(float(shots))
                 for seed in SEEDS:
                     value = base + HEAD_OFFSET.get(head, 0.0) + 0.04 * step + jitter[head, shots, seed]
-                    rows.append(_row(backbone=backbone, head=head, shots=shots, seed=seed, value=value))
-                    rows.append(_row(backbone=backbone, head=head, shots=shots, seed=seed, value=value + 0.05,
+                    rows.append(_row(backbone=backbone, head_name=head, shots=shots, seed=seed, value=value))
+                    rows.append(_row(backbone=backbone, head_name=head, shots=shots, seed=seed, value=value + 0.05,
                                      metric="accuracy"))  # fmt: skip
     frame = pd.DataFrame(rows)
     frame["shots"] = frame["shots"].astype(object)
@@ -125,7 +125,7 @@ def test_leaderboard_ranks_uniformly_better_backbone_first(two_backbones: pd.Dat
     assert board["unit"].tolist() == ["backbone", "backbone"]
     assert board["name"].tolist() == ["dinov2-small", "resnet50"]
     leader, other = board.iloc[0], board.iloc[1]
-    assert leader["head"] == "linear" and leader["level"] == "all"  # best head, at the "all" level
+    assert leader["head_name"] == "linear" and leader["level"] == "all"  # best head, at the "all" level
     assert math.isnan(leader["p_value"])
     assert other["n_pairs"] == len(SHOTS) * len(SEEDS)  # the whole curve, paired by level and seed
     assert other["delta"] == pytest.approx(-0.10)
@@ -147,7 +147,7 @@ def test_leaderboard_never_selects_on_test_and_ranks_by_the_delta_quantity(two_b
     lucky = curve_rows({"resnet50": 0.9}, heads=("knn-k10",))
     board = leaderboard(pd.concat([two_backbones, lucky], ignore_index=True), metric="balanced_accuracy")
     assert board["name"].tolist() == ["dinov2-small", "resnet50"]
-    assert set(board["head"]) == {"linear"} and set(board["selection"]) == {"rule: linear head, first pooling"}
+    assert set(board["head_name"]) == {"linear"} and set(board["selection"]) == {"rule: linear head, first pooling"}
     leader, other = board.iloc[0], board.iloc[1]
     assert other["delta"] == pytest.approx(other["score"] - leader["score"])  # rank and Δ: one quantity
     assert other["n_pairs"] == other["n_points"] == len(SHOTS) * len(SEEDS)
@@ -156,13 +156,13 @@ def test_leaderboard_never_selects_on_test_and_ranks_by_the_delta_quantity(two_b
     val["value"] += 0.5
     board = leaderboard(pd.concat([two_backbones, val], ignore_index=True), metric="balanced_accuracy")
     resnet = board[board["name"] == "resnet50"].iloc[0]
-    assert resnet["head"] == "prototype" and resnet["selection"] == "validation mean"
+    assert resnet["head_name"] == "prototype" and resnet["selection"] == "validation mean"
 
 
 def test_a_comparison_on_one_shared_point_says_so(tmp_path: Path) -> None:
     rows = pd.DataFrame(
-        [_row(backbone="a", head="linear", shots="all", seed=0, value=0.8),
-         _row(backbone="b", head="linear", shots="all", seed=0, value=0.7)]
+        [_row(backbone="a", head_name="linear", shots="all", seed=0, value=0.8),
+         _row(backbone="b", head_name="linear", shots="all", seed=0, value=0.7)]
     )  # fmt: skip
     board = leaderboard(rows, metric="balanced_accuracy")
     assert board["n_pairs"].iloc[1] == 1 and math.isnan(board["delta"].iloc[1])
@@ -173,9 +173,9 @@ def test_a_comparison_on_one_shared_point_says_so(tmp_path: Path) -> None:
 def test_summary_table_matches_scipy(two_backbones: pd.DataFrame) -> None:
     summary = summary_table(two_backbones, metric="balanced_accuracy")
     assert len(summary) == 2 * 3 * len(SHOTS)
-    point = summary.query("backbone == 'resnet50' and head == 'knn' and level == '4'").iloc[0]
+    point = summary.query("backbone == 'resnet50' and head_name == 'knn' and level == '4'").iloc[0]
     raw = two_backbones.query(
-        "backbone == 'resnet50' and head == 'knn' and shots == 4 and metric == 'balanced_accuracy'"
+        "backbone == 'resnet50' and head_name == 'knn' and shots == 4 and metric == 'balanced_accuracy'"
     )["value"]
     values = raw.to_numpy(float)
     low, high = scipy.stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=scipy.stats.sem(values))
@@ -201,21 +201,21 @@ def test_single_seed_points_use_the_row_bootstrap_ci(two_backbones: pd.DataFrame
 
 
 def test_identical_seeds_fall_back_to_bootstrap_ci() -> None:
-    rows = pd.DataFrame([_row(backbone="b", head="knn", shots="all", seed=s, value=0.8) for s in SEEDS])
+    rows = pd.DataFrame([_row(backbone="b", head_name="knn", shots="all", seed=s, value=0.8) for s in SEEDS])
     point = summary_table(rows, metric="balanced_accuracy").iloc[0]
     assert point["n_seeds"] == 5 and point["ci_source"] == "bootstrap"
     assert (point["ci_low"], point["ci_high"]) == pytest.approx((0.77, 0.83))
 
 
 def _fraction_rows(head: str) -> list[dict[str, Any]]:
-    return [_row(backbone="b", head=head, shots=None, protocol="fraction", fraction=0.1, seed=s, value=0.6 + s / 100)
-            for s in SEEDS]  # fmt: skip
+    return [_row(backbone="b", head_name=head, shots=None, protocol="fraction", fraction=0.1, seed=s,
+                 value=0.6 + s / 100) for s in SEEDS]  # fmt: skip
 
 
 def test_fractions_and_episodes_get_their_own_levels_and_lines() -> None:
     rows = pd.DataFrame(
         _fraction_rows("linear")
-        + [_row(backbone="b", head="prototype", shots=4, protocol="episodes", seed=s, value=0.5) for s in SEEDS]
+        + [_row(backbone="b", head_name="prototype", shots=4, protocol="episodes", seed=s, value=0.5) for s in SEEDS]
     )
     summary = summary_table(rows, metric="balanced_accuracy").set_index("level")
     assert summary.loc["10%", "x"] == pytest.approx(1_196 / N_CLASSES)
@@ -224,7 +224,7 @@ def test_fractions_and_episodes_get_their_own_levels_and_lines() -> None:
 
 
 def test_fractions_beside_shots_are_a_line_of_their_own() -> None:
-    shots = [_row(backbone="b", head="linear", shots=n, seed=s, value=0.5) for n in (2, 4, "all") for s in SEEDS]
+    shots = [_row(backbone="b", head_name="linear", shots=n, seed=s, value=0.5) for n in (2, 4, "all") for s in SEEDS]
     summary = summary_table(pd.DataFrame(shots + _fraction_rows("linear")), metric="balanced_accuracy")
     lines = summary.groupby("series")["level"].apply(list).to_dict()
     assert lines == {"b · linear": ["2", "4", "all"], "b · linear · fractions": ["10%"]}
@@ -242,8 +242,8 @@ def test_figure_has_a_log2_axis_with_an_all_tick_and_a_band_per_line(two_backbon
 
 
 def test_rerun_rows_keep_the_latest() -> None:
-    old = _row(backbone="b", head="knn", shots=2, seed=0, value=0.1, time="2025-01-01T00:00:00Z")
-    new = _row(backbone="b", head="knn", shots=2, seed=0, value=0.2, time="2025-02-01T00:00:00Z")
+    old = _row(backbone="b", head_name="knn", shots=2, seed=0, value=0.1, time="2025-01-01T00:00:00Z")
+    new = _row(backbone="b", head_name="knn", shots=2, seed=0, value=0.2, time="2025-02-01T00:00:00Z")
     summary = summary_table(pd.DataFrame([new, old]), metric="balanced_accuracy")
     assert summary["mean"].tolist() == [0.2]
 
