@@ -15,7 +15,7 @@ import scipy.stats
 
 from probe.errors import ConfigError, MetricError, ResultsError
 from probe.report import ReportFiles, leaderboard, summary_table, write_report
-from probe.report.plots import curve_figure
+from probe.report.plots import curve_figure, panel_figure
 from probe.results import ResultRow, append_results, load_results
 
 SHOTS: tuple[int | str, ...] = (1, 2, 4, 8, "all")
@@ -93,9 +93,11 @@ def report(two_backbones: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 
 def test_report_writes_markdown_html_and_figures(report: ReportFiles) -> None:
     assert [p.name for p in report.figures] == [
-        "bloodmnist-balanced_accuracy.png",
+        "bloodmnist-balanced_accuracy.png",  # two backbones × three heads: a panel per head ...
         "bloodmnist-balanced_accuracy.svg",
-        "derma_mnist-balanced_accuracy.png",  # a file name made safe
+        "bloodmnist-balanced_accuracy-by-backbone.png",  # ... and the transpose, a panel per backbone
+        "bloodmnist-balanced_accuracy-by-backbone.svg",
+        "derma_mnist-balanced_accuracy.png",  # a file name made safe; one backbone: one figure
         "derma_mnist-balanced_accuracy.svg",
     ]
     for path in (report.markdown, report.html, *report.figures):
@@ -103,7 +105,12 @@ def test_report_writes_markdown_html_and_figures(report: ReportFiles) -> None:
     assert report.figures[0].read_bytes().startswith(b"\x89PNG")
     assert "<svg" in report.figures[1].read_text()
     md = report.markdown.read_text()
-    assert "![balanced accuracy against labels per class on bloodmnist](figures/bloodmnist-balanced_accuracy.png)" in md
+    alt = "balanced accuracy against labels per class on bloodmnist"
+    assert f"![{alt}, one panel per head](figures/bloodmnist-balanced_accuracy.png)" in md
+    by_backbone = "figures/bloodmnist-balanced_accuracy-by-backbone.png"
+    assert f"![{alt}, one panel per backbone]({by_backbone})" in md
+    assert "*One panel per head, one colour per backbone.*" in md
+    assert md.index("one panel per head](") < md.index("one panel per backbone](") < md.index("### Leaderboard")
     assert "### Leaderboard (balanced accuracy)" in md and "### Label-efficiency curve (balanced accuracy)" in md
     assert "Results: results/" in md and "probe 0.1.0; torch 2.5.1" in md
     assert "Embedding stores: dinov2-small, resnet50-fin." in md  # short store fingerprints
@@ -116,7 +123,8 @@ def test_html_is_self_contained(report: ReportFiles) -> None:
     page = report.html.read_text()
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)
     assert "<script" not in page and "<link" not in page and "@import" not in page
-    assert page.count('src="data:image/png;base64,') == 2  # one figure per dataset
+    assert page.count('src="data:image/png;base64,') == 3  # bloodmnist: per head and per backbone; derma: one
+    assert 'one panel per backbone"><figcaption>The same points transposed' in page
     assert "<table>" in page and "dinov2-small" in page
 
 
@@ -239,6 +247,28 @@ def test_figure_has_a_log2_axis_with_an_all_tick_and_a_band_per_line(two_backbon
     assert ax.get_xticks()[-1] == pytest.approx(N_TRAIN_ALL / N_CLASSES)
     assert len(ax.get_lines()) == 6 and len(ax.collections) == 6  # one CI band per line
     assert ax.get_ylabel() == "balanced accuracy" and len(fig.legends) == 1
+
+
+def test_small_multiples_and_their_transpose_stay_readable_with_ten_backbones() -> None:
+    """A panel per head with ten colours, and the transpose: ten panels (three per row), a colour per head."""
+    names = [f"timm:vit_small_patch16_224.variant_{i}_with_a_long_name" for i in range(10)]
+    summary = summary_table(curve_rows({n: 0.3 + 0.01 * i for i, n in enumerate(names)}), metric="balanced_accuracy")
+    by_head = panel_figure(summary, title="t", metric_label="balanced accuracy")
+    shown = [ax for ax in by_head.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["knn", "linear", "prototype"]
+    assert all(len(ax.get_lines()) == 10 for ax in shown)
+    colours = {tuple(line.get_color()) for line in shown[0].get_lines()}
+    assert len(colours) == 10  # ten backbones, ten distinct colours
+    assert [t.get_text() for t in by_head.legends[0].get_texts()] == names
+    by_backbone = panel_figure(summary, title="t", metric_label="balanced accuracy", panel="backbone")
+    panels = [ax for ax in by_backbone.axes if ax.get_visible()]
+    assert len(panels) == 10 and by_backbone.get_size_inches()[0] == pytest.approx(3 * 4.2)  # 4 rows of 3
+    assert [ax.get_title().replace("\n", "") for ax in panels] == names  # long names wrap, never run over
+    assert max(len(line) for ax in panels for line in ax.get_title().split("\n")) <= 40
+    assert all(len(ax.get_lines()) == 3 for ax in panels)
+    assert [t.get_text() for t in by_backbone.legends[0].get_texts()] == ["knn", "linear", "prototype"]
+    with pytest.raises(ValueError, match="panel='pooling'"):
+        panel_figure(summary, title="t", metric_label="balanced accuracy", panel="pooling")
 
 
 def test_rerun_rows_keep_the_latest() -> None:
