@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cli._common import emit_json, split_list, user_errors
+from probe.report.defaults import REPORT_METRICS
 
 
 @user_errors
@@ -22,7 +23,7 @@ def report_command(
             help="metrics shown, comma list: the first ranks the leaderboards; later ones get their own sections "
             "where the results have them"
         ),
-    ] = "balanced_accuracy,accuracy,macro_auroc",  # MedMNIST's own pair (ACC, AUC) beside the balanced view
+    ] = ",".join(REPORT_METRICS),  # MedMNIST's own pair (ACC, AUC) beside the balanced view
     dataset: Annotated[str | None, typer.Option(help="keep these datasets (comma list)")] = None,
     backbone: Annotated[str | None, typer.Option(help="keep these backbones (comma list)")] = None,
     head: Annotated[str | None, typer.Option(help="keep these heads (comma list)")] = None,
