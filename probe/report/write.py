@@ -113,10 +113,10 @@ def write_report(
 ) -> ReportFiles:
     """Write ``report.md``, a self-contained ``report.html`` and the figures into ``out_dir``.
 
-    One section per (dataset, metric): a figure (when several backbones and heads are compared, small
-    multiples twice: a panel per head with a colour per backbone, and the transpose, a panel per
-    backbone with a colour per head), the leaderboard and the curve table; few-shot episodes and
-    modality ablations get their own tables.
+    One section per (dataset, metric): the figure, the leaderboard and the curve table; few-shot
+    episodes and modality ablations get their own tables. When several backbones and several heads
+    are compared, the figure is small multiples drawn twice: a panel per head with a colour per
+    backbone, and the transpose, a panel per backbone with a colour per head.
 
     Args:
         results: result rows (:func:`probe.results.load_results`).
