@@ -137,9 +137,9 @@ def summarise(rows: list[Any]) -> dict[tuple[str, Any], dict[str, Any]]:
     by: dict[tuple[str, Any, str], dict[int, float]] = defaultdict(dict)
     params: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        by[r.head, r.shots, r.metric][r.seed] = r.value
+        by[r.head_name, r.shots, r.metric][r.seed] = r.value
         if r.metric == METRICS[0]:
-            params[r.head, r.shots].append(dict(r.params))
+            params[r.head_name, r.shots].append(dict(r.params))
     out: dict[tuple[str, Any], dict[str, Any]] = {}
     for head, shots in params:
         entry: dict[str, Any] = {}

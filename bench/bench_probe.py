@@ -277,7 +277,7 @@ def curve(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     per_head: dict[str, float] = {}
     for r in rows:
         if r.metric == "accuracy":
-            per_head[r.head] = per_head.get(r.head, 0.0) + r.seconds
+            per_head[r.head_name] = per_head.get(r.head_name, 0.0) + r.seconds
     return {"wall": wall, "rows": len(rows), "per_head": per_head}
 
 

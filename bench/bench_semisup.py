@@ -87,7 +87,7 @@ def run_arms(data, args: argparse.Namespace) -> tuple[dict[str, list], dict[str,
         rows = run_plan(data, plan)
         walls[arm] = time.perf_counter() - t0
         for r in rows:
-            out.setdefault(r.head if arm == "supervised" else arm, []).append(r)
+            out.setdefault(r.head_name if arm == "supervised" else arm, []).append(r)
         print(arm, f"{walls[arm]:.1f} s", flush=True)
     return out, walls
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cli._common import emit_json, split_list, user_errors
+from probe.report.defaults import REPORT_METRICS
 
 
 @user_errors
@@ -22,7 +23,7 @@ def report_command(
             help="metrics shown, comma list: the first ranks the leaderboards; later ones get their own sections "
             "where the results have them"
         ),
-    ] = "balanced_accuracy,accuracy,macro_auroc",  # MedMNIST's own pair (ACC, AUC) beside the balanced view
+    ] = ",".join(REPORT_METRICS),  # MedMNIST's own pair (ACC, AUC) beside the balanced view
     dataset: Annotated[str | None, typer.Option(help="keep these datasets (comma list)")] = None,
     backbone: Annotated[str | None, typer.Option(help="keep these backbones (comma list)")] = None,
     head: Annotated[str | None, typer.Option(help="keep these heads (comma list)")] = None,
@@ -46,7 +47,7 @@ def report_command(
     from probe.report import write_report
     from probe.results import load_results
 
-    filters = {"dataset": dataset, "backbone": backbone, "head": head, "protocol": protocol}
+    filters = {"dataset": dataset, "backbone": backbone, "head_name": head, "protocol": protocol}
     chosen: dict[str, Any] = {k: list(split_list(v) or ()) for k, v in filters.items() if v}
     frame = load_results(results, skip_bad_lines=skip_bad_lines, **chosen)
     metrics = split_list(metric) or ("balanced_accuracy",)
@@ -99,7 +100,7 @@ def results_command(
     from probe.report.summary import format_table
     from probe.results import load_results
 
-    filters = {"dataset": dataset, "backbone": backbone, "head": head, "metric": metric, "protocol": protocol}
+    filters = {"dataset": dataset, "backbone": backbone, "head_name": head, "metric": metric, "protocol": protocol}
     frame = load_results(
         results,
         latest=not all_rows,

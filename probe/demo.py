@@ -16,6 +16,7 @@ from typing import Any
 
 from probe.backbones.request import BackboneRequest
 from probe.evaluate import PlanConfig, ProbeRun, StoreChoice, run_curve
+from probe.report.defaults import REPORT_METRICS
 from probe.results import load_results
 from probe.sources.request import SourceRequest
 
@@ -31,7 +32,7 @@ class DemoConfig:
     store_root: str = "embeddings"
     results_dir: str = "results"
     report_dir: str = "report"
-    metric: str = "balanced_accuracy"  # the metric drawn and tabled
+    metrics: tuple[str, ...] = REPORT_METRICS  # report sections, as `probe report`; the first ranks and is tabled
     limit: int | None = None  # first N samples per split only (a quick look; None: the whole set)
 
 
@@ -66,13 +67,13 @@ def run_demo(config: DemoConfig = DemoConfig(), *, data_root: str | None = None,
         command="probe demo",
     )
     frame = load_results(config.results_dir, store_fingerprint=sorted({r.store_fingerprint for r in run.rows}))
-    files = write_report(frame, config.report_dir, metric=config.metric, title="probe demo: BloodMNIST")
+    files = write_report(frame, config.report_dir, metric=config.metrics, title="probe demo: BloodMNIST")
     rows: list[dict[str, Any]] = [r.to_dict() for r in run.rows]
     return DemoResult(
         run=run,
         report_md=str(Path(files.markdown)),
         report_html=str(Path(files.html)),
         figures=[str(f) for f in files.figures],
-        table=format_table(rows, metric=config.metric),
+        table=format_table(rows, metric=config.metrics[0]),
         seconds=time.perf_counter() - t0,
     )

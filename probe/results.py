@@ -1,6 +1,6 @@
 """Result rows and the append-only results table (JSON Lines) that every report reads.
 
-One row per (dataset, backbone, pooling, head, protocol, shots or fraction, seed, metric). Rows are
+One row per (dataset, backbone, pooling, head_name, protocol, shots or fraction, seed, metric). Rows are
 only ever appended: a file is locked, one line per row is written and flushed, and nothing is
 rewritten, so a crash loses at most the rows of the evaluation in flight. A line torn by a killed
 writer is moved to ``results.jsonl.torn`` by the next append (never deleted), so later rows are never
@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 DEFAULT_DIR = "results"
 RESULTS_FILE = "results.jsonl"
 TORN_SUFFIX = ".torn"  # side file keeping the torn tails of a results file
-SCHEMA = "probe.results/2"  # 2: rows carry ``setup`` (rows of schema 1 load with an empty one)
+SCHEMA = "probe.results/3"  # 2: rows carry ``setup`` (schema 1 loads with an empty one); 3: ``head`` → ``head_name``
+#: Fields renamed by a schema version: old name → new name (rows of older versions load under the new name).
+RENAMED = {"head": "head_name"}  # schema 3: a ``head`` column clashed with ``DataFrame.head``
 
 
 _IDENTITY = {"key": "identity"}  # what was evaluated: a curve point of one configuration, seed and metric
@@ -46,7 +48,7 @@ class ResultRow:
     dataset: str = field(metadata=_IDENTITY)  # source name, e.g. "bloodmnist_28"
     backbone: str = field(metadata=_IDENTITY)  # backbone name as registered (or timm:/hf: spec)
     pooling: str = field(metadata=_IDENTITY)  # which stored features, e.g. "gap", "cls"
-    head: str = field(metadata=_IDENTITY)  # "knn-k20", "linear", "prototype", "finetune-<mode>"
+    head_name: str = field(metadata=_IDENTITY)  # "knn-k20", "linear", "prototype", "finetune-<mode>" (was "head")
     protocol: str = field(metadata=_IDENTITY)  # "full", "shots", "fraction" or "episodes"
     shots: int | str | None = field(metadata=_IDENTITY)  # labels per class; "all": whole train split; None: fraction
     fraction: float | None = field(metadata=_IDENTITY)  # label fraction for the "fraction" protocol
@@ -96,7 +98,7 @@ class ResultRow:
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow))
 #: Fields every row has (the ``--json`` schema of the evaluating commands).
 REQUIRED_FIELDS = frozenset(f.name for f in fields(ResultRow) if f.default is MISSING and f.default_factory is MISSING)
-#: Fields that say what was evaluated (dataset, backbone, pooling, head, protocol, level, seed, metric).
+#: Fields that say what was evaluated (dataset, backbone, pooling, head_name, protocol, level, seed, metric).
 IDENTITY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow) if f.metadata.get("key") == "identity")
 #: Float-valued fields (NaN-able in a DataFrame).
 NUMERIC_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ResultRow) if str(f.type).startswith("float"))
@@ -253,14 +255,22 @@ def _parse_row(line: str) -> tuple[str | None, dict[str, Any]]:
         return f"is not JSON ({exc})", {}
     if not isinstance(row, dict) or "metric" not in row:
         return "is not a probe result row", {}
-    return None, row
+    return None, upgrade_row(row)
+
+
+def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of any schema version with today's field names (see :data:`RENAMED`); edits ``row`` in place."""
+    for old, new in RENAMED.items():
+        if old in row and new not in row:
+            row[new] = row.pop(old)
+    return row
 
 
 def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """A pandas DataFrame with one column per row field (``shots`` keeps ints and ``"all"``)."""
     import pandas as pd
 
-    frame = pd.DataFrame([dict(r) for r in rows])
+    frame = pd.DataFrame([upgrade_row(dict(r)) for r in rows])
     for col in NUMERIC_FIELDS:
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
@@ -342,6 +352,10 @@ def _distinct_labels(name: str, spec_of: Mapping[str, str]) -> dict[str, str]:
     return {i: last[i] + tag[i] if seen.count(last[i]) > 1 else last[i] for i in last}
 
 
+#: Display columns of :func:`load_results` → the column keeping the rows' own names.
+_OWN_NAMES = {"dataset": "dataset_name", "backbone": "backbone_name", "head_name": "head_base"}
+
+
 def load_results(
     path: str | os.PathLike[str] = DEFAULT_DIR, *, latest: bool = True, skip_bad_lines: bool = False, **filters: Any
 ) -> pd.DataFrame:
@@ -354,14 +368,15 @@ def load_results(
         skip_bad_lines: skip lines that are not result rows (with a warning naming them) instead of
             raising :class:`~probe.errors.ResultsError`.
         **filters: column → value or list of values to keep, e.g. ``dataset="bloodmnist_28"``,
-            ``head=["knn", "linear"]``.
+            ``head_name=["knn", "linear"]``.
 
     Returns:
         DataFrame with the :class:`ResultRow` columns; ``dataset`` is the display name (unique per
         dataset identity, see :func:`unique_dataset_names`) and ``dataset_name`` the name in the rows;
-        ``backbone`` and ``head`` name their setup where a name holds several
-        (:func:`probe.setups.label_setups`; ``backbone_name``, ``head_name``, ``setup_id`` beside them).
-        A filter on ``dataset``, ``backbone`` or ``head`` also matches the rows' own names.
+        ``backbone`` and ``head_name`` name their setup where a name holds several
+        (:func:`probe.setups.label_setups`; ``backbone_name``, ``head_base``, ``setup_id`` beside them).
+        A filter on ``dataset``, ``backbone`` or ``head_name`` also matches the rows' own names. Rows of
+        older schema versions load under today's column names (``head`` reads as ``head_name``).
 
     Raises:
         ResultsError: no rows, an unknown filter column, or filters that keep nothing.
@@ -376,12 +391,13 @@ def load_results(
         if want is None:
             continue
         if col not in frame:
-            raise ResultsError(f"unknown results column {col!r}; columns: {', '.join(frame.columns)}")
+            renamed = f" (renamed {RENAMED[col]!r} in results schema 3)" if col in RENAMED else ""
+            raise ResultsError(f"unknown results column {col!r}{renamed}; columns: {', '.join(frame.columns)}")
         values = list(want) if isinstance(want, (list, tuple, set)) else [want]
         wanted = {str(v) for v in values}
         keep = [str(v) in wanted for v in frame[col]]
-        if col in ("dataset", "backbone", "head"):  # a row's own name selects it under a longer display name
-            own = frame[f"{col}_name"]
+        if col in _OWN_NAMES:  # a row's own name selects it under a longer display name
+            own = frame[_OWN_NAMES[col]]
             keep = [
                 k or str(v) in wanted or (str(v).startswith("knn-") and "knn" in wanted)
                 for k, v in zip(keep, own, strict=True)

@@ -81,12 +81,12 @@ def _labels(setups: Mapping[str, Mapping[str, Any]], names: tuple[str, ...] | No
 
 
 def label_setups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Display columns that keep every setup apart: ``backbone`` and ``head`` get the differing fields.
+    """Display columns that keep every setup apart: ``backbone`` and ``head_name`` get the differing fields.
 
     Per dataset and backbone the store fields that differ between setups are appended to the backbone
     (``efficientnet_lite0 @128px from 28px``); per (dataset, backbone, pooling, head) the differing head
     settings are appended to the head (``prototype method=cosine``). Nothing is appended when a name
-    holds one setup, so single-setup tables read as before. ``backbone_name``, ``head_name`` keep the
+    holds one setup, so single-setup tables read as before. ``backbone_name`` and ``head_base`` keep the
     rows' own names and ``setup_id`` the key of each setup.
 
     Args:
@@ -100,7 +100,7 @@ def label_setups(frame: pd.DataFrame) -> pd.DataFrame:
     out["setup"] = setups
     out["setup_id"] = [setup_key(s) for s in setups]
     out["backbone_name"] = out["backbone"].astype(str)
-    out["head_name"] = out["head"].astype(str)
+    out["head_base"] = out["head_name"].astype(str)
     store_part = [{k: v for k, v in s.items() if k in STORE_FIELDS} for s in setups]
     store_ids = [setup_key(s) for s in store_part]
     backbone = out["backbone_name"].tolist()
@@ -110,14 +110,14 @@ def label_setups(frame: pd.DataFrame) -> pd.DataFrame:
         for p in pos:
             backbone[p] = _join(backbone[p], labels[store_ids[p]])
     out["backbone"] = backbone
-    head = out["head_name"].tolist()
-    keys = [out["dataset"], out["backbone"], out["pooling"], out["head_name"]]
+    head = out["head_base"].tolist()
+    keys = [out["dataset"], out["backbone"], out["pooling"], out["head_base"]]
     for _, idx in out.groupby(keys, sort=False).groups.items():
         pos = [out.index.get_loc(i) for i in idx]
         labels = _labels({out["setup_id"].iloc[p]: setups[p] for p in pos}, None)
         for p in pos:
             head[p] = _join(head[p], labels[out["setup_id"].iloc[p]])
-    out["head"] = head
+    out["head_name"] = head
     return out
 
 

@@ -16,7 +16,7 @@ ROW = ResultRow(
     dataset="synth",
     backbone="toy",
     pooling="gap",
-    head="knn",
+    head_name="knn",
     protocol="shots",
     shots=4,
     fraction=None,
@@ -59,12 +59,33 @@ def test_rerun_superseded_but_kept_on_disk(tmp_path: Path) -> None:
 
 
 def test_filters(tmp_path: Path) -> None:
-    append_results([ROW, replace(ROW, head="linear"), replace(ROW, head="prototype")], tmp_path)
-    assert set(load_results(tmp_path, head=["knn", "linear"])["head"]) == {"knn", "linear"}
+    append_results([ROW, replace(ROW, head_name="linear"), replace(ROW, head_name="prototype")], tmp_path)
+    assert set(load_results(tmp_path, head_name=["knn", "linear"])["head_name"]) == {"knn", "linear"}
     with pytest.raises(ResultsError, match="unknown results column 'colour'"):
         load_results(tmp_path, colour="red")
     with pytest.raises(ResultsError, match="no rows .* match"):
-        load_results(tmp_path, head="svm")
+        load_results(tmp_path, head_name="svm")
+
+
+def test_the_head_column_does_not_clash_with_dataframe_head(tmp_path: Path) -> None:
+    append_results([ROW, replace(ROW, head_name="linear")], tmp_path)
+    frame = load_results(tmp_path)
+    assert frame.head_name.isin(["linear"]).tolist() == [False, True]  # ``frame.head`` is the pandas method
+    schema = json.loads(results_file(tmp_path).read_text().splitlines()[0])["schema"]
+    assert "head" not in frame and schema == "probe.results/3"
+
+
+def test_rows_written_with_a_head_field_load_as_head_name(tmp_path: Path) -> None:
+    """Files of results schemas 1 and 2 name the column ``head``: they load, filter and mix with new rows."""
+    old = {k: v for k, v in ROW.to_dict().items() if k != "head_name"} | {"head": "knn", "schema": "probe.results/2"}
+    older = {k: v for k, v in old.items() if k != "setup"} | {"seed": 1, "schema": "probe.results/1"}
+    new = replace(ROW, seed=2, head_name="knn").to_dict()
+    results_file(tmp_path).write_text("".join(json.dumps(r) + "\n" for r in (old, older, new)))
+    frame = load_results(tmp_path)
+    assert frame["head_name"].tolist() == ["knn"] * 3 and "head" not in frame
+    assert sorted(load_results(tmp_path, head_name="knn")["seed"]) == [0, 1, 2]
+    with pytest.raises(ResultsError, match=r"unknown results column 'head' \(renamed 'head_name' in results schema"):
+        load_results(tmp_path, head="knn")
 
 
 def test_empty_folder_and_torn_last_line(tmp_path: Path) -> None:

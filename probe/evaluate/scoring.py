@@ -45,7 +45,7 @@ def score(
         "dataset": data.dataset,
         "backbone": data.backbone,
         "pooling": data.pooling,
-        "head": ev.head,
+        "head_name": ev.head,
         "protocol": task.protocol,
         "shots": task.draw.shots,
         "fraction": task.draw.fraction,

@@ -34,7 +34,7 @@ _CHECK_JS = """(() => {
   const wide = [...document.body.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > W + 1)
     .map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '')).slice(0, 20);
   return JSON.stringify({broken, wide, scrollWidth: document.documentElement.scrollWidth, width: W,
-                         images: document.images.length});
+                         images: document.images.length, alts: [...document.images].map(i => i.alt)});
 })()"""
 
 
@@ -50,6 +50,7 @@ class BrowserCheck:
     broken_images: list[str] = field(default_factory=list)  # alt text (or src start) of images that did not decode
     overflowing: list[str] = field(default_factory=list)  # elements past the right edge of the viewport
     images: int = 0  # images on the page
+    image_alts: list[str] = field(default_factory=list)  # alternative text of every image, in page order
     scroll_width: int = 0  # the document's width in CSS pixels
     width: int = 0  # the viewport's width
     screenshot: str = ""  # the PNG written
@@ -179,6 +180,7 @@ def check_in_browser(
         broken_images=list(seen["broken"]),
         overflowing=list(seen["wide"]),
         images=int(seen["images"]),
+        image_alts=[str(a) for a in seen["alts"]],
         scroll_width=int(seen["scrollWidth"]),
         width=int(seen["width"]),
         screenshot=str(target),

@@ -17,7 +17,7 @@ REQUIRED_COLUMNS = (*IDENTITY_FIELDS, "value", "labels_per_class")  # what a cur
 ALL = "all"  # level label of the whole training split ("full" protocol, shots "all", fraction 1)
 EPISODES = "episodes"  # regime of episodic few-shot rows: drawn as their own line, never merged with draws
 FRACTIONS = "fractions"  # regime of fraction rows of a line that also has shot rows (not class-balanced draws)
-SERIES_KEYS = ["dataset", "backbone", "pooling", "head", "regime"]  # one line of a figure
+SERIES_KEYS = ["dataset", "backbone", "pooling", "head_name", "regime"]  # one line of a figure
 POINT_KEYS = [*SERIES_KEYS, "level"]  # one point of a line; seeds vary within it
 
 
@@ -76,7 +76,7 @@ def ablation_summary(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Seed summaries of the modality-ablation rows beside the configurations they ablate.
 
     Each ablated configuration (dataset, backbone, pooling, head) appears once as evaluated
-    (``removed`` = ``""``) and once per modality removed from the test split; the head of the
+    (``removed`` = ``""``) and once per modality removed from the test split; the ``head_name`` of the
     ablated lines reads ``"<head> without <modality>"``.
 
     Returns:
@@ -87,19 +87,20 @@ def ablation_summary(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     mask = ablated(rows)
     if not mask.any():
         return pd.DataFrame()
-    keys = ["dataset", "backbone", "pooling", "head"]
+    keys = ["dataset", "backbone", "pooling", "head_name"]
     configs = rows.loc[mask, keys].drop_duplicates()
     base = rows[~mask].merge(configs, on=keys, how="inner").assign(removed="")
     cut = rows[mask].assign(removed=[p["ablate"] for p in rows.loc[mask, "params"]])
     frame = pd.concat([base, cut], ignore_index=True)
-    frame["head"] = [h if not r else f"{h} without {r}" for h, r in zip(frame["head"], frame["removed"], strict=True)]
+    heads = zip(frame["head_name"], frame["removed"], strict=True)
+    frame["head_name"] = [h if not r else f"{h} without {r}" for h, r in heads]
     summary = summarise(curve_points(frame))
-    removed = {h: r for h, r in zip(frame["head"], frame["removed"], strict=True)}
-    return summary.assign(removed=[removed[h] for h in summary["head"]])
+    removed = {h: r for h, r in zip(frame["head_name"], frame["removed"], strict=True)}
+    return summary.assign(removed=[removed[h] for h in summary["head_name"]])
 
 
 def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
-    """One point per (dataset, backbone, pooling, head, regime, level, seed), with its x position.
+    """One point per (dataset, backbone, pooling, head_name, regime, level, seed), with its x position.
 
     Levels are ``"1"``, ``"2"``, ... for shots, ``"10%"`` for fractions and ``"all"`` for the whole
     training split; x is the shot count, or the mean ``labels_per_class`` of the level's rows. A point
@@ -109,7 +110,7 @@ def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
         rows: rows of one metric (see :func:`metric_rows`).
 
     Returns:
-        Columns ``dataset, backbone, pooling, head, regime, level, x, seed, value, ci_low, ci_high,
+        Columns ``dataset, backbone, pooling, head_name, regime, level, x, seed, value, ci_low, ci_high,
         series`` (``series`` is the line's legend label).
     """
     frame = rows.copy()
@@ -167,7 +168,7 @@ def _missing(v: Any) -> bool:
 
 def _merge_lone_fractions(frame: pd.DataFrame) -> pd.Series:
     """Fraction rows join their line unless it also has shot rows: stratified and class-balanced draws differ."""
-    line = [frame[c] for c in ("dataset", "backbone", "pooling", "head")]
+    line = [frame[c] for c in ("dataset", "backbone", "pooling", "head_name")]
     is_shots = (frame["regime"] == "") & (frame["level"] != ALL)
     has_shots = is_shots.groupby(line, dropna=False).transform("any")
     return frame["regime"].mask((frame["regime"] == FRACTIONS) & ~has_shots, "")
@@ -196,7 +197,7 @@ def _fill_level_x(frame: pd.DataFrame) -> pd.Series:
 def _series_labels(frame: pd.DataFrame) -> pd.Series:
     """``backbone · head``, plus the pooling when a backbone has several, plus the regime when there is one."""
     n_pool = frame.groupby(["dataset", "backbone"])["pooling"].transform("nunique")
-    label = frame["backbone"].astype(str) + " · " + frame["head"].astype(str)
+    label = frame["backbone"].astype(str) + " · " + frame["head_name"].astype(str)
     label = label.where(n_pool <= 1, label + " (" + frame["pooling"].astype(str) + ")")
     return label.where(frame["regime"] == "", label + " · " + frame["regime"].astype(str))
 
@@ -212,7 +213,7 @@ def summarise(points: pd.DataFrame) -> pd.DataFrame:
     (``few_seeds``) below :data:`probe.metrics.MIN_SEEDS` seeds.
 
     Returns:
-        Columns ``dataset, backbone, pooling, head, regime, level, x, series, n_seeds, mean, ci_low,
+        Columns ``dataset, backbone, pooling, head_name, regime, level, x, series, n_seeds, mean, ci_low,
         ci_high, ci_source, few_seeds`` (``ci_source`` is ``"seeds"``, ``"bootstrap"`` or ``"none"``).
     """
     records = []
@@ -242,6 +243,8 @@ def summarise(points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+#: Leaderboard unit ("backbone", or "head" with a single backbone) → the summary column naming it.
+UNIT_COLUMNS = {"backbone": "backbone", "head": "head_name"}
 #: Heads in the order the fixed selection rule prefers them (the linear probe is the usual reference).
 RULE_HEADS = ("linear", "prototype", "labelspread", "seg-linear", "seg-knn")
 
@@ -279,7 +282,8 @@ def _rank_dataset(points: pd.DataFrame, summary: pd.DataFrame, val_points: pd.Da
     Δ measure one quantity. Fewer than 2 shared points: no Δ (``n_pairs`` says how many there were).
     """
     unit = "backbone" if summary["backbone"].nunique() >= 2 else "head"
-    chosen = [_choose(summary[summary[unit] == name], val_points, unit) for name in summary[unit].unique()]
+    col = UNIT_COLUMNS[unit]
+    chosen = [_choose(summary[summary[col] == name], val_points, unit) for name in summary[col].unique()]
     configs = [(_config_points(points, row), how) for row, how in chosen]
     shared = set.intersection(*(set(_point_keys(p)) for p, _ in configs))
     scored = []
@@ -295,12 +299,12 @@ def _rank_dataset(points: pd.DataFrame, summary: pd.DataFrame, val_points: pd.Da
             "dataset": row["dataset"],
             "rank": i + 1,
             "unit": unit,
-            "name": row[unit],
+            "name": row[col],
             "config": _config_label(row, unit),
             "selection": how,
             "score": score,
             "n_points": len(on),
-            **{k: row[k] for k in ("backbone", "pooling", "head", "regime", "level", "x", "n_seeds")},
+            **{k: row[k] for k in ("backbone", "pooling", "head_name", "regime", "level", "x", "n_seeds")},
             **{k: row[k] for k in ("mean", "ci_low", "ci_high", "ci_source", "few_seeds")},
         }
         records.append({**record, **_compare(on, leader, is_leader=i == 0)})
@@ -315,7 +319,7 @@ def _choose(configs: pd.DataFrame, val_points: pd.DataFrame | None, unit: str) -
     """(summary row at the reference level of the chosen configuration, how it was chosen)."""
     configs = configs.assign(at_reference=_at_reference(configs))
     configs = configs.sort_values(["at_reference", "x"], ascending=False, kind="stable")
-    heads = configs.drop_duplicates(subset=["backbone", "pooling", "head", "regime"])
+    heads = configs.drop_duplicates(subset=["backbone", "pooling", "head_name", "regime"])
     if val_points is not None and not val_points.empty:
         val_means = []
         for _, row in heads.iterrows():
@@ -329,12 +333,13 @@ def _choose(configs: pd.DataFrame, val_points: pd.DataFrame | None, unit: str) -
 
 def _rule_choice(heads: pd.DataFrame, unit: str) -> tuple[pd.Series, str]:
     """The configuration a rule fixed in advance picks: a preferred head, then curves before episodes, then pooling."""
-    base = [str(h).split(" ")[0] for h in heads["head"]]
+    base = [str(h).split(" ")[0] for h in heads["head_name"]]
     order = [RULE_HEADS.index(b) if b in RULE_HEADS else len(RULE_HEADS) for b in base]
     ranked = heads.assign(_order=order, _episodes=heads["regime"] == EPISODES)
-    ranked = ranked.sort_values(["_order", "_episodes", "pooling", "head"], kind="stable")
+    ranked = ranked.sort_values(["_order", "_episodes", "pooling", "head_name"], kind="stable")
     first = ranked.iloc[0]
-    rule = "rule: first pooling" if unit == "head" else f"rule: {str(first['head']).split(' ')[0]} head, first pooling"
+    head = str(first["head_name"]).split(" ")[0]
+    rule = "rule: first pooling" if unit == "head" else f"rule: {head} head, first pooling"
     return first.drop(labels=["_order", "_episodes"]), rule
 
 
@@ -349,13 +354,13 @@ def _at_reference(summary: pd.DataFrame) -> pd.Series:
 
 def _config_points(points: pd.DataFrame, row: pd.Series) -> pd.DataFrame:
     keep = np.ones(len(points), dtype=bool)
-    for col in ("backbone", "pooling", "head", "regime"):
+    for col in ("backbone", "pooling", "head_name", "regime"):
         keep &= (points[col] == row[col]).to_numpy()
     return points[keep]
 
 
 def _config_label(row: pd.Series, unit: str) -> str:
-    first = row["head"] if unit == "backbone" else row["backbone"]
+    first = row["head_name"] if unit == "backbone" else row["backbone"]
     label = f"{first} ({row['pooling']})"
     return f"{label} · {row['regime']}" if row["regime"] else label
 

@@ -7,6 +7,7 @@ touches no global backend or figure registry.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 PER_SERIES_LEGEND_MAX = 6  # above this, the legend lists colours and line styles separately
 LONG_LABEL = 30  # legend labels longer than this go below the axes, in two columns
 MIN_TICK_GAP = 0.5  # log2 units between neighbouring x tick labels, so "8" and "10" never overlap
+PANEL_TITLE_WIDTH = 40  # characters per line of a small-multiples panel title (long backbone specs wrap)
 _T = TypeVar("_T")
 _SAVE_METADATA: dict[str, dict[str, None]] = {
     "png": {"Software": None},
@@ -73,7 +75,7 @@ def curve_figure(
         x = group["x"].to_numpy(float)
         low, high = group["ci_low"].to_numpy(float), group["ci_high"].to_numpy(float)
         band = np.isfinite(low) & np.isfinite(high)
-        if is_finetune(str(group["head"].iloc[0])):
+        if is_finetune(str(group["head_name"].iloc[0])):
             _finetune_points(
                 ax, x, group["mean"].to_numpy(float), low, high, colour=colour, marker=marker, label=series
             )
@@ -133,7 +135,7 @@ def colour_keys(summary: pd.DataFrame) -> list[str]:
 
 def style_keys(summary: pd.DataFrame) -> list[str]:
     """Per row: the head, marked with its regime ("episodes", "fractions") when it has one."""
-    head = summary["head"].astype(str)
+    head = summary["head_name"].astype(str)
     return head.where(summary["regime"] == "", head + " · " + summary["regime"].astype(str)).tolist()
 
 
@@ -213,43 +215,47 @@ def _factored_legend(fig: Figure, colours: dict[str, ColorType], styles: dict[st
 def panel_figure(
     summary: pd.DataFrame, *, title: str, metric_label: str, panel: str = "head", colour_order: Sequence[str] = ()
 ) -> Figure:
-    """Small multiples of one dataset: one panel per ``panel`` value (a head), one colour per backbone.
+    """Small multiples of one dataset: one panel per head and one colour per backbone, or the transpose.
 
-    Stays readable with many backbones: each panel holds one line per backbone instead of one figure
-    holding backbones × heads lines. Panels share the y axis, so heights compare across panels.
+    Stays readable with many backbones: each panel holds one line per colour instead of one figure
+    holding backbones × heads lines. Panels share the y axis, so heights compare across panels. A
+    backbone with several poolings counts as one backbone per pooling (see :func:`colour_keys`);
+    fraction and episode lines are dashed, fine-tune heads drawn as points with CI bars.
 
     Args:
         summary: :func:`probe.report.data.summarise` rows of one dataset.
         title: figure title.
         metric_label: y-axis label.
-        panel: the column that splits panels ("head"; "backbone" for the transpose).
-        colour_order: colour keys of the whole report, so a backbone keeps its colour in every figure.
+        panel: ``"head"`` (a panel per head, a colour per backbone) or ``"backbone"`` (the transpose: a
+            panel per backbone, a colour per head).
+        colour_order: colour keys of the whole report (backbones, or heads for ``panel="backbone"``), so
+            a name keeps its colour in every figure.
 
     Returns:
         A figure with up to three panels per row and one legend of colours underneath.
+
+    Raises:
+        ValueError: ``panel`` is neither "head" nor "backbone".
     """
+    if panel not in ("head", "backbone"):
+        raise ValueError(f"panel_figure(panel={panel!r}): use 'head' or 'backbone'")
     summary = summary.reset_index(drop=True)
-    colour_col = "backbone" if panel == "head" else "head"
-    keys = [str(v) for v in summary[colour_col]]
-    colours = _pick(_palette([*colour_order, *keys]), keys)
-    names = list(dict.fromkeys(str(v) for v in summary[panel]))
+    backbones, heads = colour_keys(summary), summary["head_name"].astype(str).tolist()
+    panel_of, colour_of = (heads, backbones) if panel == "head" else (backbones, heads)
+    colours = _pick(_palette([*colour_order, *colour_of]), colour_of)
+    names = list(dict.fromkeys(panel_of))
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.3 * nrows + 0.8), layout="constrained")
     axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
+    colour_col = pd.Series(colour_of, index=summary.index)
     for ax, name in zip(axes.flat, names, strict=False):
-        part = summary[summary[panel].astype(str) == name]
-        for (key, regime), group in part.groupby([colour_col, "regime"], sort=False):
-            group = group.sort_values("x")
-            x, mean = group["x"].to_numpy(float), group["mean"].to_numpy(float)
-            low, high = group["ci_low"].to_numpy(float), group["ci_high"].to_numpy(float)
-            style = "--" if regime in (FRACTIONS, EPISODES) else "-"  # draws solid; fractions, episodes dashed
-            ax.plot(x, mean, color=colours[str(key)], linestyle=style, marker="o", markersize=3.5, linewidth=1.4)
-            band = np.isfinite(low) & np.isfinite(high)
-            if band.any():
-                ax.fill_between(x, low, high, where=band, color=colours[str(key)], alpha=0.12, linewidth=0)
+        part = summary[[p == name for p in panel_of]]
+        for (key, regime), group in part.groupby([colour_col[part.index], part["regime"]], sort=False):
+            finetune = is_finetune(heads[int(group.index[0])])
+            _panel_line(ax, group.sort_values("x"), colour=colours[str(key)], finetune=finetune, regime=str(regime))
         _label_axes(ax, part, metric_label=metric_label)
-        ax.set_title(name, fontsize="medium")
+        ax.set_title(textwrap.fill(name, PANEL_TITLE_WIDTH), fontsize="medium")
         ax.label_outer()
     for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
@@ -258,3 +264,17 @@ def panel_figure(
     ncol = 1 if max(len(k) for k in colours) > 2 * LONG_LABEL else min(4, len(colours))
     fig.legend(handles, list(colours), loc="outside lower center", ncols=ncol, fontsize="small", frameon=False)
     return fig
+
+
+def _panel_line(ax: Axes, group: pd.DataFrame, *, colour: ColorType, finetune: bool, regime: str) -> None:
+    """One line of a small-multiples panel: seed means with a CI band (fine-tune: points with CI bars)."""
+    x, mean = group["x"].to_numpy(float), group["mean"].to_numpy(float)
+    low, high = group["ci_low"].to_numpy(float), group["ci_high"].to_numpy(float)
+    if finetune:
+        _finetune_points(ax, x, mean, low, high, colour=colour, marker="D", label=str(group["series"].iloc[0]))
+        return
+    style = "--" if regime in (FRACTIONS, EPISODES) else "-"  # draws solid; fractions, episodes dashed
+    ax.plot(x, mean, color=colour, linestyle=style, marker="o", markersize=3.5, linewidth=1.4)
+    band = np.isfinite(low) & np.isfinite(high)
+    if band.any():
+        ax.fill_between(x, low, high, where=band, color=colour, alpha=0.12, linewidth=0)

@@ -21,13 +21,21 @@ class Table:
 
 
 @dataclass(frozen=True)
+class SectionFigure:
+    """One figure of a section, as a file for the Markdown and as PNG bytes for the HTML."""
+
+    path: str  # figure file relative to the report, linked from the Markdown
+    png: bytes  # the same figure as PNG, embedded in the HTML
+    alt: str  # alternative text
+    caption: str = ""  # one line under the figure saying how it is arranged ("" none)
+
+
+@dataclass(frozen=True)
 class Section:
-    """One dataset: its figure and its tables."""
+    """One dataset (and metric): its figures and its tables."""
 
     heading: str  # the dataset name
-    figure_path: str | None  # figure file relative to the report, for Markdown (None: no file written)
-    figure_png: bytes  # the same figure as PNG, embedded in the HTML (b"": a section of tables only)
-    figure_alt: str  # alternative text of the figure
+    figures: tuple[SectionFigure, ...]  # in reading order (none: a section of tables only)
     tables: tuple[tuple[str, Table], ...]  # (sub-heading, table) pairs
 
 
@@ -48,8 +56,9 @@ def render_markdown(doc: Document) -> str:
     out += ["", *(_md(note) for note in doc.notes), ""]
     for section in doc.sections:
         out += [f"## {_md(section.heading)}", ""]
-        if section.figure_path is not None:
-            out += [f"![{_md(section.figure_alt)}]({section.figure_path})", ""]
+        for figure in section.figures:
+            out += [f"![{_md(figure.alt)}]({figure.path})", ""]
+            out += [f"*{_md(figure.caption)}*", ""] if figure.caption else []
         for heading, table in section.tables:
             out += [f"### {_md(heading)}", "", *_md_table(table), ""]
     return "\n".join(out).rstrip() + "\n"
@@ -82,6 +91,7 @@ ul.provenance { color: #555; font-size: .92rem; }
 p.note { color: #555; font-size: .9rem; margin-top: .4rem; }
 figure { margin: 1rem 0; }
 figure img { max-width: 100%; height: auto; }
+figcaption { color: #555; font-size: .9rem; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: .84rem; font-variant-numeric: tabular-nums; max-width: 100%; }
 th, td { border: 1px solid #ddd; padding: .2rem .45rem; text-align: right; overflow-wrap: anywhere; }
@@ -111,7 +121,7 @@ def render_html(doc: Document) -> str:
         *(f'<p class="note">{e(note)}</p>' for note in doc.notes),
     ]
     for section in doc.sections:
-        out += [f"<section><h2>{e(section.heading)}</h2>", _html_figure(section) if section.figure_png else ""]
+        out += [f"<section><h2>{e(section.heading)}</h2>", *(_html_figure(f) for f in section.figures)]
         for heading, table in section.tables:
             out += [f"<h3>{e(heading)}</h3>", _html_table(table)]
         out.append("</section>")
@@ -119,10 +129,11 @@ def render_html(doc: Document) -> str:
     return "\n".join(out) + "\n"
 
 
-def _html_figure(section: Section) -> str:
-    data = base64.b64encode(section.figure_png).decode("ascii")
-    alt = html.escape(section.figure_alt)
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{alt}"></figure>'
+def _html_figure(figure: SectionFigure) -> str:
+    data = base64.b64encode(figure.png).decode("ascii")
+    alt = html.escape(figure.alt)
+    caption = f"<figcaption>{html.escape(figure.caption)}</figcaption>" if figure.caption else ""
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">{caption}</figure>'
 
 
 def _html_table(table: Table) -> str:

@@ -37,7 +37,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], *, metric: str = "balanced_a
     for r in present:
         params = r.get("params")
         removed = params.get("ablate") if isinstance(params, dict) else None
-        head = str(r["head"]) + (f" without {removed}" if removed else "")  # modality-ablation rows
+        head = str(r["head_name"]) + (f" without {removed}" if removed else "")  # modality-ablation rows
         cells[(str(r["dataset"]), str(r["backbone"]), head)][_level(r)].append(r)
     levels = sorted({lvl for per in cells.values() for lvl in per})
     header = ["dataset", "backbone", "head", *[lvl[1] for lvl in levels]]

@@ -16,7 +16,7 @@ from probe.errors import MetricError
 from probe.report.data import curve_points, metric_rows, summarise
 
 #: Row key of the wide table: a dataset and one probed configuration.
-ROW_KEYS = ["dataset", "backbone", "pooling", "head", "regime"]
+ROW_KEYS = ["dataset", "backbone", "pooling", "head_name", "regime"]
 
 
 def _levels(summary: pd.DataFrame) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from probe.atomic import write_atomic
 from probe.errors import ConfigError, MetricError, ResultsError
@@ -32,7 +33,7 @@ from probe.report.data import (
 )
 from probe.report.overlays import load_examples, overlay_figure
 from probe.report.plots import colour_keys, curve_figure, figure_bytes, is_finetune, panel_figure, style_keys
-from probe.report.render import Document, Section, Table, render_html, render_markdown
+from probe.report.render import Document, Section, SectionFigure, Table, render_html, render_markdown
 from probe.setups import describe_store_setup
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -67,7 +68,7 @@ def summary_table(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
 
     Returns:
         One row per (dataset, backbone, pooling, head, regime, level), ordered by dataset, line and x,
-        with columns ``dataset, backbone, pooling, head, regime`` (``"episodes"`` or ``""``), ``level``
+        with columns ``dataset, backbone, pooling, head_name, regime`` (``"episodes"`` or ``""``), ``level``
         (``"1"``, ``"10%"``, ``"all"``, ...), ``x`` (labels per class), ``series`` (line label),
         ``n_seeds, mean, ci_low, ci_high`` and ``ci_source`` (``"seeds"``, ``"bootstrap"`` or ``"none"``).
 
@@ -92,7 +93,7 @@ def leaderboard(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
 
     Returns:
         Columns ``dataset, rank, unit`` (``"backbone"`` or ``"head"``), ``name, config, selection, score,
-        n_points, backbone, pooling, head, regime, level, x, n_seeds, mean, ci_low, ci_high, ci_source,
+        n_points, backbone, pooling, head_name, regime, level, x, n_seeds, mean, ci_low, ci_high, ci_source,
         few_seeds, delta, delta_low, delta_high, p_value, n_pairs`` (comparison columns NaN for the leader).
 
     Raises:
@@ -115,9 +116,10 @@ def write_report(
 ) -> ReportFiles:
     """Write ``report.md``, a self-contained ``report.html`` and the figures into ``out_dir``.
 
-    One section per (dataset, metric): a figure (small multiples — a panel per head, a colour per
-    backbone — when several backbones and heads are compared), the leaderboard and the curve table;
-    few-shot episodes and modality ablations get their own tables.
+    One section per (dataset, metric): the figure, the leaderboard and the curve table; few-shot
+    episodes and modality ablations get their own tables. When several backbones and several heads
+    are compared, the figure is small multiples drawn twice: a panel per head with a colour per
+    backbone, and the transpose, a panel per backbone with a colour per head.
 
     Args:
         results: result rows (:func:`probe.results.load_results`).
@@ -156,14 +158,16 @@ def write_report(
     figures: list[Path] = []
     sections: list[Section] = []
     views = {m: _metric_view(results, rows, m) for m, rows in per_metric.items()}  # once per metric
-    colour_order = colour_keys(pd.concat(v.summary for v in views.values()))
+    every = pd.concat(v.summary for v in views.values())
+    colour_order = colour_keys(every)  # a backbone (and a head, in the transposed panels) keeps its colour
+    head_order = list(dict.fromkeys(str(h) for h in every["head_name"]))
     for dataset in sorted({d for v in views.values() for d in v.summary["dataset"].unique()}, key=str):
         for m, view in views.items():
             if not (view.summary["dataset"] == dataset).any():
                 continue
             files, section = _section(
                 view, dataset=dataset, metric=m, out=out, fmts=fmts, colour_order=colour_order,
-                several=len(per_metric) > 1,
+                head_order=head_order, several=len(per_metric) > 1,
             )  # fmt: skip
             figures += files
             sections.append(section)
@@ -201,7 +205,7 @@ def _metric_view(results: pd.DataFrame, rows: pd.DataFrame, metric: str) -> _Met
 
 def _section(
     view: _MetricView, *, dataset: str, metric: str, out: Path, fmts: tuple[str, ...], colour_order: list[str],
-    several: bool,
+    head_order: list[str], several: bool,
 ) -> tuple[list[Path], Section]:  # fmt: skip
     """The figure files and the report section of one (dataset, metric)."""
     label = _metric_label(metric)
@@ -209,8 +213,8 @@ def _section(
     part = view.summary[view.summary["dataset"] == dataset]
     stem = f"{_slug(str(dataset))}-{_slug(metric)}"
     unit = _unit(rows[rows["dataset"] == dataset])
-    files, png = _write_figures(part, dataset=dataset, out=out, stem=stem, fmts=fmts, metric_label=label,
-                                colour_order=colour_order, x_label=unit)  # fmt: skip
+    files, figures = _write_figures(part, dataset=dataset, out=out, stem=stem, fmts=fmts, metric_label=label,
+                                    colour_order=colour_order, head_order=head_order, x_label=unit)  # fmt: skip
     draws, episodes = part[part["regime"] != EPISODES], part[part["regime"] == EPISODES]
     spread = None if unit else _all_range(rows[rows["dataset"] == dataset])
     tables: tuple[tuple[str, Table], ...] = (
@@ -223,9 +227,8 @@ def _section(
     if not ablation.empty and (ablation["dataset"] == dataset).any():
         table = _ablation_table(ablation[ablation["dataset"] == dataset])
         tables += ((f"Modality ablation ({label}): one modality removed at test time", table),)
-    alt = f"{label} against {unit or 'labels per class'} on {dataset}"
     heading = f"{dataset} · {label}" if several else str(dataset)
-    return files, Section(heading, files[0].relative_to(out).as_posix(), png, alt, tables)
+    return files, Section(heading, figures, tables)
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -253,30 +256,45 @@ def _slug(text: str) -> str:
 
 def _write_figures(
     summary: pd.DataFrame, *, dataset: str, out: Path, stem: str, fmts: tuple[str, ...], metric_label: str,
-    colour_order: list[str], x_label: str | None = None,
-) -> tuple[list[Path], bytes]:  # fmt: skip
-    """Write one (dataset, metric) figure in every format; returns the paths and the PNG bytes for the HTML.
+    colour_order: list[str], head_order: list[str], x_label: str | None = None,
+) -> tuple[list[Path], tuple[SectionFigure, ...]]:  # fmt: skip
+    """Write the figures of one (dataset, metric) in every format; returns the paths and the section's figures.
 
-    Several backbones and several heads: small multiples (a panel per head, a colour per backbone);
+    Several backbones and several heads: small multiples twice, a panel per head with a colour per backbone
+    (``<stem>``) and its transpose, a panel per backbone with a colour per head (``<stem>-by-backbone``);
     otherwise one panel with a line per configuration.
     """
-    title = f"{dataset}: {metric_label} vs {x_label or 'labels per class'}"
-    probes = summary[~summary["head"].astype(str).map(is_finetune)]
-    if probes["backbone"].nunique() >= 2 and probes["head"].nunique() >= 2:
-        fig = panel_figure(summary, title=title, metric_label=metric_label, colour_order=colour_order)
+    x = x_label or "labels per class"  # segmentation: labelled images (or volumes)
+    title = f"{dataset}: {metric_label} vs {x}"
+    alt = f"{metric_label} against {x} on {dataset}"
+    probes = summary[~summary["head_name"].astype(str).map(is_finetune)]
+    figures: list[tuple[str, Figure, str, str]] = []  # (file stem, figure, alt text, caption)
+    if probes["backbone"].nunique() >= 2 and probes["head_name"].nunique() >= 2:
+        by_head = panel_figure(summary, title=title, metric_label=metric_label, colour_order=colour_order)
+        by_backbone = panel_figure(summary, title=title, metric_label=metric_label, panel="backbone",
+                                   colour_order=head_order)  # fmt: skip
+        figures.append((stem, by_head, f"{alt}, one panel per head", "One panel per head, one colour per backbone."))
+        figures.append((f"{stem}-by-backbone", by_backbone, f"{alt}, one panel per backbone",
+                        "The same points transposed: one panel per backbone, one colour per head."))  # fmt: skip
     else:
         fig = curve_figure(summary, title=title, metric_label=metric_label, colour_order=colour_order,
                            style_order=sorted(set(style_keys(summary))))  # fmt: skip
-    if x_label:  # segmentation: the x axis counts labelled images (or volumes), not labels per class
-        for ax in fig.axes:
-            ax.set_xlabel(ax.get_xlabel().replace("labels per class", x_label))
-    png = figure_bytes(fig, "png")
-    paths = []
-    for fmt in fmts:
-        path = out / FIGURES_DIR / f"{stem}.{fmt}"
-        write_atomic(path, png if fmt == "png" else figure_bytes(fig, fmt))
-        paths.append(path)
-    return paths, png
+        figures.append((stem, fig, alt, ""))
+    paths: list[Path] = []
+    shown: list[SectionFigure] = []
+    for name, fig, text, caption in figures:
+        if x_label:  # the figures' x axes say what the curve counts
+            for ax in fig.axes:
+                ax.set_xlabel(ax.get_xlabel().replace("labels per class", x_label))
+        png = figure_bytes(fig, "png")
+        written = []
+        for fmt in fmts:
+            path = out / FIGURES_DIR / f"{name}.{fmt}"
+            write_atomic(path, png if fmt == "png" else figure_bytes(fig, fmt))
+            written.append(path)
+        paths += written
+        shown.append(SectionFigure(written[0].relative_to(out).as_posix(), png, text, caption))
+    return paths, tuple(shown)
 
 
 def _leaderboard_table(board: pd.DataFrame, *, metric_label: str) -> Table:
@@ -339,7 +357,9 @@ def _example_sections(
     path = out / FIGURES_DIR / f"{_slug(dataset)}-examples.png"
     write_atomic(path, png)
     alt = f"example test images of {dataset} with ground truth and predicted masks overlaid"
-    return [path], [Section(f"{dataset} · example predictions", path.relative_to(out).as_posix(), png, alt, ())]
+    caption = "Rows: test images; columns: the image, the ground truth, then each backbone · head's prediction."
+    shown = SectionFigure(path.relative_to(out).as_posix(), png, alt, caption)
+    return [path], [Section(f"{dataset} · example predictions", (shown,), ())]
 
 
 def _curve_table(summary: pd.DataFrame, *, all_range: tuple[int, int] | None = None, unit: str | None = None) -> Table:
@@ -356,7 +376,7 @@ def _curve_table(summary: pd.DataFrame, *, all_range: tuple[int, int] | None = N
         else:
             headers.append(f"{lv} ({x:,.0f}/class)")
     rows = []
-    order = summary.sort_values(["backbone", "pooling", "head", "regime", "x"])
+    order = summary.sort_values(["backbone", "pooling", "head_name", "regime", "x"])
     for series, group in order.groupby("series", sort=False):
         cells = {str(r.level): f"{_point_text(r)} n={r.n_seeds}" for r in group.itertuples(index=False)}
         rows.append((str(series), *(cells.get(c, "—") for c in columns)))
@@ -464,7 +484,7 @@ def _provenance_section(results: pd.DataFrame) -> Section | None:
     headers = ("dataset", "backbone", "store", "weights", "input size", "pooling", "versions", "command", "date")
     rows = tuple((d, b, *v.values()) for (d, b, _), v in sorted(seen.items()))
     note = "One row per dataset × backbone × store: where every number of this report came from."
-    return Section("Provenance", None, b"", "", (("Stores, weights and runs", Table(headers, rows, note)),))
+    return Section("Provenance", (), (("Stores, weights and runs", Table(headers, rows, note)),))
 
 
 def _count(col: pd.Series, noun: str) -> str:

@@ -47,10 +47,10 @@ def test_results_wide_is_one_row_per_configuration(tmp_path: Path) -> None:
                                    "--csv", str(csv), "--markdown", str(md), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)["wide"]
-    assert sorted(r["head"] for r in rows) == ["knn-k20", "prototype"]
+    assert sorted(r["head_name"] for r in rows) == ["knn-k20", "prototype"]
     assert {"accuracy@2", "accuracy@all", "macro_f1@2", "macro_f1@all:low"} <= set(rows[0])
     import pandas as pd
 
     frame = pd.read_csv(csv)
     assert len(frame) == 2 and "accuracy@all" in frame.columns
-    assert md.read_text().startswith("| dataset | backbone | pooling | head | regime | accuracy@2 |")
+    assert md.read_text().startswith("| dataset | backbone | pooling | head_name | regime | accuracy@2 |")

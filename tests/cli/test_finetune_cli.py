@@ -25,7 +25,7 @@ def test_finetune_json_rows_and_report(tmp_path: Path) -> None:
     out = json.loads(res.stdout)
     rows = out["results"]
     assert rows and all(set(r) >= REQUIRED_FIELDS for r in rows)
-    assert {r["head"] for r in rows} == {"finetune-lora"} and {r["shots"] for r in rows} == {2, "all"}
+    assert {r["head_name"] for r in rows} == {"finetune-lora"} and {r["shots"] for r in rows} == {2, "all"}
     assert all(r["params"]["lora"]["rank"] == 4 and r["params"]["trainable_params"] > 0 for r in rows)
     res = runner.invoke(app, ["curve", data, *common, "--heads", "linear", "--shots", "2,all", "--seeds", "1",
                               "--bootstrap", "20", "--store-root", str(tmp_path / "emb")])  # fmt: skip

@@ -45,7 +45,7 @@ def test_curve_and_report_on_a_multilabel_manifest(tmp_path: Path) -> None:
     res = runner.invoke(app, [*args, "--bootstrap", "50", "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)["results"]
-    assert {r["head"] for r in rows} == {"knn-k20", "linear", "prototype"}
+    assert {r["head_name"] for r in rows} == {"knn-k20", "linear", "prototype"}
     metrics = {r["metric"] for r in rows}
     assert {"macro_auroc", "macro_ap", "macro_f1", "auroc[red]", "ap[stripes]", "f1[bright]"} <= metrics
     assert all(r["params"]["label_policy"] == {"uncertain": "ignore", "blank": "zeros"} for r in rows)

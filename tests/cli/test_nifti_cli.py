@@ -36,7 +36,7 @@ def test_curve_and_report_on_a_nifti_folder(tmp_path: Path) -> None:
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)["results"]
-    assert {r["pooling"] for r in rows} == {"cls:mean"} and {r["head"] for r in rows} == {"knn-k20", "linear"}
+    assert {r["pooling"] for r in rows} == {"cls:mean"} and {r["head_name"] for r in rows} == {"knn-k20", "linear"}
     assert all(r["params"]["fusion"] == "mean" for r in rows)
     assert {r["n_test"] for r in rows} == {8}
     res = runner.invoke(app, [*args[:-1], "--fusion", "max"])  # new fusion: same store, no re-extraction

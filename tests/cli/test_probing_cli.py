@@ -44,14 +44,14 @@ def test_knn_linear_fewshot_json(synth_store: str, tmp_path: Path) -> None:
     results = str(tmp_path / "results")
     common = ["medmnist:synth", "--backbone", "toy", "--store-root", root, "--results", results, *FAST]
     rows = _schema(_ok(["knn", *common, "--k", "5,20"]))
-    assert {r["head"] for r in rows} == {"knn-k5", "knn-k20"} and {r["shots"] for r in rows} == {"all"}
+    assert {r["head_name"] for r in rows} == {"knn-k5", "knn-k20"} and {r["shots"] for r in rows} == {"all"}
     rows = _schema(_ok(["linear", *common]))
-    assert {r["head"] for r in rows} == {"linear"} and rows[0]["params"]["selection"].startswith("val")
+    assert {r["head_name"] for r in rows} == {"linear"} and rows[0]["params"]["selection"].startswith("val")
     few = [a for a in common if a not in ("--bootstrap", "50")]  # episodes: CI across episodes, no bootstrap
     rows = _schema(_ok(["fewshot", *few, "--shots", "1,5", "--episodes", "3"]))
-    assert {(r["protocol"], r["head"]) for r in rows} == {("episodes", "prototype")}
+    assert {(r["protocol"], r["head_name"]) for r in rows} == {("episodes", "prototype")}
     out = _ok(["results", results, "--json", "--head", "prototype"])
-    assert {r["head"] for r in out["results"]} == {"prototype"}
+    assert {r["head_name"] for r in out["results"]} == {"prototype"}
     res = runner.invoke(app, ["results", results, "--metric", "accuracy", "--csv", str(tmp_path / "r.csv")])
     assert res.exit_code == 0 and "knn-k5" in res.output and (tmp_path / "r.csv").stat().st_size > 0
     out = _ok(["report", results, "--out", str(tmp_path / "rep"), "--json"])
@@ -76,7 +76,7 @@ def test_curve_extracts_once_then_probes(image_folder: Path, tmp_path: Path) -> 
         *FAST,
     ]
     rows = _schema(_ok(args))
-    assert {r["head"] for r in rows} == {"knn-k20", "linear", "prototype"}  # one k or several: "knn-k<k>"
+    assert {r["head_name"] for r in rows} == {"knn-k20", "linear", "prototype"}  # one k or several: "knn-k<k>"
     _fails([*args[:-1], "--preprocessing", "zscore"], "--preprocessing 'zscore' is unknown")
     digests = {(r["shots"], r["seed"]): set() for r in rows}
     for r in rows:

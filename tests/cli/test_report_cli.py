@@ -73,3 +73,20 @@ def test_two_folders_named_alike_are_two_datasets(tmp_path: Path) -> None:
     rep = runner.invoke(app, ["report", res, "--out", str(tmp_path / "rep"), "--json"])
     md = Path(json.loads(rep.stdout)["markdown"]).read_text()
     assert "2 datasets" in md and "## a/base" in md and "## b/base" in md
+
+
+def test_a_results_file_written_with_head_filters_and_reports(tmp_path: Path) -> None:
+    """Rows of results schema 2 name the head column ``head``: ``--head`` filters them and the report reads them."""
+    rows = [replace(ROW, head_name=h, seed=s).to_dict() for h in ("knn", "linear") for s in range(2)]
+    old = [{("head" if k == "head_name" else k): v for k, v in r.items()} | {"schema": "probe.results/2"} for r in rows]
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    out = runner.invoke(app, ["results", str(folder), "--head", "linear", "--json"])
+    assert out.exit_code == 0, out.output
+    assert [(r["head_name"], r["seed"]) for r in json.loads(out.stdout)["results"]] == [("linear", 0), ("linear", 1)]
+    rep = runner.invoke(app, ["report", str(folder), "--out", str(tmp_path / "rep"), "--metric", "accuracy",
+                              "--head", "knn,linear", "--json"])  # fmt: skip
+    assert rep.exit_code == 0, rep.output
+    md = Path(json.loads(rep.stdout)["markdown"]).read_text()
+    assert "toy · knn" in md and "toy · linear" in md

@@ -38,7 +38,7 @@ def _report(tmp_path: Path) -> str:
 def test_2d_curve_and_report(tmp_path: Path) -> None:
     manifest = make_seg_2d(tmp_path / "data", n=(8, 3, 4), side=32)
     rows = _curve(f"seg:{manifest}", tmp_path, backbones=f"{VIT},{CNN}", heads="seg-linear,seg-knn")
-    heads = {r["head"] for r in rows}
+    heads = {r["head_name"] for r in rows}
     assert heads == {"seg-linear", "seg-knn"} and {r["pooling"] for r in rows} == {"patch"}
     metrics = {r["metric"] for r in rows}
     assert metrics == {"dice", "iou", "dice:disc", "dice:square"}
@@ -46,7 +46,7 @@ def test_2d_curve_and_report(tmp_path: Path) -> None:
     assert all(0.0 <= float(r["value"]) <= 1.0 and r["ci_low"] is not None for r in dice)  # type: ignore[arg-type]
     assert {(r["shots"], r["labels_per_class"]) for r in dice} == {(1, 1.0), (2, 2.0), ("all", 8.0)}
     assert {r["n_test"] for r in rows} == {4}
-    full = [r for r in dice if r["protocol"] == "full" and r["head"] == "seg-linear"]
+    full = [r for r in dice if r["protocol"] == "full" and r["head_name"] == "seg-linear"]
     assert all(r["params"]["selection"] == "val" for r in full)  # type: ignore[index]  # C chosen on val only
     md = _report(tmp_path)
     assert "Dice" in md and "labelled images" in md and "example predictions" in md

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 GOLDEN = Path(__file__).with_name("golden.json")
 # Row fields that identify and value a result; timings, run ids, times and versions may change.
-KEPT = ("dataset", "backbone", "pooling", "head", "protocol", "shots", "fraction", "seed", "metric",
+KEPT = ("dataset", "backbone", "pooling", "head_name", "protocol", "shots", "fraction", "seed", "metric",
         "value", "ci_low", "ci_high", "ci_method", "n_train", "n_test", "n_classes", "labels_per_class",
         "params", "split", "sample_digest", "setup", "flags")  # fmt: skip
 VOLATILE = ("index", "train_seconds", "peak_memory_mb")  # FAISS index class (GPU/CPU), timings, memory
@@ -69,7 +69,7 @@ def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
     for r in rows:
         r["params"] = {k: v for k, v in r["params"].items() if k not in VOLATILE}
         r["setup"] = {k: v for k, v in (r["setup"] or {}).items() if k != "store"}  # the store hash holds versions
-    ident = ("dataset", "backbone", "pooling", "head", "protocol", "shots", "fraction", "seed", "metric")
+    ident = ("dataset", "backbone", "pooling", "head_name", "protocol", "shots", "fraction", "seed", "metric")
     return sorted(rows, key=lambda r: json.dumps([[r[k] for k in ident], r["params"].get("ablate")]))
 
 

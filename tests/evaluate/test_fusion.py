@@ -97,7 +97,7 @@ def _by(rows: list, metric: str = "balanced_accuracy") -> dict:
     out: dict = {}
     for r in rows:
         if r.metric == metric:
-            out.setdefault((r.head.replace("knn-k20", "knn"), r.params.get("ablate")), []).append(r.value)
+            out.setdefault((r.head_name.replace("knn-k20", "knn"), r.params.get("ablate")), []).append(r.value)
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
@@ -114,8 +114,8 @@ def test_ablation_rows_show_the_signal_modality(fusion: str, heads: tuple[str, .
         assert abs(scores[(head, "t2")] - 0.5) < 0.15  # the signal modality removed: chance
     assert {r.pooling for r in rows} == {f"gap:{fusion}"}
     # same draws for the stored and the ablated scores: ablation changes only the test inputs
-    base = {(r.head, r.seed, r.shots, r.sample_digest) for r in rows if "ablate" not in r.params}
-    cut = {(r.head, r.seed, r.shots, r.sample_digest) for r in rows if r.params.get("ablate") == "t2"}
+    base = {(r.head_name, r.seed, r.shots, r.sample_digest) for r in rows if "ablate" not in r.params}
+    cut = {(r.head_name, r.seed, r.shots, r.sample_digest) for r in rows if r.params.get("ablate") == "t2"}
     assert base == cut
     assert not any(r.params.get("ablate") for r in run_plan(_modal_data(fusion), _no_ablation(plan)))
 
@@ -138,7 +138,7 @@ def test_modality_dropout_makes_the_linear_head_robust_to_a_missing_modality() -
     dropped_plan = PlanConfig(heads=("linear",), shots=("all", 8), seeds=1, bootstrap=0, views=views)
     rows = run_plan(data, dropped_plan)
     dropped = _by([r for r in rows if r.shots == "all"])
-    assert {r.head for r in rows} == {"linear-mdrop0.5"}
+    assert {r.head_name for r in rows} == {"linear-mdrop0.5"}
     p = next(r.params for r in rows if r.shots == 8)
     assert p["modality_dropout"] == 0.5 and p["dropout_copies"] == 2 and p["n_train_augmented"] == 3 * 16
     assert "without dropout copies" in p["selection"]

@@ -27,7 +27,7 @@ def test_student_t_interval_is_clipped_to_the_metric_range() -> None:
 
 def test_report_and_table_clip_and_flag_few_seeds() -> None:
     rows = [
-        {"dataset": "d", "backbone": "b", "pooling": "gap", "head": "linear", "regime": "", "level": "1", "x": 1.0,
+        {"dataset": "d", "backbone": "b", "pooling": "gap", "head_name": "linear", "regime": "", "level": "1", "x": 1.0,
          "seed": s, "value": v, "ci_low": np.nan, "ci_high": np.nan, "series": "b · linear", "metric": "accuracy"}
         for s, v in enumerate([0.2, 0.95])
     ]  # fmt: skip

@@ -32,18 +32,18 @@ def test_rows_hold_per_label_and_macro_metrics(ml_store: str) -> None:
     per_label = {f"{kind}[{name}]" for kind in ("auroc", "ap", "f1") for name in LABELS}
     assert metrics == {"macro_auroc", "macro_ap", "macro_f1"} | per_label
     for r in rows:
-        assert r.n_classes == 4 and r.ci_low <= r.value <= r.ci_high, (r.head, r.metric)
+        assert r.n_classes == 4 and r.ci_low <= r.value <= r.ci_high, (r.head_name, r.metric)
         assert len(r.params["thresholds"]) == 4
         assert r.params["threshold_source"] == (
-            "val" if r.protocol == "full" else "train-loo" if r.head == "knn-k20" else "train"
+            "val" if r.protocol == "full" else "train-loo" if r.head_name == "knn-k20" else "train"
         )
     two = [r for r in rows if r.shots == 2 and r.metric == "macro_auroc"]
     y = data.train.y
     # x of a multi-label draw: the mean number of positives per label it holds
     assert all(r.labels_per_class >= 2 for r in two) and {r.sample_digest for r in two} == {two[0].sample_digest}
-    full = {r.head: r for r in rows if r.protocol == "full" and r.metric == "macro_auroc"}
+    full = {r.head_name: r for r in rows if r.protocol == "full" and r.metric == "macro_auroc"}
     assert full["knn-k20"].labels_per_class == pytest.approx((y == 1).sum(0).mean())
-    macro = [r for r in rows if r.protocol == "full" and r.head == "knn-k20"]
+    macro = [r for r in rows if r.protocol == "full" and r.head_name == "knn-k20"]
     by = {r.metric: r.value for r in macro}
     assert by["macro_ap"] == pytest.approx(np.mean([by[f"ap[{n}]"] for n in LABELS]))
 
@@ -54,8 +54,8 @@ def test_every_head_beats_chance_on_every_label_with_full_data(ml_store: str) ->
     rows = run_plan(data, plan)
     for r in rows:
         if r.metric.startswith("auroc["):
-            assert r.value > 0.8, (r.head, r.metric, r.value)
-    linear = next(r for r in rows if r.head == "linear")
+            assert r.value > 0.8, (r.head_name, r.metric, r.value)
+    linear = next(r for r in rows if r.head_name == "linear")
     assert len(linear.params["C"]) == 4 and all(s == "val-grid" for s in linear.params["selection"])
 
 

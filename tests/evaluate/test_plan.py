@@ -27,9 +27,9 @@ def test_rows_schema_and_levels(synth_store: str) -> None:
     plan = PlanConfig(heads=("knn", "prototype"), shots=(1, 4, "all"), seeds=2, knn=KNNConfig(k=(3, 20)), **FAST)
     rows = [r.to_dict() for r in run_plan(_data(synth_store), plan)]
     assert all(set(r) >= REQUIRED for r in rows)
-    heads = {r["head"] for r in rows}
+    heads = {r["head_name"] for r in rows}
     assert heads == {"knn-k3", "knn-k20", "prototype"}
-    one = [r for r in rows if r["head"] == "knn-k20" and r["shots"] == 1 and r["metric"] == "accuracy"]
+    one = [r for r in rows if r["head_name"] == "knn-k20" and r["shots"] == 1 and r["metric"] == "accuracy"]
     assert [r["seed"] for r in one] == [0, 1] and all(r["n_train"] == 4 for r in one)
     assert one[0]["params"]["k"] == 4 and one[0]["params"]["k_requested"] == 20  # capped at the draw, recorded
     full = [r for r in rows if r["shots"] == "all" and r["metric"] == "accuracy"]

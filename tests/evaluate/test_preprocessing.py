@@ -43,7 +43,7 @@ def test_rows_record_the_policy(policy: str, tmp_path: Path) -> None:
     plan = PlanConfig(heads=("linear", "labelspread"), shots=(2,), seeds=1, bootstrap=0, preprocessing=policy)
     rows = run_plan(_data(tmp_path), plan)
     assert rows and all(r.params["preprocessing"] == r.setup["preprocessing"] == policy for r in rows)
-    assert all(r.params["standardize"] == (policy == "support") for r in rows if r.head == "linear")
+    assert all(r.params["standardize"] == (policy == "support") for r in rows if r.head_name == "linear")
 
 
 def test_unknown_policy_is_named() -> None:

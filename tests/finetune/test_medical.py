@@ -64,4 +64,4 @@ def test_dicom_folder_fine_tunes(tmp_path: Path) -> None:
         config=FAST, plan=FinetunePlan(shots=(2,), seeds=1, bootstrap=0, metrics=("accuracy",)), results_dir=None,
         checkpoint_dir=tmp_path / "ckpt",
     )  # fmt: skip
-    assert {r.head for r in run.rows} == {"finetune-full"} and run.rows[0].n_train == 4
+    assert {r.head_name for r in run.rows} == {"finetune-full"} and run.rows[0].n_train == 4

@@ -15,7 +15,7 @@ from tests.report.test_report import SEEDS, _row, curve_rows
 def _with_finetune() -> pd.DataFrame:
     probes = curve_rows({"efficientnet_lite0": 0.4}, heads=("knn", "linear"))
     ft = [
-        _row(backbone="efficientnet_lite0", head=f"finetune-{mode}", shots=s, seed=seed, value=v + 0.01 * seed)
+        _row(backbone="efficientnet_lite0", head_name=f"finetune-{mode}", shots=s, seed=seed, value=v + 0.01 * seed)
         for mode, v in (("full", 0.6), ("lora", 0.55))
         for s in (8, "all")
         for seed in SEEDS
@@ -42,7 +42,7 @@ def test_finetune_points_share_the_probe_panel_as_error_bars() -> None:
     bands = [c for c in ax.collections if c.__class__.__name__ == "FillBetweenPolyCollection"]
     assert len(bands) == 2  # the probe curves keep their CI bands; fine-tune points carry bars instead
     ft_line = next(c for c in bars if c.get_label().endswith("full")).lines[0]
-    assert list(ft_line.get_xdata()) == sorted(summary.loc[summary["head"] == "finetune-full", "x"])
+    assert list(ft_line.get_xdata()) == sorted(summary.loc[summary["head_name"] == "finetune-full", "x"])
 
 
 def test_report_lists_finetune_beside_the_probes(tmp_path: Path) -> None:

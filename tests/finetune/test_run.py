@@ -38,7 +38,7 @@ def test_training_ids_equal_the_probes_draws(tmp_path: Path) -> None:
     assert {r.dataset for r in ft} == {r.dataset for r in probes}
     assert {r.backbone for r in ft} == {r.backbone for r in probes}
     row = ft[0].to_dict()
-    assert set(row) >= REQUIRED_FIELDS and row["head"] == "finetune-bitfit"
+    assert set(row) >= REQUIRED_FIELDS and row["head_name"] == "finetune-bitfit"
     for field in ("trainable_params", "total_params", "peak_memory_mb", "augment", "lr", "epochs_run"):
         assert field in row["params"], field
 

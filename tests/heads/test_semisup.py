@@ -180,8 +180,8 @@ def test_curve_rows_and_unlabelled_labels_never_read(synth_store: str) -> None:
     data = load_eval_data(open_store(synth_store))
     plan = PlanConfig(heads=("labelspread", "linear"), shots=(1, 4, "all"), seeds=2, bootstrap=20)
     rows = [r for r in run_plan(data, plan) if r.metric == "accuracy"]
-    spread = [r for r in rows if r.head == "labelspread"]
-    linear = {(r.shots, r.seed): r for r in rows if r.head == "linear"}
+    spread = [r for r in rows if r.head_name == "labelspread"]
+    linear = {(r.shots, r.seed): r for r in rows if r.head_name == "linear"}
     assert len(spread) == 5
     for r in spread:
         assert r.sample_digest == linear[(r.shots, r.seed)].sample_digest  # the same draws as the other heads
@@ -217,7 +217,7 @@ def test_cli_curve_and_report_show_labelspread(image_folder: Path, tmp_path: Pat
     args += ["--spread-alpha", "0.9", "--results", str(tmp_path / "res"), "--bootstrap", "20", "--json"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    rows = [r for r in json.loads(res.stdout)["results"] if r["head"] == "labelspread"]
+    rows = [r for r in json.loads(res.stdout)["results"] if r["head_name"] == "labelspread"]
     assert rows and {r["params"]["n_neighbors"] for r in rows} == {4} and rows[0]["params"]["alpha"] == 0.9
     assert {r["params"]["n_unlabeled"] for r in rows if r["shots"] == 1} == {10}  # 12 train images, 2 labelled
     res = runner.invoke(app, ["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep"), "--json"])

@@ -18,15 +18,18 @@ from tests.report.test_report import _row
 LONG = "timm:vit_large_patch14_reg4_dinov2.lvd142m_with_a_very_long_checkpoint_name"
 
 
+BACKBONES = (LONG, "efficientnet_lite0", "timm:resnet50.a1_in1k", *(f"timm:convnext_tiny.seed{i}" for i in range(7)))
+
+
 def _many_levels() -> pd.DataFrame:
     rows = []
-    for b, backbone in enumerate((LONG, "efficientnet_lite0", "timm:resnet50.a1_in1k")):
+    for b, backbone in enumerate(BACKBONES):  # ten backbones: both small multiples must stay readable
         for h, head in enumerate(("knn", "linear", "prototype", "labelspread")):
             for shots in (1, 2, 4, 8, 16, 32, 64, 128, "all"):
                 for seed in range(3 if shots != "all" else 1):
                     level = shots if shots != "all" else 256
                     value = 0.4 + 0.04 * (1 + level) ** 0.3 + 0.01 * seed + 0.05 * b - 0.02 * h
-                    rows.append(_row(backbone=backbone, head=head, shots=shots, seed=seed, value=value))
+                    rows.append(_row(backbone=backbone, head_name=head, shots=shots, seed=seed, value=value))
     return pd.DataFrame(rows)
 
 
@@ -34,7 +37,9 @@ def test_the_report_reads_at_1280_px_in_a_real_browser(tmp_path: Path) -> None:
     files = write_report(_many_levels(), tmp_path / "report", formats=("png",))
     seen = check_in_browser(files.html, width=1280)
     assert seen.console_errors == [] and seen.broken_images == []
-    assert seen.images == len(files.figures) and seen.images >= 1
+    assert seen.images == len(files.figures) == 2  # ten backbones × four heads: both small multiples
+    alt = "balanced accuracy against labels per class on bloodmnist"
+    assert seen.image_alts == [f"{alt}, one panel per head", f"{alt}, one panel per backbone"]
     assert seen.overflowing == [] and seen.scroll_width <= 1280, seen
     assert (
         Path(seen.screenshot) == files.html.with_name("screenshot.png")

@@ -15,7 +15,7 @@ import scipy.stats
 
 from probe.errors import ConfigError, MetricError, ResultsError
 from probe.report import ReportFiles, leaderboard, summary_table, write_report
-from probe.report.plots import curve_figure
+from probe.report.plots import curve_figure, panel_figure
 from probe.results import ResultRow, append_results, load_results
 
 SHOTS: tuple[int | str, ...] = (1, 2, 4, 8, "all")
@@ -71,8 +71,8 @@ def curve_rows(backbones: dict[str, float], *, heads: tuple[str, ...] = ("knn", 
                 step = math.log2(N_TRAIN_ALL / N_CLASSES) if shots == "all" else math.log2(float(shots))
                 for seed in SEEDS:
                     value = base + HEAD_OFFSET.get(head, 0.0) + 0.04 * step + jitter[head, shots, seed]
-                    rows.append(_row(backbone=backbone, head=head, shots=shots, seed=seed, value=value))
-                    rows.append(_row(backbone=backbone, head=head, shots=shots, seed=seed, value=value + 0.05,
+                    rows.append(_row(backbone=backbone, head_name=head, shots=shots, seed=seed, value=value))
+                    rows.append(_row(backbone=backbone, head_name=head, shots=shots, seed=seed, value=value + 0.05,
                                      metric="accuracy"))  # fmt: skip
     frame = pd.DataFrame(rows)
     frame["shots"] = frame["shots"].astype(object)
@@ -93,9 +93,11 @@ def report(two_backbones: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 
 def test_report_writes_markdown_html_and_figures(report: ReportFiles) -> None:
     assert [p.name for p in report.figures] == [
-        "bloodmnist-balanced_accuracy.png",
+        "bloodmnist-balanced_accuracy.png",  # two backbones × three heads: a panel per head ...
         "bloodmnist-balanced_accuracy.svg",
-        "derma_mnist-balanced_accuracy.png",  # a file name made safe
+        "bloodmnist-balanced_accuracy-by-backbone.png",  # ... and the transpose, a panel per backbone
+        "bloodmnist-balanced_accuracy-by-backbone.svg",
+        "derma_mnist-balanced_accuracy.png",  # a file name made safe; one backbone: one figure
         "derma_mnist-balanced_accuracy.svg",
     ]
     for path in (report.markdown, report.html, *report.figures):
@@ -103,7 +105,12 @@ def test_report_writes_markdown_html_and_figures(report: ReportFiles) -> None:
     assert report.figures[0].read_bytes().startswith(b"\x89PNG")
     assert "<svg" in report.figures[1].read_text()
     md = report.markdown.read_text()
-    assert "![balanced accuracy against labels per class on bloodmnist](figures/bloodmnist-balanced_accuracy.png)" in md
+    alt = "balanced accuracy against labels per class on bloodmnist"
+    assert f"![{alt}, one panel per head](figures/bloodmnist-balanced_accuracy.png)" in md
+    by_backbone = "figures/bloodmnist-balanced_accuracy-by-backbone.png"
+    assert f"![{alt}, one panel per backbone]({by_backbone})" in md
+    assert "*One panel per head, one colour per backbone.*" in md
+    assert md.index("one panel per head](") < md.index("one panel per backbone](") < md.index("### Leaderboard")
     assert "### Leaderboard (balanced accuracy)" in md and "### Label-efficiency curve (balanced accuracy)" in md
     assert "Results: results/" in md and "probe 0.1.0; torch 2.5.1" in md
     assert "Embedding stores: dinov2-small, resnet50-fin." in md  # short store fingerprints
@@ -116,7 +123,8 @@ def test_html_is_self_contained(report: ReportFiles) -> None:
     page = report.html.read_text()
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)
     assert "<script" not in page and "<link" not in page and "@import" not in page
-    assert page.count('src="data:image/png;base64,') == 2  # one figure per dataset
+    assert page.count('src="data:image/png;base64,') == 3  # bloodmnist: per head and per backbone; derma: one
+    assert 'one panel per backbone"><figcaption>The same points transposed' in page
     assert "<table>" in page and "dinov2-small" in page
 
 
@@ -125,7 +133,7 @@ def test_leaderboard_ranks_uniformly_better_backbone_first(two_backbones: pd.Dat
     assert board["unit"].tolist() == ["backbone", "backbone"]
     assert board["name"].tolist() == ["dinov2-small", "resnet50"]
     leader, other = board.iloc[0], board.iloc[1]
-    assert leader["head"] == "linear" and leader["level"] == "all"  # best head, at the "all" level
+    assert leader["head_name"] == "linear" and leader["level"] == "all"  # best head, at the "all" level
     assert math.isnan(leader["p_value"])
     assert other["n_pairs"] == len(SHOTS) * len(SEEDS)  # the whole curve, paired by level and seed
     assert other["delta"] == pytest.approx(-0.10)
@@ -147,7 +155,7 @@ def test_leaderboard_never_selects_on_test_and_ranks_by_the_delta_quantity(two_b
     lucky = curve_rows({"resnet50": 0.9}, heads=("knn-k10",))
     board = leaderboard(pd.concat([two_backbones, lucky], ignore_index=True), metric="balanced_accuracy")
     assert board["name"].tolist() == ["dinov2-small", "resnet50"]
-    assert set(board["head"]) == {"linear"} and set(board["selection"]) == {"rule: linear head, first pooling"}
+    assert set(board["head_name"]) == {"linear"} and set(board["selection"]) == {"rule: linear head, first pooling"}
     leader, other = board.iloc[0], board.iloc[1]
     assert other["delta"] == pytest.approx(other["score"] - leader["score"])  # rank and Δ: one quantity
     assert other["n_pairs"] == other["n_points"] == len(SHOTS) * len(SEEDS)
@@ -156,13 +164,13 @@ def test_leaderboard_never_selects_on_test_and_ranks_by_the_delta_quantity(two_b
     val["value"] += 0.5
     board = leaderboard(pd.concat([two_backbones, val], ignore_index=True), metric="balanced_accuracy")
     resnet = board[board["name"] == "resnet50"].iloc[0]
-    assert resnet["head"] == "prototype" and resnet["selection"] == "validation mean"
+    assert resnet["head_name"] == "prototype" and resnet["selection"] == "validation mean"
 
 
 def test_a_comparison_on_one_shared_point_says_so(tmp_path: Path) -> None:
     rows = pd.DataFrame(
-        [_row(backbone="a", head="linear", shots="all", seed=0, value=0.8),
-         _row(backbone="b", head="linear", shots="all", seed=0, value=0.7)]
+        [_row(backbone="a", head_name="linear", shots="all", seed=0, value=0.8),
+         _row(backbone="b", head_name="linear", shots="all", seed=0, value=0.7)]
     )  # fmt: skip
     board = leaderboard(rows, metric="balanced_accuracy")
     assert board["n_pairs"].iloc[1] == 1 and math.isnan(board["delta"].iloc[1])
@@ -173,9 +181,9 @@ def test_a_comparison_on_one_shared_point_says_so(tmp_path: Path) -> None:
 def test_summary_table_matches_scipy(two_backbones: pd.DataFrame) -> None:
     summary = summary_table(two_backbones, metric="balanced_accuracy")
     assert len(summary) == 2 * 3 * len(SHOTS)
-    point = summary.query("backbone == 'resnet50' and head == 'knn' and level == '4'").iloc[0]
+    point = summary.query("backbone == 'resnet50' and head_name == 'knn' and level == '4'").iloc[0]
     raw = two_backbones.query(
-        "backbone == 'resnet50' and head == 'knn' and shots == 4 and metric == 'balanced_accuracy'"
+        "backbone == 'resnet50' and head_name == 'knn' and shots == 4 and metric == 'balanced_accuracy'"
     )["value"]
     values = raw.to_numpy(float)
     low, high = scipy.stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=scipy.stats.sem(values))
@@ -201,21 +209,21 @@ def test_single_seed_points_use_the_row_bootstrap_ci(two_backbones: pd.DataFrame
 
 
 def test_identical_seeds_fall_back_to_bootstrap_ci() -> None:
-    rows = pd.DataFrame([_row(backbone="b", head="knn", shots="all", seed=s, value=0.8) for s in SEEDS])
+    rows = pd.DataFrame([_row(backbone="b", head_name="knn", shots="all", seed=s, value=0.8) for s in SEEDS])
     point = summary_table(rows, metric="balanced_accuracy").iloc[0]
     assert point["n_seeds"] == 5 and point["ci_source"] == "bootstrap"
     assert (point["ci_low"], point["ci_high"]) == pytest.approx((0.77, 0.83))
 
 
 def _fraction_rows(head: str) -> list[dict[str, Any]]:
-    return [_row(backbone="b", head=head, shots=None, protocol="fraction", fraction=0.1, seed=s, value=0.6 + s / 100)
-            for s in SEEDS]  # fmt: skip
+    return [_row(backbone="b", head_name=head, shots=None, protocol="fraction", fraction=0.1, seed=s,
+                 value=0.6 + s / 100) for s in SEEDS]  # fmt: skip
 
 
 def test_fractions_and_episodes_get_their_own_levels_and_lines() -> None:
     rows = pd.DataFrame(
         _fraction_rows("linear")
-        + [_row(backbone="b", head="prototype", shots=4, protocol="episodes", seed=s, value=0.5) for s in SEEDS]
+        + [_row(backbone="b", head_name="prototype", shots=4, protocol="episodes", seed=s, value=0.5) for s in SEEDS]
     )
     summary = summary_table(rows, metric="balanced_accuracy").set_index("level")
     assert summary.loc["10%", "x"] == pytest.approx(1_196 / N_CLASSES)
@@ -224,7 +232,7 @@ def test_fractions_and_episodes_get_their_own_levels_and_lines() -> None:
 
 
 def test_fractions_beside_shots_are_a_line_of_their_own() -> None:
-    shots = [_row(backbone="b", head="linear", shots=n, seed=s, value=0.5) for n in (2, 4, "all") for s in SEEDS]
+    shots = [_row(backbone="b", head_name="linear", shots=n, seed=s, value=0.5) for n in (2, 4, "all") for s in SEEDS]
     summary = summary_table(pd.DataFrame(shots + _fraction_rows("linear")), metric="balanced_accuracy")
     lines = summary.groupby("series")["level"].apply(list).to_dict()
     assert lines == {"b · linear": ["2", "4", "all"], "b · linear · fractions": ["10%"]}
@@ -241,9 +249,31 @@ def test_figure_has_a_log2_axis_with_an_all_tick_and_a_band_per_line(two_backbon
     assert ax.get_ylabel() == "balanced accuracy" and len(fig.legends) == 1
 
 
+def test_small_multiples_and_their_transpose_stay_readable_with_ten_backbones() -> None:
+    """A panel per head with ten colours, and the transpose: ten panels (three per row), a colour per head."""
+    names = [f"timm:vit_small_patch16_224.variant_{i}_with_a_long_name" for i in range(10)]
+    summary = summary_table(curve_rows({n: 0.3 + 0.01 * i for i, n in enumerate(names)}), metric="balanced_accuracy")
+    by_head = panel_figure(summary, title="t", metric_label="balanced accuracy")
+    shown = [ax for ax in by_head.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["knn", "linear", "prototype"]
+    assert all(len(ax.get_lines()) == 10 for ax in shown)
+    colours = {tuple(line.get_color()) for line in shown[0].get_lines()}
+    assert len(colours) == 10  # ten backbones, ten distinct colours
+    assert [t.get_text() for t in by_head.legends[0].get_texts()] == names
+    by_backbone = panel_figure(summary, title="t", metric_label="balanced accuracy", panel="backbone")
+    panels = [ax for ax in by_backbone.axes if ax.get_visible()]
+    assert len(panels) == 10 and by_backbone.get_size_inches()[0] == pytest.approx(3 * 4.2)  # 4 rows of 3
+    assert [ax.get_title().replace("\n", "") for ax in panels] == names  # long names wrap, never run over
+    assert max(len(line) for ax in panels for line in ax.get_title().split("\n")) <= 40
+    assert all(len(ax.get_lines()) == 3 for ax in panels)
+    assert [t.get_text() for t in by_backbone.legends[0].get_texts()] == ["knn", "linear", "prototype"]
+    with pytest.raises(ValueError, match="panel='pooling'"):
+        panel_figure(summary, title="t", metric_label="balanced accuracy", panel="pooling")
+
+
 def test_rerun_rows_keep_the_latest() -> None:
-    old = _row(backbone="b", head="knn", shots=2, seed=0, value=0.1, time="2025-01-01T00:00:00Z")
-    new = _row(backbone="b", head="knn", shots=2, seed=0, value=0.2, time="2025-02-01T00:00:00Z")
+    old = _row(backbone="b", head_name="knn", shots=2, seed=0, value=0.1, time="2025-01-01T00:00:00Z")
+    new = _row(backbone="b", head_name="knn", shots=2, seed=0, value=0.2, time="2025-02-01T00:00:00Z")
     summary = summary_table(pd.DataFrame([new, old]), metric="balanced_accuracy")
     assert summary["mean"].tolist() == [0.2]
 

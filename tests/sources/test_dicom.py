@@ -312,7 +312,7 @@ def test_curve_and_report_on_a_dicom_folder(tmp_path: Path) -> None:
     res = runner.invoke(app, [*args, "--store-root", emb, "--results", results, "--bootstrap", "50", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert {r["head"] for r in out["results"]} == {"knn-k20", "linear", "prototype"}
+    assert {r["head_name"] for r in out["results"]} == {"knn-k20", "linear", "prototype"}
     assert {r["shots"] for r in out["results"]} == {1, 2, "all"}
     from probe.store import open_store
 
