@@ -190,7 +190,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=40, help="torch loop epochs per draw")
-    ap.add_argument("--C", type=float, default=1.0, help="seg-linear C (probe's few-shot rule)")
+    ap.add_argument("--C", type=float, default=1000.0, help="seg-linear C (probe's few-shot default, SegConfig.C)")
     ap.add_argument("--repeats", type=int, default=2, help="alternating pipeline / model-only measurements")
     ap.add_argument("--step", type=int, default=1, help="keep every step-th axial slice")
     ap.add_argument("--quick", action="store_true", help="tiny run for tests (64 px, every 6th slice, 1 seed)")

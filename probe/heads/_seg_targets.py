@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator
 
 from probe.errors import HeadError, NotFittedError
 
@@ -120,6 +121,45 @@ def predict_maps(logits: Any, size: Any) -> np.ndarray:
     for s, e, up in _upsampled(z, live, (H, W)):
         out[s:e] = codes[up.argmax(dim=1).numpy()]  # argmax returns the first maximum
     return out
+
+
+class SegHead(BaseEstimator):
+    """What the segmentation heads share: class maps and probabilities at mask resolution from the
+    per-patch scores of :meth:`_patch_scores` (logits, or probabilities when ``_scores_are_logits`` is
+    False), upsampled bilinearly."""
+
+    _scores_are_logits = True
+    mask_size_: tuple[int, int]
+
+    def _patch_scores(self, X: Any) -> np.ndarray:
+        """(n, h, w, K) per-patch logits (or probabilities)."""
+        raise NotImplementedError
+
+    def predict_proba(self, X: Any, size: Any = None) -> np.ndarray:
+        """Class probabilities at mask resolution.
+
+        Args:
+            X: (n, h, w, d) patch features.
+            size: S or (H, W); None for ``mask_size_``.
+
+        Returns:
+            (n, K, H, W) float32 probabilities: the softmax of the upsampled logits, or the upsampled
+            patch distributions.
+        """
+        scores, out = self._patch_scores(X), self.mask_size_ if size is None else size
+        return softmax_maps(scores, out) if self._scores_are_logits else upsample_logits(scores, out)
+
+    def predict(self, X: Any, size: Any = None) -> np.ndarray:
+        """Class maps: arg-max of the upsampled scores (ties go to the smallest class).
+
+        Args:
+            X: (n, h, w, d) patch features.
+            size: S or (H, W); None for ``mask_size_``.
+
+        Returns:
+            (n, H, W) uint8 class indices.
+        """
+        return predict_maps(self._patch_scores(X), self.mask_size_ if size is None else size)
 
 
 def pool_statistics(X: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -7,21 +7,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator
 from torch import nn
 
 from probe.errors import ConfigError, DeviceError, HeadError
 from probe.heads._seg_targets import (
     BATCH_BYTES,
     IGNORE,
+    SegHead,
     check_fitted,
     check_grid,
     check_masks,
     check_patch_features,
     infer_n_classes,
     positive,
-    predict_maps,
-    softmax_maps,
 )
 
 __all__ = ["SegConvProbe"]
@@ -29,7 +27,7 @@ __all__ = ["SegConvProbe"]
 OWNER = "SegConvProbe"
 
 
-class SegConvProbe(BaseEstimator):
+class SegConvProbe(SegHead):
     """Conv3x3 -> BatchNorm -> ReLU -> Conv1x1 decoder, trained with upsampled-logit cross-entropy.
 
     The (n, d, h, w) features go through ``Conv2d(d, hidden, 3, padding=1)``, ``BatchNorm2d``,
@@ -119,6 +117,9 @@ class SegConvProbe(BaseEstimator):
         self.device_ = str(dev)
         return self
 
+    def _patch_scores(self, X: Any) -> np.ndarray:
+        return self.decision_function(X)
+
     def decision_function(self, X: Any) -> np.ndarray:
         """Per-patch logits of the decoder.
 
@@ -153,30 +154,6 @@ class SegConvProbe(BaseEstimator):
             (n, h, w, K) float32 probabilities.
         """
         return torch.softmax(torch.from_numpy(self.decision_function(X)), dim=-1).numpy()
-
-    def predict_proba(self, X: Any, size: Any = None) -> np.ndarray:
-        """Class probabilities at mask resolution: softmax of the bilinearly upsampled logits.
-
-        Args:
-            X: (n, h, w, d) patch features.
-            size: S or (H, W); None for ``mask_size_``.
-
-        Returns:
-            (n, K, H, W) float32 probabilities.
-        """
-        return softmax_maps(self.decision_function(X), self.mask_size_ if size is None else size)
-
-    def predict(self, X: Any, size: Any = None) -> np.ndarray:
-        """Class maps: arg-max of the upsampled logits (ties go to the smallest class).
-
-        Args:
-            X: (n, h, w, d) patch features.
-            size: S or (H, W); None for ``mask_size_``.
-
-        Returns:
-            (n, H, W) uint8 class indices.
-        """
-        return predict_maps(self.decision_function(X), self.mask_size_ if size is None else size)
 
     def _check_params(self) -> torch.device:
         positive(self.hidden, owner=OWNER, name="hidden", hint="e.g. 128", integer=True)

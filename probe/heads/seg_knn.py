@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from probe.errors import HeadError
 from probe.heads._seg_targets import (
     BATCH_BYTES,
+    SegHead,
     check_fitted,
     check_grid,
     check_masks,
@@ -17,8 +17,6 @@ from probe.heads._seg_targets import (
     infer_n_classes,
     patch_targets,
     positive,
-    predict_maps,
-    upsample_logits,
 )
 from probe.heads._validation import l2_normalize
 from probe.heads.knn import _build_index, _gpu_index, _gpu_unavailable_reason, _resolve_device
@@ -28,7 +26,7 @@ __all__ = ["SegKNNProbe"]
 OWNER = "SegKNNProbe"
 
 
-class SegKNNProbe(BaseEstimator):
+class SegKNNProbe(SegHead):
     """Label transfer: each query patch takes the weighted class fractions of its k nearest train patches.
 
     ``fit`` keeps the L2-normalised training patches that have at least one non-ignored pixel, with
@@ -57,6 +55,8 @@ class SegKNNProbe(BaseEstimator):
         device_: ``"cpu"`` or ``"cuda:N"``, where the index lives.
         fallback_reason_: why ``device="auto"`` searches on the CPU (None otherwise).
     """
+
+    _scores_are_logits = False  # the neighbours' class distributions are upsampled as they are
 
     def __init__(self, *, k: int = 20, temperature: float = 0.07, device: str = "auto") -> None:
         self.k = k
@@ -101,6 +101,9 @@ class SegKNNProbe(BaseEstimator):
         self.mask_size_ = (int(m.shape[1]), int(m.shape[2]))
         return self
 
+    def _patch_scores(self, X: Any) -> np.ndarray:
+        return self.predict_patch_proba(X)
+
     def predict_patch_proba(self, X: Any) -> np.ndarray:
         """Per-patch class distributions from the k nearest training patches.
 
@@ -127,30 +130,6 @@ class SegKNNProbe(BaseEstimator):
             wts /= wts.sum(axis=1, keepdims=True)
             out[s : s + step] = np.einsum("qj,qjc->qc", wts, self.bank_targets_[idx])
         return out.reshape(n, h, w, K)
-
-    def predict_proba(self, X: Any, size: Any = None) -> np.ndarray:
-        """Class probabilities at mask resolution: the patch distributions upsampled bilinearly.
-
-        Args:
-            X: (n, h, w, d) patch features.
-            size: S or (H, W); None for ``mask_size_``.
-
-        Returns:
-            (n, K, H, W) float32 probabilities.
-        """
-        return upsample_logits(self.predict_patch_proba(X), self.mask_size_ if size is None else size)
-
-    def predict(self, X: Any, size: Any = None) -> np.ndarray:
-        """Class maps: arg-max of the upsampled distributions (ties go to the smallest class).
-
-        Args:
-            X: (n, h, w, d) patch features.
-            size: S or (H, W); None for ``mask_size_``.
-
-        Returns:
-            (n, H, W) uint8 class indices.
-        """
-        return predict_maps(self.predict_patch_proba(X), self.mask_size_ if size is None else size)
 
     def _search_index(self) -> Any:
         """The FAISS index over ``bank_``, rebuilt after unpickling (on the CPU when its GPU is gone)."""

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from probe.errors import HeadError
 from probe.heads._logistic import LinearProblem, LinearSolution, resolved_backend, solve_logistic_batch
 from probe.heads._seg_targets import (
     BATCH_BYTES,
+    SegHead,
     check_fitted,
     check_grid,
     check_masks,
@@ -31,8 +31,6 @@ from probe.heads._seg_targets import (
     infer_n_classes,
     patch_targets,
     positive,
-    predict_maps,
-    softmax_maps,
 )
 
 __all__ = ["SegLinearProbe", "fit_seg_linear_batch"]
@@ -40,7 +38,7 @@ __all__ = ["SegLinearProbe", "fit_seg_linear_batch"]
 OWNER = "SegLinearProbe"
 
 
-class SegLinearProbe(BaseEstimator):
+class SegLinearProbe(SegHead):
     """Per-patch L2 logistic regression with soft targets; logits upsampled bilinearly to the masks.
 
     Features are used as given (no standardisation: callers standardise the pool once, e.g. with
@@ -106,6 +104,9 @@ class SegLinearProbe(BaseEstimator):
         _fit_into([self], X, masks, [np.arange(n)], n_classes=n_classes, many=False)
         return self
 
+    def _patch_scores(self, X: Any) -> np.ndarray:
+        return self.decision_function(X)
+
     def decision_function(self, X: Any) -> np.ndarray:
         """Per-patch logits.
 
@@ -142,32 +143,6 @@ class SegLinearProbe(BaseEstimator):
         z = self.decision_function(X)
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-    def predict_proba(self, X: Any, size: Any = None) -> np.ndarray:
-        """Class probabilities at mask resolution: softmax of the bilinearly upsampled logits.
-
-        Args:
-            X: (n, h, w, d) patch features.
-            size: S or (H, W); None for ``mask_size_``.
-
-        Returns:
-            (n, K, H, W) float32 probabilities.
-        """
-        z = self.decision_function(X)
-        return softmax_maps(z, self.mask_size_ if size is None else size)
-
-    def predict(self, X: Any, size: Any = None) -> np.ndarray:
-        """Class maps: arg-max of the upsampled logits (ties go to the smallest class).
-
-        Args:
-            X: (n, h, w, d) patch features.
-            size: S or (H, W); None for ``mask_size_``.
-
-        Returns:
-            (n, H, W) uint8 class indices.
-        """
-        z = self.decision_function(X)
-        return predict_maps(z, self.mask_size_ if size is None else size)
 
 
 def fit_seg_linear_batch(
