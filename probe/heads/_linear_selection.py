@@ -156,7 +156,7 @@ def _plan_val(ctx: Context, rows: np.ndarray, final_rows: np.ndarray) -> Plan:
         fine = [C for C in best * np.logspace(-1, 1, FINE_POINTS) if not np.isclose(list(scores), C).any()]
         # Each fine C starts from the coarse solution nearest in log C (the same rows): it is already
         # close, so L-BFGS needs a fraction of the iterations of a start at zero.
-        near = [solved[min(solved, key=lambda c, C=C: abs(np.log(c / C)))] for C in fine]
+        near = [solved[_nearest(solved, C)] for C in fine]
         requests = [_problem(ctx, rows, C, init=s0) for C, s0 in zip(fine, near, strict=True)]
         for C, s in zip(fine, (yield requests), strict=True):
             solved[float(C)] = s
@@ -182,6 +182,11 @@ def _plan_cv(ctx: Context, rows: np.ndarray, final_rows: np.ndarray, folds: int)
     C = _best(scores)
     final = (yield [_problem(ctx, final_rows, C)])[0]
     return SelectedFit(C=C, selection=f"cv{folds}-support", solution=final, cv_scores=scores)
+
+
+def _nearest(solved: dict[float, LinearSolution], C: float) -> float:
+    """The solved C closest to C in log scale (the smaller on a tie)."""
+    return min(sorted(solved), key=lambda c: abs(float(np.log(c / C))))
 
 
 def _problem(ctx: Context, rows: np.ndarray, C: float, init: LinearSolution | None = None) -> LinearProblem:
