@@ -17,8 +17,11 @@ first when missing) and a seeded synthetic 20k x 768, 10-class Gaussian set. In 
   (c) kNN: ``KNNProbe`` vs ``KNeighborsClassifier(algorithm="brute", metric="cosine")``, k = 20
       (fit + predict), and a k list 10,20,100,200 (one search vs one sklearn model per k);
       predictions compared sample by sample;
-  (d) the whole ``run_plan`` with 3 heads (shots 1..64 and all, 5 seeds; bootstrap CIs) on the
-      BloodMNIST store.
+  (d) the whole curve: ``run_plan`` with the demo's plan (3 heads, shots 1..64 and all, ``--curve-seeds``
+      seeds, 1000-resample bootstrap CIs) on the BloodMNIST store, each run in a fresh process; with
+      ``--curve-baseline REV`` the ``probe/`` of git revision REV runs the same curve, alternated with this
+      checkout ``--curve-repeats`` times: wall time (medians), fit+predict seconds per head, mean balanced
+      accuracy per shot level, and the share of identical test predictions per head.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import re
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,7 @@ def blood(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         "test": (d.test.X, d.test.y),
         "ids": d.train.ids,
         "data": d,
+        "store": store.path,
     }
 
 
@@ -267,9 +270,19 @@ def knn(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     return out
 
 
-def curve(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
-    from probe.evaluate import PlanConfig, run_plan
+# The child process of one whole-curve arm: ``probe`` is imported from argv[1] (this checkout, or an
+# exported older revision), the plan runs on the store argv[2], and the rows' values, the per-head
+# seconds and every evaluation's test predictions go to the .npz argv[5].
+_CURVE_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import probe.evaluate.plan as plan_module
+from probe.evaluate import PlanConfig, run_plan
+from probe.evaluate.data import load_eval_data
+from probe.store import open_store
 
+<<<<<<< HEAD
     t0 = time.perf_counter()
     plan = PlanConfig(seeds=1, shots=SHOTS, bootstrap=0) if args.quick else PlanConfig(seeds=5)
     rows = run_plan(ds["data"], replace(plan, device=args.device))
@@ -279,6 +292,95 @@ def curve(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         if r.metric == "accuracy":
             per_head[r.head_name] = per_head.get(r.head_name, 0.0) + r.seconds
     return {"wall": wall, "rows": len(rows), "per_head": per_head}
+=======
+src, store, seeds, quick, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
+data = load_eval_data(open_store(store))
+plan = PlanConfig(seeds=seeds, shots=(1, 2), bootstrap=0) if quick else PlanConfig(seeds=seeds)
+preds = {}
+score = plan_module.score
+def keep(data, ev, **kw):
+    preds[f"{ev.head}|{ev.task.draw.shots}|{ev.task.draw.seed}"] = ev.proba.argmax(1)
+    return score(data, ev, **kw)
+plan_module.score = keep
+t0 = time.perf_counter()
+rows = run_plan(data, plan)
+wall = time.perf_counter() - t0
+heads = {}
+for r in rows:
+    if r.metric == "accuracy":
+        heads[r.head] = heads.get(r.head, 0.0) + r.seconds
+values = [[r.head, str(r.shots), r.seed, r.metric, r.value] for r in rows]
+meta = {"wall": wall, "heads": heads, "rows": len(rows), "values": values}
+np.savez(out, meta=json.dumps(meta), **{k: v for k, v in preds.items()})
+"""
+
+
+def _curve_arm(src: Path, store: str, seeds: int, quick: bool) -> dict:  # type: ignore[type-arg]
+    """One whole-curve run in a fresh process with ``probe`` from ``src``: wall, per-head s, values, predictions."""
+    import json
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "arm.npz"
+        cmd = [sys.executable, "-c", _CURVE_CHILD, str(src), store, str(seeds), "1" if quick else "0", str(out)]
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        subprocess.run(cmd, check=True, cwd=REPO)
+        with np.load(out) as z:
+            meta = json.loads(str(z["meta"]))
+            meta["load"] = (load, os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
+            meta["preds"] = {k: z[k] for k in z.files if k != "meta"}
+    return meta  # type: ignore[no-any-return]
+
+
+def _export(rev: str) -> Path:
+    """``probe/`` of git revision ``rev`` exported to a temporary folder (the baseline arm imports it)."""
+    import subprocess
+    import tempfile
+
+    dest = Path(tempfile.mkdtemp(prefix="bench-probe-base-"))
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "probe"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def curve(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    """The whole curve (the demo's plan at ``--curve-seeds`` seeds), this checkout and optionally a baseline
+    revision, alternated ``--curve-repeats`` times in fresh processes; medians and agreement."""
+    seeds = 1 if args.quick else args.curve_seeds
+    arms = {"new": REPO} | ({"baseline": _export(args.curve_baseline)} if args.curve_baseline else {})
+    runs: dict[str, list[dict]] = {a: [] for a in arms}  # type: ignore[type-arg]
+    for _ in range(args.curve_repeats):
+        for arm in sorted(arms):  # baseline first, then new
+            runs[arm].append(_curve_arm(arms[arm], ds["store"], seeds, args.quick))
+            print(f"curve {arm}: {runs[arm][-1]['wall']:.1f} s, {runs[arm][-1]['heads']}", flush=True)
+    out = {"seeds": seeds, "arms": {}}
+    for arm, rs in runs.items():
+        heads = {h: float(np.median([r["heads"][h] for r in rs])) for h in rs[0]["heads"]}
+        levels: dict[str, dict[str, list[float]]] = {}
+        for head, shots, _seed, metric, value in rs[0]["values"]:
+            if metric == "balanced_accuracy":
+                levels.setdefault(head, {}).setdefault(shots, []).append(value)
+        out["arms"][arm] = {
+            "wall": float(np.median([r["wall"] for r in rs])),
+            "walls": [r["wall"] for r in rs],
+            "loads": [r["load"] for r in rs],
+            "heads": heads,
+            "rows": rs[0]["rows"],
+            "levels": {h: {s: float(np.mean(v)) for s, v in lv.items()} for h, lv in levels.items()},
+            "preds": rs[0]["preds"],
+        }
+    if "baseline" in out["arms"]:
+        new, base = out["arms"]["new"], out["arms"]["baseline"]
+        same = {}
+        for head in new["levels"]:
+            keys = [k for k in new["preds"] if k.startswith(head + "|")]
+            same[head] = float(np.mean([np.mean(new["preds"][k] == base["preds"][k]) for k in keys]))
+        out["agreement"] = same
+    for a in out["arms"].values():
+        del a["preds"]
+    return out
+>>>>>>> issue11
 
 
 def main() -> None:
@@ -293,6 +395,13 @@ def main() -> None:
     ap.add_argument("--sk-every", type=int, default=1, help="time scikit-learn on every n-th support, extrapolate")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--parts", default="fewshot,grid,knn,curve")
+    ap.add_argument("--curve-seeds", type=int, default=10, help="seeds of the whole curve (the demo's plan)")
+    ap.add_argument("--curve-repeats", type=int, default=1, help="alternated runs of each curve arm (medians)")
+    ap.add_argument(
+        "--curve-baseline",
+        default=None,
+        help="git revision whose probe/ runs the same curve beside this checkout (before/after in one run)",
+    )
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--label", default="probe")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
@@ -330,17 +439,27 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:  # type: ignor
     device = "cuda" if (args.device != "cpu" and torch.cuda.is_available()) else "cpu"
     gpu = f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""
     cmd = " ".join(["python bench/bench_probe.py", *sys.argv[1:]])
+    sk_parts = any(part in r for r in results for part in ("fewshot", "grid", "knn"))
     lines = [
         f"<!-- bench:{args.label}:start -->",
         f"## Probing (`bench/bench_probe.py`, {args.label})",
         "",
         f"- command: `{re.sub(r' +', ' ', cmd)}`",
         f"- machine: {_cpu_name()}, {os.cpu_count()} cores, device `{device}`{gpu}; Python {platform.python_version()}",
-        f"- software: torch {torch.__version__}; every figure below comes from this one run, side by side; "
-        f"scikit-learn runs in a fresh process with {SK_THREADS} BLAS/OpenMP thread(s) (BENCH_SK_THREADS; 1 is its "
-        "fastest setting here: its default threading ran the few-shot loop about 7x slower)",
-        f"- date: {time.strftime('%Y-%m-%d')}; few-shot sweep: shots {', '.join(map(str, SHOTS))} "
-        f"x {args.seeds} seeds, CV grid 1e-4..1e4 (9 C)",
+        f"- software: torch {torch.__version__}; every figure below comes from this one run, side by side"
+        + (
+            f"; scikit-learn runs in a fresh process with {SK_THREADS} BLAS/OpenMP thread(s) (BENCH_SK_THREADS; 1 is "
+            "its fastest setting here: its default threading ran the few-shot loop about 7x slower)"
+            if sk_parts
+            else ""
+        ),
+        f"- date: {time.strftime('%Y-%m-%d')}"
+        + (
+            f"; few-shot sweep: shots {', '.join(map(str, SHOTS))} x {args.seeds} seeds, CV grid 1e-4..1e4 (9 C)"
+            if sk_parts
+            else ""
+        )
+        + (f"; load average (1 min) at the end: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""),
         "",
         "| features | measurement | probe | scikit-learn | speed-up | agreement |",
         "|---|---|---|---|---|---|",
@@ -371,13 +490,43 @@ def report(args: argparse.Namespace, results: list[dict]) -> str:  # type: ignor
             )
         if "curve" in r:
             c = r["curve"]
-            heads = ", ".join(f"{h} {s:.1f} s" for h, s in c["per_head"].items())
-            lines.append(
-                f"| {r['name']} | whole curve: 3 heads x shots 1..64 + all x 5 seeds, bootstrap CIs | "
-                f"{c['wall']:.1f} s | — | — | {c['rows']} rows; fit+predict per head: {heads} |"
-            )
+            for arm in sorted(c["arms"]):
+                a = c["arms"][arm]
+                heads = ", ".join(f"{h} {s:.1f} s" for h, s in a["heads"].items())
+                scoring = a["wall"] - sum(a["heads"].values())
+                pairs = zip(a["walls"], a["loads"], strict=True)
+                runs = ", ".join(f"{w:.1f} (load {l0:.1f}-{l1:.1f})" for w, (l0, l1) in pairs)
+                lines.append(
+                    f"| {r['name']} | whole curve ({arm}): 3 heads x shots 1..64 + all x {c['seeds']} seeds, "
+                    f"bootstrap CIs | {a['wall']:.1f} s (runs {runs}) | — | — | {a['rows']} rows; fit+predict per "
+                    f"head: {heads}; scoring and the rest {scoring:.1f} s |"
+                )
+    lines += _curve_levels(results)
     lines.append(f"<!-- bench:{args.label}:end -->")
     return "\n".join(lines)
+
+
+def _curve_levels(results: list[dict]) -> list[str]:  # type: ignore[type-arg]
+    """Mean balanced accuracy per head and shot level of each curve arm (and the prediction agreement)."""
+    lines: list[str] = []
+    for r in results:
+        c = r.get("curve")
+        if not c:
+            continue
+        arms = sorted(c["arms"])
+        first = c["arms"][arms[0]]["levels"]
+        shots = list(next(iter(first.values())))
+        lines += ["", f"Whole curve, {r['name']}: mean balanced accuracy % over seeds per shot level", ""]
+        lines += ["| head | arm | " + " | ".join(shots) + " |", "|---|---|" + "---|" * len(shots)]
+        for head in first:
+            for arm in arms:
+                lv = c["arms"][arm]["levels"][head]
+                lines.append(f"| {head} | {arm} | " + " | ".join(f"{100 * lv[s]:.2f}" for s in shots) + " |")
+        if "agreement" in c:
+            same = ", ".join(f"{h} {100 * v:.2f} %" for h, v in c["agreement"].items())
+            lines += ["", f"Identical test predictions, new vs baseline (mean over evaluations): {same}."]
+        lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
         "n_iter": int(np.max(probe.n_iter_)),
         "converged": bool(np.all(probe.converged_)),
         "solver": "probe-lbfgs-batched",
-        "precision": str(probe.dtype_),  # resolved: float64 on the CPU, float32 on CUDA unless asked otherwise
+        "precision": str(probe.dtype_),  # resolved: the plan's float32 products unless asked otherwise
         "device": str(probe.device_),
     }
 

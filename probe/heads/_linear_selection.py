@@ -154,7 +154,11 @@ def _plan_val(ctx: Context, rows: np.ndarray, final_rows: np.ndarray) -> Plan:
     if ctx.cfg.c_grid is None:
         best = _best(scores)
         fine = [C for C in best * np.logspace(-1, 1, FINE_POINTS) if not np.isclose(list(scores), C).any()]
-        for C, s in zip(fine, (yield [_problem(ctx, rows, C) for C in fine]), strict=True):
+        # Each fine C starts from the coarse solution nearest in log C (the same rows): it is already
+        # close, so L-BFGS needs a fraction of the iterations of a start at zero.
+        near = [solved[_nearest(solved, C)] for C in fine]
+        requests = [_problem(ctx, rows, C, init=s0) for C, s0 in zip(fine, near, strict=True)]
+        for C, s in zip(fine, (yield requests), strict=True):
             solved[float(C)] = s
             scores[float(C)] = _score(s, ctx, ctx.val_rows)
     scores = dict(sorted(scores.items()))
@@ -180,8 +184,13 @@ def _plan_cv(ctx: Context, rows: np.ndarray, final_rows: np.ndarray, folds: int)
     return SelectedFit(C=C, selection=f"cv{folds}-support", solution=final, cv_scores=scores)
 
 
-def _problem(ctx: Context, rows: np.ndarray, C: float) -> LinearProblem:
-    return LinearProblem(rows=rows, y=ctx.y[rows], C=float(C))
+def _nearest(solved: dict[float, LinearSolution], C: float) -> float:
+    """The solved C closest to C in log scale (the smaller on a tie)."""
+    return min(sorted(solved), key=lambda c: abs(float(np.log(c / C))))
+
+
+def _problem(ctx: Context, rows: np.ndarray, C: float, init: LinearSolution | None = None) -> LinearProblem:
+    return LinearProblem(rows=rows, y=ctx.y[rows], C=float(C), init=init)
 
 
 def _best(scores: dict[float, float]) -> float:

@@ -51,6 +51,8 @@ class LinearProblem:
     C: float
     # (m,) non-negative sample weights, or None for all ones.
     sample_weight: np.ndarray | None = None
+    # A solution of a problem on the same rows and weights (another C) to start from; None: zero.
+    init: LinearSolution | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -319,7 +321,13 @@ def _solve_chunk(
 ) -> list[tuple[int, LinearSolution]]:
     """Solve every problem of one chunk with one batched L-BFGS run and unpack the solutions."""
     obj = ChunkObjective(data)
-    res = minimize_lbfgs(obj, obj.x0(), stop=make_stopper(obj, data, tol), max_iter=max_iter, live=obj.live)
+    x0 = obj.x0()
+    for gi, g in enumerate(chunk):
+        for qi, pi in enumerate(g.members):
+            init = problems[pi].init
+            if init is not None and np.array_equal(init.classes, obj.classes[gi][qi]):
+                x0[gi * obj.Q + qi] = obj.pack(init.coef, init.intercept, gi, data[gi])
+    res = minimize_lbfgs(obj, x0, stop=make_stopper(obj, data, tol), max_iter=max_iter, live=obj.live)
     out = []
     for gi, g in enumerate(chunk):
         coefs, intercepts = obj.unpack(res.x, gi, data[gi])

@@ -58,6 +58,14 @@ def to_features(data: GroupData, B: torch.Tensor) -> torch.Tensor:
     return torch.ormqr(a, tau, padded, left=True, transpose=False)
 
 
+def to_coordinates(data: GroupData, W: torch.Tensor) -> torch.Tensor:
+    """Row-space coordinates ``V.T @ W`` (r, k) of feature-space weights W (d, k); W itself otherwise."""
+    if data.reflectors is None:
+        return W
+    a, tau = data.reflectors
+    return torch.ormqr(a, tau, W.contiguous(), left=True, transpose=True)[: data.z.shape[1]]
+
+
 def _encode(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """Present classes, per-row score column (-1: the binary reference class), binary flag."""
     present = np.unique(y)
@@ -195,6 +203,19 @@ class ChunkObjective:
         torch.add(gW, W, out=g[:, :, :r])
         g[:, :, r] = resid.sum(1)
         return f, g.mul_(cols[:, :, None, :])
+
+    def pack(self, coef: np.ndarray, intercept: np.ndarray, gi: int, data: GroupData) -> torch.Tensor:
+        """The (N,) parameters of original-space ``coef`` (k, d) and ``intercept`` (k,) in group ``gi``'s
+        coordinates (the inverse of :meth:`unpack`; a start point for one of its problems)."""
+        k = coef.shape[0]
+        W = torch.from_numpy(np.ascontiguousarray(coef.T, dtype=np.float64)).to(data.mean.device) * data.scale[:, None]
+        x = torch.zeros(self.r + 1, self.K, dtype=torch.float64, device=W.device)
+        B = to_coordinates(data, W)
+        x[: B.shape[0], :k] = B
+        x[self.r, :k] = (
+            torch.from_numpy(np.asarray(intercept, dtype=np.float64)).to(W.device) + (data.mean / data.scale) @ W
+        )
+        return x.reshape(-1)
 
     def unpack(self, x: torch.Tensor, gi: int, data: GroupData) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Original-space (k, d) coefficients and (k,) intercepts of group ``gi``'s problems."""

@@ -7,6 +7,7 @@ Every metric is computed from per-sample resample counts: resample b of ``n`` ro
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,6 +15,10 @@ import numpy as np
 from probe.errors import MetricError
 
 BLOCK_CELLS = 2**22  # resamples x samples per bootstrap block: bounds each (B, n) array to 16-32 MiB
+# Count blocks of this many (seed, n, B) draws are kept: a curve scores every head and shot level of
+# one seed on the same resamples, so drawing and counting them again is wasted work.
+CACHED_DRAWS = 2
+_COUNTS: OrderedDict[tuple[int, int, int], tuple[np.ndarray, ...]] = OrderedDict()
 
 
 def draw_resamples(seed: int, n: int, n_resamples: int) -> Iterator[np.ndarray]:
@@ -23,6 +28,24 @@ def draw_resamples(seed: int, n: int, n_resamples: int) -> Iterator[np.ndarray]:
     rng, block = np.random.default_rng(seed), max(1, BLOCK_CELLS // n)
     for start in range(0, int(n_resamples), block):
         yield rng.integers(0, n, size=(min(block, int(n_resamples) - start), n))
+
+
+def resampled_counts(seed: int, n: int, n_resamples: int) -> tuple[np.ndarray, ...]:
+    """The count blocks of :func:`draw_resamples` (``resample_counts`` of each block), read-only and cached.
+
+    The last :data:`CACHED_DRAWS` distinct ``(seed, n, n_resamples)`` are kept, so scoring many
+    predictions of one test split with one seed draws and counts its resamples once.
+    """
+    key = (int(seed), int(n), int(n_resamples))
+    blocks = _COUNTS.pop(key, None)
+    if blocks is None:
+        blocks = tuple(resample_counts(idx) for idx in draw_resamples(seed, n, n_resamples))
+        for b in blocks:
+            b.flags.writeable = False
+    _COUNTS[key] = blocks
+    while len(_COUNTS) > CACHED_DRAWS:
+        _COUNTS.popitem(last=False)
+    return blocks
 
 
 def resample_counts(idx: np.ndarray) -> np.ndarray:

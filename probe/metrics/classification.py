@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from probe.errors import MetricError
-from probe.metrics._bootstrap import check_confidence, draw_resamples, percentile_interval, resample_counts
+from probe.metrics._bootstrap import check_confidence, percentile_interval, resample_counts, resampled_counts
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -165,7 +165,7 @@ def bootstrap_ci(
     check_confidence(confidence)
     data, names = _prepare(y_true, proba, metrics, n_classes=None, y_pred=y_pred)
     _check_auc_defined(data, _evaluate(data, names, np.ones((1, data.n), dtype=np.int32)))
-    parts = [_evaluate(data, names, resample_counts(idx)) for idx in draw_resamples(seed, data.n, n_resamples)]
+    parts = [_evaluate(data, names, counts) for counts in resampled_counts(seed, data.n, n_resamples)]
     return {name: percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
 
 
@@ -329,8 +329,10 @@ _CONFUSION_METRICS = {f.__name__.lstrip("_"): f for f in (_accuracy, _balanced_a
 def _class_aucs(data: _Data, counts: np.ndarray) -> np.ndarray:
     """One-vs-rest AUROC of each proba column: (B, K) float64, NaN where undefined (K == 2: column 1 only)."""
     out = np.full((counts.shape[0], data.n_classes), np.nan)
+    # Counts never exceed n: below 2**15 rows they fit int16, which halves the memory the gathers move.
+    narrow = counts.astype(np.int16) if counts.shape[1] < 2**15 else counts
     for plan in data.auc_plans:
-        out[:, plan.column] = _weighted_auc(plan, counts)
+        out[:, plan.column] = _weighted_auc(plan, narrow)
     return out
 
 
@@ -352,7 +354,7 @@ def _weighted_auc(plan: _SortPlan, counts: np.ndarray) -> np.ndarray:
     """
     n = counts.shape[1]
     sorted_counts = np.take(counts, plan.order, axis=1, mode="clip")  # indices are valid: skip the check
-    cum = np.zeros((counts.shape[0], n + 1), dtype=np.int32)  # sums of counts stay below n
+    cum = np.zeros((counts.shape[0], n + 1), dtype=np.int32)  # sums of counts stay below n (< 2**31)
     np.cumsum(sorted_counts, axis=1, dtype=np.int32, out=cum[:, 1:])
     w_pos = np.take(sorted_counts, plan.pos, axis=1, mode="clip").astype(np.int64)
     n_pos = w_pos.sum(axis=1)

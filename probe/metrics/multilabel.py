@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from probe.errors import MetricError
-from probe.metrics._bootstrap import check_confidence, draw_resamples, percentile_interval, resample_counts
+from probe.metrics._bootstrap import check_confidence, percentile_interval, resample_counts, resampled_counts
 
 METRIC_LABELS = {
     "macro_auroc": "macro AUROC (mean over labels)",
@@ -300,7 +300,7 @@ def bootstrap_ci_multilabel(
     """
     check_confidence(confidence)
     data, names = _prepare(y_true, proba, metrics=metrics, labels=labels, thresholds=thresholds)
-    parts = [_evaluate(data, names, resample_counts(idx)) for idx in draw_resamples(seed, data.n, n_resamples)]
+    parts = [_evaluate(data, names, counts) for counts in resampled_counts(seed, data.n, n_resamples)]
     return {name: percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
 
 

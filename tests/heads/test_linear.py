@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +155,22 @@ def test_row_space_solve_equals_feature_space_solve() -> None:
         assert abs(a.n_iter - b.n_iter) <= 1
 
 
+@pytest.mark.parametrize("row_space", [True, False])
+@pytest.mark.parametrize("k", [2, 5])
+def test_warm_start_from_a_solution_of_the_same_rows(row_space: bool, k: int) -> None:
+    """A problem started at its own solution stops at once there; at another C it reaches the cold optimum."""
+    rows = np.flatnonzero(Y5[:120] < k)
+    cold = LinearProblem(rows=rows, y=Y5[rows], C=1.0)
+    (a,) = solve_logistic_batch(X5, [cold], n_classes=5, device="cpu", row_space=row_space, tol=1e-8)
+    (b,) = solve_logistic_batch(X5, [replace(cold, init=a)], n_classes=5, device="cpu", row_space=row_space, tol=1e-8)
+    assert b.n_iter == 0 and b.converged
+    np.testing.assert_allclose(b.coef, a.coef, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(b.intercept, a.intercept, rtol=1e-12, atol=1e-12)
+    warm, far = (replace(cold, C=3.0, init=a), replace(cold, C=3.0))
+    w, f = solve_logistic_batch(X5, [warm, far], n_classes=5, device="cpu", row_space=row_space, tol=1e-8)
+    assert w.objective == pytest.approx(f.objective, rel=1e-9) and w.n_iter <= f.n_iter
+
+
 def test_binary_objective_is_sklearns_sigmoid_not_a_two_column_softmax() -> None:
     y = (Y5[TRAIN] >= 3).astype(np.int64)
     (sol,) = solve_logistic_batch(X5, [LinearProblem(rows=TRAIN, y=y, C=0.5)], n_classes=2, device="cpu", tol=1e-8)
@@ -260,7 +276,9 @@ def test_validation_selection_is_coarse_to_fine_and_refits() -> None:
     best = max(probe.val_scores_.values())
     assert min(C for C in grid if probe.val_scores_[C] == best) == probe.C_
     (alone,) = solve_logistic_batch(X5, [LinearProblem(rows=TRAIN, y=Y5[TRAIN], C=probe.C_)], n_classes=5, device="cpu")
-    np.testing.assert_allclose(probe.coef_, alone.coef, rtol=1e-6, atol=1e-9)
+    # a fine C starts from the nearest coarse solution, so it stops elsewhere within tol than a cold start
+    assert probe.objective_ == pytest.approx(alone.objective, rel=1e-5)
+    np.testing.assert_array_equal(probe.predict(X5[TEST]), _predict(alone, X5[TEST]))
     both = LinearProbe(device="cpu", refit="train+val").fit(X5[TRAIN], Y5[TRAIN], X_val=X5[VAL], y_val=Y5[VAL])
     assert both.C_ == probe.C_ and not np.allclose(both.coef_, probe.coef_)
 
