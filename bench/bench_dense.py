@@ -95,7 +95,8 @@ def extraction(args: argparse.Namespace, manifest: Path, store_root: Path) -> di
         batches = max(1, len(source) // args.batch_size)
         model.append(model_only(backbone, args.batch_size, batches, "fp32", "cpu"))
         del r
-    cfg = ExtractConfig(poolings=(args.pooling,), batch_size=args.batch_size, store_root=str(store_root), progress=False)
+    cfg = ExtractConfig(poolings=(args.pooling,), batch_size=args.batch_size, store_root=str(store_root),
+                        progress=False)  # fmt: skip
     store = extract_embeddings(source, backbone, cfg).store
     info = describe_store(store)
     return {

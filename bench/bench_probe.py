@@ -282,17 +282,6 @@ from probe.evaluate import PlanConfig, run_plan
 from probe.evaluate.data import load_eval_data
 from probe.store import open_store
 
-<<<<<<< HEAD
-    t0 = time.perf_counter()
-    plan = PlanConfig(seeds=1, shots=SHOTS, bootstrap=0) if args.quick else PlanConfig(seeds=5)
-    rows = run_plan(ds["data"], replace(plan, device=args.device))
-    wall = time.perf_counter() - t0
-    per_head: dict[str, float] = {}
-    for r in rows:
-        if r.metric == "accuracy":
-            per_head[r.head_name] = per_head.get(r.head_name, 0.0) + r.seconds
-    return {"wall": wall, "rows": len(rows), "per_head": per_head}
-=======
 src, store, seeds, quick, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
 data = load_eval_data(open_store(store))
 plan = PlanConfig(seeds=seeds, shots=(1, 2), bootstrap=0) if quick else PlanConfig(seeds=seeds)
@@ -308,8 +297,9 @@ wall = time.perf_counter() - t0
 heads = {}
 for r in rows:
     if r.metric == "accuracy":
-        heads[r.head] = heads.get(r.head, 0.0) + r.seconds
-values = [[r.head, str(r.shots), r.seed, r.metric, r.value] for r in rows]
+        name = getattr(r, "head_name", None) or r.head  # results schema 3 renamed it; a baseline may be older
+        heads[name] = heads.get(name, 0.0) + r.seconds
+values = [[getattr(r, "head_name", None) or r.head, str(r.shots), r.seed, r.metric, r.value] for r in rows]
 meta = {"wall": wall, "heads": heads, "rows": len(rows), "values": values}
 np.savez(out, meta=json.dumps(meta), **{k: v for k, v in preds.items()})
 """
@@ -380,7 +370,6 @@ def curve(ds: dict, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     for a in out["arms"].values():
         del a["preds"]
     return out
->>>>>>> issue11
 
 
 def main() -> None:
