@@ -51,7 +51,9 @@ class _Rows(Dataset[tuple[int, torch.Tensor, str]]):
 
 class _ViewBatches(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
     """Whole batches of a multi-view source whose views load together (volume slices): each sample's
-    views come from one decode and are resized as one tensor; equal to :class:`_Rows` item by item."""
+    views come from one decode, and the batch's views of one size are resized as one tensor (one plane
+    per grayscale slice); equal to :class:`_Rows` item by item.
+    """
 
     def __init__(self, source: Source, preprocessor: Preprocessor, items: np.ndarray) -> None:
         self.source = source
@@ -64,18 +66,32 @@ class _ViewBatches(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
 
     def __getitem__(self, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:  # type: ignore[override]
         pairs = self.items[np.asarray(batch, dtype=np.int64)]
-        x = torch.zeros((len(batch), *self.shape))
         errors = [""] * len(batch)
+        stacks: list[np.ndarray] = []
+        where: list[np.ndarray] = []
         for row in dict.fromkeys(pairs[:, 0].tolist()):
             sel = np.flatnonzero(pairs[:, 0] == row)
             try:
                 views = self.source.load_views(int(row), pairs[sel, 1].tolist())
-                assert views is not None
-                x[torch.from_numpy(sel)] = self.preprocessor.batch(views)
             except ImageDecodeError as exc:
                 for i in sel:
                     errors[int(i)] = str(exc)
-        return torch.as_tensor(batch, dtype=torch.int64), x, errors
+                continue
+            assert views is not None
+            stacks.append(views)
+            where.append(sel)
+        return torch.as_tensor(batch, dtype=torch.int64), self._preprocess(stacks, where, len(batch)), errors
+
+    def _preprocess(self, stacks: list[np.ndarray], where: list[np.ndarray], n: int) -> torch.Tensor:
+        """(n, 3, size, size) inputs: ``stacks[j]`` (k_j, H, W, 3) at batch positions ``where[j]``, zeros elsewhere."""
+        if stacks and len({(s.shape[1:], s.dtype) for s in stacks}) == 1:  # one resize for the whole batch
+            stacks, where = [np.concatenate(stacks)], [np.concatenate(where)]
+        if len(where) == 1 and np.array_equal(where[0], np.arange(n)):  # every view decoded: no scatter
+            return self.preprocessor.batch(stacks[0])
+        x = torch.zeros((n, *self.shape))
+        for views, sel in zip(stacks, where, strict=True):
+            x[torch.from_numpy(sel)] = self.preprocessor.batch(views)
+        return x
 
 
 def _batched_views(source: Source) -> bool:
