@@ -8,6 +8,7 @@ does not wait on storage.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -92,6 +93,11 @@ class _ViewBatches(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
         for views, sel in zip(stacks, where, strict=True):
             x[torch.from_numpy(sel)] = self.preprocessor.batch(views)
         return x
+
+
+def _as_is(batch: Any) -> Any:
+    """A whole batch as :class:`_ViewBatches` built it (already tensors: no per-element conversion)."""
+    return batch
 
 
 def _batched_views(source: Source) -> bool:
@@ -205,7 +211,7 @@ def run_chunks(
     whole = _batched_views(source)  # volumes: one decode and one resize per sample and batch
     loader: DataLoader[Any] = DataLoader(
         _ViewBatches(source, pre, items) if whole else _Rows(source, pre, items),
-        **({"sampler": batches, "batch_size": None} if whole else {"batch_sampler": batches}),
+        **({"sampler": batches, "batch_size": None, "collate_fn": _as_is} if whole else {"batch_sampler": batches}),
         num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=worker_init if workers else None,
@@ -223,9 +229,8 @@ def run_chunks(
 
 def _module_device(module: torch.nn.Module) -> torch.device | None:
     """The device of a module's first parameter or buffer (None for a module without tensors)."""
-    for t in (*module.parameters(), *module.buffers()):
-        return t.device
-    return None
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return None if first is None else first.device
 
 
 def _to_host(out: dict[str, torch.Tensor], poolings: Sequence[str], device: torch.device) -> dict[str, np.ndarray]:
