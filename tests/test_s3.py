@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fsspec.implementations.local import LocalFileSystem
+from typer.testing import CliRunner
 
+from cli.main import app
 from probe.errors import StoreError
 from probe.store import list_stores, open_store
 from tests.conftest import BUCKET, drop_s3_filesystems, free_port, write_image_folder
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 
 REPO = Path(__file__).resolve().parents[1]
 POOLINGS = ("cls", "mean")
+runner = CliRunner()
 
 
 def _extract_args(data: Path, root: str, *extra: str) -> list[str]:
@@ -75,20 +78,19 @@ def test_two_shards_at_once_one_killed_resume_equal_local_and_probe_from_the_buc
 ) -> None:
     # S3 is slow enough for 72 rows (9 chunks: shard 1 owns 1, 3, 5, 7); a folder needs more to be caught mid-run
     data = write_image_folder(tmp_path / "imgs", per_class=12 if where == "s3" else 60)
-    local = _run(_extract_args(data, str(tmp_path / "local")), aws, timeout=300)
-    assert local.returncode == 0, local.stderr[-2000:]
     root = f"s3://{BUCKET}/emb-{tmp_path.name}" if where == "s3" else str(tmp_path / "shared")
     env = {**os.environ, **aws, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
-    def start(shard: str) -> subprocess.Popen[str]:
-        args = _extract_args(data, root, "--shard", shard)
+    def start(*args: str) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "cli", *args], env=env, cwd=REPO, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
     import s3fs
 
     fs, base = (s3fs.S3FileSystem(), root[len("s3://") :]) if where == "s3" else (LocalFileSystem(), root)
-    shard0, shard1 = start("0/2"), start("1/2")
+    # the single-process reference runs beside the shards (same flags and thread count: the same bits)
+    local = start(*_extract_args(data, str(tmp_path / "local")))
+    shard0, shard1 = (start(*_extract_args(data, root, "--shard", shard)) for shard in ("0/2", "1/2"))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and shard1.poll() is None:
         done = fs.glob(f"{base}/*/*.zarr/done/c/*", **({"refresh": True} if where == "s3" else {}))
@@ -102,6 +104,8 @@ def test_two_shards_at_once_one_killed_resume_equal_local_and_probe_from_the_buc
     assert shard0.returncode == 0, err0[-2000:]
     first = json.loads(out0)
     assert first["writer"] == "0/2" and not first["complete"] and first["pending"] > 0
+    out_local, err_local = local.communicate(timeout=300)
+    assert local.returncode == 0, err_local[-2000:]
 
     resumed = _run(_extract_args(data, root, "--shard", "1/2"), aws, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -113,20 +117,21 @@ def test_two_shards_at_once_one_killed_resume_equal_local_and_probe_from_the_buc
     )
 
     drop_s3_filesystems()
-    a, b = open_store(json.loads(local.stdout)["store"]), open_store(last["store"])
+    a, b = open_store(json.loads(out_local)["store"]), open_store(last["store"])
     assert a.fingerprint == b.fingerprint
     for p in POOLINGS:
         np.testing.assert_array_equal(a.features(p), b.features(p))  # bit for bit
     assert [s.path for s in list_stores(root)] == [last["store"]]
 
-    ls = _run(["store", "ls", root, "--json"], aws, timeout=120)
-    assert ls.returncode == 0 and last["store"] in ls.stdout
-    info = _run(["store", "info", last["store"], "--json"], aws, timeout=120)
-    assert info.returncode == 0 and json.loads(info.stdout)["complete"] is True, info.stderr[-2000:]
-    knn = _run(
+    # the reading commands in this process (the AWS_* variables are set here too): no interpreter start each
+    ls = runner.invoke(app, ["store", "ls", root, "--json"])
+    assert ls.exit_code == 0 and last["store"] in ls.stdout, ls.output
+    info = runner.invoke(app, ["store", "info", last["store"], "--json"])
+    assert info.exit_code == 0 and json.loads(info.stdout)["complete"] is True, info.output
+    knn = runner.invoke(
+        app,
         ["knn", f"folder:{data}", "--backbone", "timm:test_vit", "--store-root", root, "--no-save", "--json",
          "--bootstrap", "0", "--k", "3"],
-        aws, timeout=300,
     )  # fmt: skip
-    assert knn.returncode == 0, knn.stderr[-2000:]
+    assert knn.exit_code == 0, knn.output
     assert json.loads(knn.stdout)["results"]
