@@ -231,9 +231,49 @@ def bench_accuracy(a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return out
 
 
+def _volume_cpu(bb: Any, src: Any, a: argparse.Namespace) -> dict[str, float]:
+    """Median over ``a.repeats`` runs, one torch thread: the process CPU seconds of the pipeline and the
+    CPU seconds inside the model's forward calls of the same run (other jobs on the machine barely move
+    CPU seconds, unlike wall-clock rates)."""
+    import statistics
+
+    import torch
+
+    from probe.extraction import ExtractConfig, extract_embeddings
+
+    torch.set_num_threads(1)
+    inside = [0.0, 0.0]  # forward CPU seconds, start of the current forward
+
+    def start(*_: Any) -> None:
+        inside[1] = time.process_time()
+
+    def stop(*_: Any) -> None:
+        inside[0] += time.process_time() - inside[1]
+
+    hooks = [bb.pooler.register_forward_pre_hook(start), bb.pooler.register_forward_hook(stop)]
+    runs = []
+    try:
+        for _ in range(a.repeats):
+            inside[0] = 0.0
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = ExtractConfig(
+                    batch_size=a.batch_size, store_root=tmp, num_workers=0, progress=False, device="cpu"
+                )
+                c0 = time.process_time()
+                extract_embeddings(src, bb, cfg)
+                runs.append((time.process_time() - c0, inside[0]))
+    finally:
+        for h in hooks:
+            h.remove()
+        torch.set_num_threads(2)
+    pipe, model = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    return {"cpu_pipeline_s": pipe, "cpu_model_s": model, "cpu_ratio": model / pipe}
+
+
 def bench_volume(a: argparse.Namespace) -> dict[str, float]:
     """Best of ``a.repeats`` alternating pipeline / model-only measurements (the model-only loop is
-    bench_extract's: same channels-last input, autocast context and host copy as the pipeline)."""
+    bench_extract's: same channels-last input, autocast context and host copy as the pipeline), then the
+    CPU-time split of the pipeline (:func:`_volume_cpu`)."""
     import torch
     from bench_extract import model_only
 
@@ -247,6 +287,7 @@ def bench_volume(a: argparse.Namespace) -> dict[str, float]:
     src = SubsetSource(src, list(range(min(a.volumes, len(src)))), label=f"bench{a.volumes}")
     pipe = only = 0.0
     images = 0
+    load = os.getloadavg()[0]
     for _ in range(a.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             cfg = ExtractConfig(batch_size=a.batch_size, store_root=tmp, num_workers=0, progress=False, device="cpu")
@@ -255,7 +296,8 @@ def bench_volume(a: argparse.Namespace) -> dict[str, float]:
             pipe = max(pipe, res.images_computed / (time.perf_counter() - t0))
         images = res.images_computed
         only = max(only, model_only(bb, a.batch_size, max(1, images // a.batch_size), "fp32", "cpu"))
-    return {"pipeline": pipe, "model_only": only, "ratio": pipe / only, "images": images}
+    return {"pipeline": pipe, "model_only": only, "ratio": pipe / only, "images": images,
+            "load": max(load, os.getloadavg()[0]), **_volume_cpu(bb, src, a)}  # fmt: skip
 
 
 def _same(equal: bool, diff: float) -> str:
@@ -325,10 +367,13 @@ def _section(a: argparse.Namespace, r: dict[str, Any]) -> str:
         lines += [
             "",
             f"**Volume path** (AdrenalMNIST3D, first {a.volumes} volumes, every slice, `{a.backbone}` at 64 px, 2 "
-            f"threads, best of {a.repeats}; each volume decoded once per batch, its slices resized as one tensor, "
-            f"volume stores chunked at about 4096 slices): pipeline {vol['pipeline']:.1f} img/s, "
-            f"model-only {vol['model_only']:.1f} img/s, ratio "
-            f"**{vol['ratio']:.2f}** ({vol['images']} slices).",
+            f"threads, best of {a.repeats}; each batch's slices resized as one tensor, one plane per grayscale "
+            f"slice; volume stores chunked at about 4096 slices; load average {vol['load']:.1f} on "
+            f"{os.cpu_count()} cores): pipeline {vol['pipeline']:.1f} img/s, model-only {vol['model_only']:.1f} img/s, "
+            f"ratio **{vol['ratio']:.2f}** ({vol['images']} slices). CPU seconds of the same extraction at one "
+            f"thread (median of {a.repeats}; robust to other jobs): pipeline {vol['cpu_pipeline_s']:.2f} s, inside "
+            f"the model {vol['cpu_model_s']:.2f} s, model share **{vol['cpu_ratio']:.2f}** (everything else: "
+            f"{vol['cpu_pipeline_s'] - vol['cpu_model_s']:.2f} s).",
         ]
     lines.append("<!-- bench:scale:end -->")
     return "\n".join(lines)

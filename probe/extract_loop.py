@@ -8,6 +8,7 @@ does not wait on storage.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -58,7 +59,9 @@ class _Rows(Dataset[tuple[int, torch.Tensor, torch.Tensor, str]]):
 
 class _ViewBatches(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
     """Whole batches of a multi-view source whose views load together (volume slices): each sample's
-    views come from one decode and are resized as one tensor; equal to :class:`_Rows` item by item."""
+    views come from one decode, and the batch's views of one size are resized as one tensor (one plane
+    per grayscale slice); equal to :class:`_Rows` item by item.
+    """
 
     def __init__(self, source: Source, preprocessor: Preprocessor, items: np.ndarray) -> None:
         self.source = source
@@ -71,18 +74,38 @@ class _ViewBatches(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
 
     def __getitem__(self, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:  # type: ignore[override]
         pairs = self.items[np.asarray(batch, dtype=np.int64)]
-        x = torch.zeros((len(batch), *self.shape))
         errors = [""] * len(batch)
+        stacks: list[np.ndarray] = []
+        where: list[np.ndarray] = []
         for row in dict.fromkeys(pairs[:, 0].tolist()):
             sel = np.flatnonzero(pairs[:, 0] == row)
             try:
                 views = self.source.load_views(int(row), pairs[sel, 1].tolist())
-                assert views is not None
-                x[torch.from_numpy(sel)] = self.preprocessor.batch(views)
             except ImageDecodeError as exc:
                 for i in sel:
                     errors[int(i)] = str(exc)
+                continue
+            assert views is not None
+            stacks.append(views)
+            where.append(sel)
+        x = self._preprocess(stacks, where, len(batch))
         return torch.as_tensor(batch, dtype=torch.int64), x, torch.empty(len(batch), 0), errors
+
+    def _preprocess(self, stacks: list[np.ndarray], where: list[np.ndarray], n: int) -> torch.Tensor:
+        """(n, 3, size, size) inputs: ``stacks[j]`` (k_j, H, W, 3) at batch positions ``where[j]``, zeros elsewhere."""
+        if stacks and len({(s.shape[1:], s.dtype) for s in stacks}) == 1:  # one resize for the whole batch
+            stacks, where = [np.concatenate(stacks)], [np.concatenate(where)]
+        if len(where) == 1 and np.array_equal(where[0], np.arange(n)):  # every view decoded: no scatter
+            return self.preprocessor.batch(stacks[0])
+        x = torch.zeros((n, *self.shape))
+        for views, sel in zip(stacks, where, strict=True):
+            x[torch.from_numpy(sel)] = self.preprocessor.batch(views)
+        return x
+
+
+def _as_is(batch: Any) -> Any:
+    """A whole batch as :class:`_ViewBatches` built it (already tensors: no per-element conversion)."""
+    return batch
 
 
 def _batched_views(source: Source) -> bool:
@@ -202,7 +225,7 @@ def run_chunks(
     whole = _batched_views(source)  # volumes: one decode and one resize per sample and batch
     loader: DataLoader[Any] = DataLoader(
         _ViewBatches(source, pre, items) if whole else _Rows(source, pre, items),
-        **({"sampler": batches, "batch_size": None} if whole else {"batch_sampler": batches}),
+        **({"sampler": batches, "batch_size": None, "collate_fn": _as_is} if whole else {"batch_sampler": batches}),
         num_workers=workers,
         pin_memory=device.type == "cuda",
         worker_init_fn=worker_init if workers else None,
@@ -220,9 +243,8 @@ def run_chunks(
 
 def _module_device(module: torch.nn.Module) -> torch.device | None:
     """The device of a module's first parameter or buffer (None for a module without tensors)."""
-    for t in (*module.parameters(), *module.buffers()):
-        return t.device
-    return None
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return None if first is None else first.device
 
 
 def _to_host(out: dict[str, torch.Tensor], poolings: Sequence[str], device: torch.device) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from importlib import metadata
@@ -16,6 +17,7 @@ def canonical_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@functools.cache  # reading a distribution's metadata costs milliseconds; it does not change while running
 def package_version(name: str) -> str | None:
     """Installed version of a distribution, or ``None`` when absent."""
     try:

@@ -333,7 +333,7 @@ class StoreWriter:
                 chunks = set(range(self.n_chunks))
         if not chunks:
             return []
-        self.group.attrs.update({"state": "extracting", "complete": False})
+        self.group.update_attributes({"state": "extracting", "complete": False})
         done = open_array(self.group, self.path, "done")
         for c in sorted(chunks):
             done[c] = False  # a whole one-element chunk: written without reading the damaged one
@@ -375,7 +375,7 @@ class StoreWriter:
         n = layout.n_rows
         _write_row_arrays(g, labels=labels, splits=splits, ids=ids, groups=groups)
         _create_chunk_arrays(g, layout)
-        g.attrs.update(
+        g.update_attributes(  # one metadata write (attrs.update writes once per key)
             {
                 **dict(attrs),
                 "format": FORMAT,
@@ -444,7 +444,7 @@ class StoreWriter:
         """Mark the store complete (all chunks done) and record run details."""
         if self.pending_chunks():
             raise StoreError(f"store {self.path} still has unwritten chunks; run the same command again to resume")
-        self.group.attrs.update({**dict(extra_attrs), "state": "complete", "complete": True})
+        self.group.update_attributes({**dict(extra_attrs), "state": "complete", "complete": True})
 
 
 @dataclass(frozen=True)

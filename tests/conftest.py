@@ -1,9 +1,17 @@
-"""Shared fixtures: the real MedMNIST folder, synthetic image folders and tiny weights files."""
+"""Shared fixtures: the real MedMNIST folder, synthetic image folders, tiny weights files and a loopback S3 server."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 # Tests never download: huggingface_hub reads this once, at import, so it is set before anything
@@ -17,6 +25,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 MEDMNIST = Path(os.environ.get("PROBE_DATA_ROOT") or REPO.parent / "shared" / "data" / "medmnist")
+BUCKET = "probe-test"  # the bucket the s3_server fixture creates
 
 
 @pytest.fixture
@@ -153,3 +162,77 @@ def synth_store(tmp_path: Path) -> str:
     """A store of 4 Gaussian classes: 40 train, 10 val, 25 test per class, 16-d features."""
     X, y, s = gaussian_features({"train": 40, "val": 10, "test": 25})
     return write_feature_store(tmp_path / "embeddings", X, y, s)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A moto S3 server on 127.0.0.1 with one bucket; yields the AWS_* variables of a user allowed everything."""
+    import boto3
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},  # the 3 IAM calls below; then signatures count
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        kw = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+        iam = boto3.client("iam", aws_access_key_id="setup", aws_secret_access_key="setup", **kw)
+        iam.create_user(UserName="probe")
+        key = iam.create_access_key(UserName="probe")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="probe", PolicyName="all", PolicyDocument=json.dumps(policy))
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        s3 = boto3.client(
+            "s3", aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], **kw
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        yield env
+    finally:
+        server.kill()
+        server.wait()
+
+
+def drop_s3_filesystems() -> None:
+    """Close and forget every cached s3fs filesystem (they outlive a test's AWS_* variables otherwise)."""
+    import s3fs
+
+    for fs in list(s3fs.S3FileSystem._cache.values()):
+        if getattr(fs, "_s3", None) is not None:
+            s3fs.S3FileSystem.close_session(fs.loop, fs._s3)
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def aws(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The server's variables in this process (s3fs caches filesystems per arguments, not per environment).
+
+    Sessions left open are collected here, in this module's teardown (where their "unraisable" close
+    is ignored), never later inside another module's test.
+    """
+    for k, v in s3_server.items():
+        monkeypatch.setenv(k, v)
+    drop_s3_filesystems()
+    yield s3_server
+    drop_s3_filesystems()
+    gc.collect()

@@ -73,7 +73,8 @@ class Preprocessor:
 
     def batch(self, images: np.ndarray) -> torch.Tensor:
         """Preprocess images of one size at once (the slices of a volume): equal to calling the
-        preprocessor on each, with one resize of the whole stack.
+        preprocessor on each, with one resize of the whole stack (of one plane per image when the
+        three channels are equal, as in grayscale slices).
 
         Args:
             images: (k, H, W, 3) uint8, or float32 in [0, 1].
@@ -83,14 +84,25 @@ class Preprocessor:
         """
         if self.config.resolution != "resize":
             return torch.stack([self(im) for im in images])
-        x = torch.from_numpy(images if images.flags.writeable else images.copy()).permute(0, 3, 1, 2)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         s = self.config.image_size
+        x = self._planes(images[..., :1] if _same_channels(images) else images, 1)
         if x.shape[-2:] != (s, s):
             mode = self.config.interpolation
             kwargs: dict[str, Any] = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
             x = F.interpolate(x, size=(s, s), mode=mode, **kwargs).clamp_(0.0, 1.0)
-        return (x - self._mean) / self._std
+        return self._normalise(x, torch.empty((len(images), 3, s, s)))
+
+    @staticmethod
+    def _planes(images: np.ndarray, channel_axis: int) -> torch.Tensor:
+        """Float32 planes in [0, 1] with channels moved after ``channel_axis`` (a view of writable input)."""
+        x = torch.from_numpy(images if images.flags.writeable else images.copy()).movedim(-1, channel_axis)
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+    def _normalise(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` into a contiguous ``out``; a single plane broadcasts over the three channels
+        (the same float32 arithmetic as normalising three equal planes)."""
+        torch.sub(x, self._mean, out=out)
+        return out.div_(self._std)
 
     def mask(self, mask: np.ndarray) -> torch.Tensor:
         """Bring a label map to the model input's geometry by nearest neighbour (labels never blend).
@@ -125,8 +137,7 @@ class Preprocessor:
         Returns:
             (3, size, size) float32, normalised.
         """
-        x = torch.from_numpy(image if image.flags.writeable else image.copy()).permute(2, 0, 1)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        x = self._planes(image[..., :1] if _same_channels(image) else image, 0)
         s = self.config.image_size
         if self.config.resolution == "resize":
             x = self._resample(x, s, s)
@@ -135,8 +146,22 @@ class Preprocessor:
             scale = min(1.0, s / max(h, w))
             nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
             x = self._resample(x, nh, nw)
-            canvas = torch.zeros(3, s, s, dtype=torch.float32)
+            canvas = torch.zeros(x.shape[0], s, s, dtype=torch.float32)
             top, left = (s - nh) // 2, (s - nw) // 2
             canvas[:, top : top + nh, left : left + nw] = x
             x = canvas
-        return (x - self._mean) / self._std
+        return self._normalise(x, torch.empty(3, s, s))
+
+
+def _same_channels(images: np.ndarray) -> bool:
+    """Whether the three channels of (..., 3) images are equal (grayscale stored as RGB).
+
+    Resampling treats every plane alike, so such images are resized once, as one plane, and the
+    result broadcast over the channels: bit-identical to resizing each channel, at a third of the work.
+    """
+    if images.shape[-1] != 3:
+        return False
+    if images.strides[-1] == 0:  # one plane broadcast over the channels
+        return True
+    first = images[..., 0]
+    return bool(np.array_equal(first, images[..., 1]) and np.array_equal(first, images[..., 2]))

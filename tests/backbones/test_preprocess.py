@@ -41,3 +41,39 @@ def test_bad_config_values() -> None:
         PreprocessConfig(image_size=32, resolution="crop")
     with pytest.raises(ConfigError, match=r"BackboneRequest\(image_size=2\) is too small"):
         PreprocessConfig(image_size=2)
+
+
+def _three_plane_reference(pre: Preprocessor, images: np.ndarray) -> torch.Tensor:
+    """The preprocessing of (k, H, W, 3) images with every channel resized on its own (no one-plane shortcut)."""
+    x = torch.from_numpy(images.copy()).permute(0, 3, 1, 2)
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    s = pre.config.image_size
+    mode = pre.config.interpolation
+    kwargs = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
+    if x.shape[-2:] != (s, s):
+        x = torch.nn.functional.interpolate(x, size=(s, s), mode=mode, **kwargs).clamp_(0.0, 1.0)
+    return (x - pre._mean) / pre._std
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear", "nearest"])
+@pytest.mark.parametrize("side", [12, 20, 32])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_grayscale_as_one_plane_is_bit_identical_to_three(interpolation: str, side: int, dtype: str) -> None:
+    """Equal channels are resized once and broadcast: the same bits as resizing each channel (down, same, up)."""
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (5, 20, 20), dtype=np.uint8)
+    images = np.repeat(gray[..., None], 3, axis=-1)
+    if dtype == "float32":
+        images = images.astype(np.float32) / 255
+    pre = Preprocessor(PreprocessConfig(image_size=side, interpolation=interpolation))
+    ref = _three_plane_reference(pre, images)
+    out = pre.batch(images)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    broadcast = np.broadcast_to(images[..., :1], images.shape)  # stride-0 channels
+    torch.testing.assert_close(pre.batch(broadcast), ref, rtol=0, atol=0)
+    for k in range(len(images)):
+        torch.testing.assert_close(pre(images[k]), ref[k], rtol=0, atol=0)
+    colour = images.copy()
+    colour[..., 1] = colour[..., 1][:, ::-1]  # channels differ: the three-plane path
+    torch.testing.assert_close(pre.batch(colour), _three_plane_reference(pre, colour), rtol=0, atol=0)
