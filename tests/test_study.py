@@ -55,8 +55,10 @@ def test_a_study_runs_resumes_and_reports_a_failing_cell(tmp_path: Path) -> None
     folder = Path(out["folder"])
     assert folder == tmp_path / "runs" / "screen"
     for name in ("study.toml", "resolved.json", "command.txt", "versions.json", "run.log", "report/report.html",
-                 "report-accuracy/report.html", "results/results.jsonl"):  # fmt: skip
+                 "results/results.jsonl"):  # fmt: skip
         assert (folder / name).is_file(), name
+    md = (folder / "report" / "report.md").read_text()  # one report: a section per metric
+    assert "· balanced accuracy" in md and "· accuracy" in md and not (folder / "report-accuracy").exists()
     rows = [json.loads(line) for line in (folder / "results" / "results.jsonl").read_text().splitlines()]
     assert {r["run_id"] for r in rows} == {out["run_id"]} and all(r["command"] for r in rows)
     again = runner.invoke(app, ["run", str(path), "--json"])

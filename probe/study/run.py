@@ -44,7 +44,7 @@ class StudyRun:
     done: list[str] = field(default_factory=list)  # cells run now
     skipped: list[str] = field(default_factory=list)  # cells finished by an earlier run
     failed: dict[str, str] = field(default_factory=dict)  # cell → one-line error
-    reports: list[str] = field(default_factory=list)  # report.html of each report metric
+    reports: list[str] = field(default_factory=list)  # the study's report.html (a section per dataset x metric)
 
 
 def _label(cell: Cell) -> str:
@@ -124,15 +124,11 @@ def _write_reports(study: StudyConfig, folder: Path) -> list[str]:
     from probe.results import load_results
 
     frame = load_results(folder / "results")
-    reports = []
-    for i, metric in enumerate(study.report.metrics):
-        out = folder / ("report" if i == 0 else f"report-{metric}")
-        title = study.report.title or f"probe study: {study.name}"
-        files = write_report(
-            frame, out, metric=metric, formats=study.report.formats, title=title, examples=folder / "results"
-        )
-        reports.append(str(files.html))
-    return reports
+    title = study.report.title or f"probe study: {study.name}"
+    # one report, a section per (dataset, metric) as `probe report` writes; the first metric ranks
+    files = write_report(frame, folder / "report", metric=list(study.report.metrics), formats=study.report.formats,
+                         title=title, examples=folder / "results")  # fmt: skip
+    return [str(files.html)]
 
 
 def run_study(
