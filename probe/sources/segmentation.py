@@ -65,6 +65,10 @@ class SegmentationSource(Source):
 
     def __init__(self, manifest: str, *, options: dict[str, str] | None = None) -> None:
         options = dict(options or {})
+        if not Path(manifest).expanduser().is_file():
+            raise SourceError(
+                f"seg:{manifest}: file not found; pass the path of a CSV manifest with image and mask columns"
+            )
         file, rows, header = read_manifest(manifest)
         self.spec, self.name, self.root = f"seg:{file}", file.stem, file.parent
         cols = {

@@ -78,6 +78,8 @@ def test_bad_masks_are_one_clear_error(tmp_path: Path) -> None:
     no_mask = _manifest(tmp_path, [{"image": "a.png", "label": "x"}])
     with pytest.raises(SourceError, match="no mask column; name one of mask, label_map"):
         open_source(f"seg:{no_mask}")
+    with pytest.raises(SourceError, match=r"seg:/nonexistent.csv: file not found; pass the path of a CSV manifest"):
+        open_source("seg:/nonexistent.csv")
     with pytest.raises(ConfigError, match="apply to NIfTI volumes only"):
         open_source(f"seg:{_manifest(tmp_path, [{'image': 'a.png', 'mask': 'a.png'}])}?slices=every:2")
 
