@@ -127,9 +127,13 @@ def probe_sweep(data: Any, draws: list[tuple[int | str, int, np.ndarray]], C: fl
     mean, std = pool_statistics(data.train.X)
     Xtr = ((data.train.X.astype(np.float32) - mean) / std).astype(np.float32)
     Xte = ((data.test.X.astype(np.float32) - mean) / std).astype(np.float32)
+    from probe.evaluate.config import SegConfig
+
+    cfg = SegConfig()  # the runner's solver settings
     probes = fit_seg_linear_batch(
-        Xtr, data.train.y, [d[2] for d in draws], [C] * len(draws), n_classes=data.n_classes, max_iter=500
-    )
+        Xtr, data.train.y, [d[2] for d in draws], [C] * len(draws), n_classes=data.n_classes,
+        max_iter=cfg.max_iter, tol=cfg.tol, precision=cfg.precision,
+    )  # fmt: skip
     maps = [p.predict(Xte) for p in probes]
     seconds = time.perf_counter() - t0
     kw = {"n_classes": data.n_classes, "classes": data.classes, "metrics": "dice"}

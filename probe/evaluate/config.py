@@ -99,6 +99,11 @@ class SegConfig:
     C: float = 1000.0
     c_grid: tuple[float, ...] = (0.1, 10.0, 1000.0)  # candidates on val for the full-data setting
     max_iter: int = 500  # L-BFGS iterations per problem
+    # seg-linear solver: float32 products and scikit-learn's gradient tolerance 1e-3 — on the dense
+    # benchmark 2.3x faster than float64 at 1e-4 (1.6 s vs 3.7-5.0 s for 26 draws) with test Dice within
+    # 0.5 point at every level but 2 slices (+1.6)
+    tol: float = 1e-3
+    precision: str = "float32"
     k: int = 20  # seg-knn: labelled patches voting for each test patch
     temperature: float = 0.07  # seg-knn: softmax temperature of the cosine similarities
     hidden: int = 128  # seg-conv: channels of the decoder's 3x3 convolution
@@ -216,7 +221,7 @@ def head_setup(head: str, plan: PlanConfig) -> dict[str, Any]:
 
 #: The SegConfig fields that change each segmentation head's numbers (its part of a row's setup).
 SEG_SETTINGS: dict[str, tuple[str, ...]] = {
-    "seg-linear": ("C", "c_grid", "max_iter"),
+    "seg-linear": ("C", "c_grid", "max_iter", "tol", "precision"),
     "seg-knn": ("k", "temperature"),
     "seg-conv": ("hidden", "epochs", "lr", "weight_decay"),
 }

@@ -54,7 +54,15 @@ def run_seg_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[
     draws = [t.draw.rows for t in tasks] + [tasks[full[0]].draw.rows for _ in grid]  # grid: C candidates on val
     Cs = [cfg.C] * len(tasks) + grid
     probes = fit_seg_linear_batch(
-        Xtr, ytr, draws, Cs, n_classes=K, max_iter=cfg.max_iter, tol=1e-4, device=plan.device, precision="auto"
+        Xtr,
+        ytr,
+        draws,
+        Cs,
+        n_classes=K,
+        max_iter=cfg.max_iter,
+        tol=cfg.tol,
+        device=plan.device,
+        precision=cfg.precision,
     )
     params: list[dict[str, object]] = [
         {"C": cfg.C, "selection": "fixed", "preprocessing": "pool-standardise", "n_iter": int(p.n_iter_)}
