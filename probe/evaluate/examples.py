@@ -9,7 +9,6 @@ to ``<results>/examples/<dataset>-<fingerprint>/<backbone>__<head>__<store>.npz`
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from probe.evaluate.config import Evaluation
 from probe.evaluate.data import EvalData
 from probe.evaluate.defaults import ALL
 from probe.sources import Source
+from probe.store import slug
 
 N_EXAMPLES = 4  # test images shown per dataset
 
@@ -54,11 +54,11 @@ class ExampleKeeper:
     def save(self, results_dir: str | os.PathLike[str], data: EvalData, source: Source, preprocess: dict) -> list[str]:  # type: ignore[type-arg]
         """Write one ``.npz`` per head; returns the paths."""
         images = _images(data, source, preprocess, self.rows)
-        folder = Path(results_dir) / "examples" / f"{_slug(data.dataset)}-{data.dataset_fingerprint[:12]}"
+        folder = Path(results_dir) / "examples" / f"{slug(data.dataset)}-{data.dataset_fingerprint[:12]}"
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for head, (rank, maps) in sorted(self.best.items()):
-            path = folder / f"{_slug(data.backbone)}__{_slug(head)}__{data.store_fingerprint[:12]}.npz"
+            path = folder / f"{slug(data.backbone)}__{slug(head)}__{data.store_fingerprint[:12]}.npz"
             np.savez_compressed(
                 path, images=images, truth=data.test.y[self.rows], pred=maps, ids=data.test.ids[self.rows],
                 classes=np.array(data.classes), backbone=data.backbone, head=head,
@@ -82,7 +82,3 @@ def _images(data: EvalData, source: Source, preprocess: dict, rows: np.ndarray) 
         x = pre(source.load_image(index[str(sid)])).numpy() * std + mean
         out.append(np.clip(x.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8))
     return np.stack(out)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"

@@ -9,7 +9,7 @@ features, ``seg-knn`` centred ones (cosine after centring, as SimpleShot's CL2N)
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -19,17 +19,17 @@ from probe.heads import SegConvProbe, SegKNNProbe, fit_seg_linear_batch, pool_st
 from probe.metrics.segmentation import compute_seg_metrics
 
 
-def _standardised(data: EvalData, *, scale: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Train, evaluation and validation patch grids, (n, h, w, d) float32, centred (and scaled) by
-    the train pool's patch statistics."""
+def _standardised(data: EvalData, *, scale: bool, val: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Train, evaluation and (with ``val``) validation patch grids, (n, h, w, d) float32, centred (and
+    scaled) by the train pool's patch statistics."""
     mean, std = pool_statistics(data.train.X)
     div = std if scale else np.ones_like(std)
 
     def prep(X: np.ndarray) -> np.ndarray:
         return ((X.astype(np.float32) - mean) / div).astype(np.float32)
 
-    val = prep(data.val.X) if data.val is not None else None
-    return prep(data.train.X), prep(data.test.X), val
+    Xval = prep(data.val.X) if val and data.val is not None else None
+    return prep(data.train.X), prep(data.test.X), Xval
 
 
 def _evaluations(
@@ -84,36 +84,37 @@ def run_seg_linear(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[
     return _evaluations("seg-linear", tasks, maps, params, time.perf_counter() - t0)
 
 
+def _per_draw(head: str, tasks: list[Task], t0: float, fit_predict: Callable[[Task], np.ndarray],
+              params: dict[str, object]) -> list[Evaluation]:  # fmt: skip
+    """One fit per draw (heads that do not batch across draws), each predicting the evaluation split."""
+    maps = [fit_predict(t) for t in tasks]
+    return _evaluations(head, tasks, maps, [dict(params) for _ in tasks], time.perf_counter() - t0)
+
+
 @register_runner("seg-knn", family="segmentation")
 def run_seg_knn(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """Label transfer from the k most similar labelled patches (cosine of train-pool-centred features)."""
-    cfg = plan.seg
-    t0 = time.perf_counter()
-    Xtr, Xte, _ = _standardised(data, scale=False)
-    maps, params = [], []
-    for t in tasks:
-        rows = t.draw.rows
-        probe = SegKNNProbe(k=cfg.k, temperature=cfg.temperature, device=plan.device).fit(
-            Xtr[rows], data.train.y[rows], n_classes=data.n_classes
-        )
-        maps.append(probe.predict(Xte))
-        params.append({"k": cfg.k, "temperature": cfg.temperature, "preprocessing": "pool-centre-l2"})
-    return _evaluations("seg-knn", tasks, maps, params, time.perf_counter() - t0)
+    cfg, t0 = plan.seg, time.perf_counter()
+    Xtr, Xte, _ = _standardised(data, scale=False, val=False)
+
+    def fit_predict(t: Task) -> np.ndarray:
+        probe = SegKNNProbe(k=cfg.k, temperature=cfg.temperature, device=plan.device)
+        return probe.fit(Xtr[t.draw.rows], data.train.y[t.draw.rows], n_classes=data.n_classes).predict(Xte)
+
+    params = {"k": cfg.k, "temperature": cfg.temperature, "preprocessing": "pool-centre-l2"}
+    return _per_draw("seg-knn", tasks, t0, fit_predict, params)
 
 
 @register_runner("seg-conv", family="segmentation")
 def run_seg_conv(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[Evaluation]:
     """The light decoder (3x3 conv, BN, ReLU, 1x1 conv, bilinear upsampling) trained for fixed epochs per draw."""
-    cfg = plan.seg
-    t0 = time.perf_counter()
-    Xtr, Xte, _ = _standardised(data, scale=True)
-    maps, params = [], []
-    for t in tasks:
-        rows = t.draw.rows
-        probe = SegConvProbe(
-            hidden=cfg.hidden, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=t.draw.seed,
-            device=plan.device,
-        )  # fmt: skip
-        maps.append(probe.fit(Xtr[rows], data.train.y[rows], n_classes=data.n_classes).predict(Xte))
-        params.append({"epochs": cfg.epochs, "hidden": cfg.hidden, "preprocessing": "pool-standardise"})
-    return _evaluations("seg-conv", tasks, maps, params, time.perf_counter() - t0)
+    cfg, t0 = plan.seg, time.perf_counter()
+    Xtr, Xte, _ = _standardised(data, scale=True, val=False)
+
+    def fit_predict(t: Task) -> np.ndarray:
+        probe = SegConvProbe(hidden=cfg.hidden, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             seed=t.draw.seed, device=plan.device)  # fmt: skip
+        return probe.fit(Xtr[t.draw.rows], data.train.y[t.draw.rows], n_classes=data.n_classes).predict(Xte)
+
+    params = {"epochs": cfg.epochs, "hidden": cfg.hidden, "preprocessing": "pool-standardise"}
+    return _per_draw("seg-conv", tasks, t0, fit_predict, params)
