@@ -311,8 +311,9 @@ def _section(a: argparse.Namespace, r: dict[str, Any]) -> str:
         "## Scaling out (`bench/bench_scale.py`, scale)",
         "",
         f"Machine: {_cpu_name()}, {os.cpu_count()} cores, {platform.system()}; torch threads as stated. "
-        "Measured on a shared machine with other jobs running: wall-clock figures are distorted by that load "
-        "(ratios measured back to back in one run).",
+        f"Run {r['when']}, 1-min load average {r['load'][0]:.1f} at the start and {r['load'][1]:.1f} at the end "
+        "(the run itself included); other jobs on the machine distort wall-clock figures (ratios are measured "
+        "back to back in one run).",
         f"Command: `{' '.join(['python', 'bench/bench_scale.py', *sys.argv[1:]])}`"
         + (" (`--quick`: tiny sizes, figures mean nothing)" if a.quick else ""),
         "",
@@ -410,7 +411,8 @@ def main() -> None:
         a.decode_images, a.skip_accuracy, a.skip_volume = 2, True, True
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        results: dict[str, Any] = {}
+        results: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        load0 = os.getloadavg()[0]
         results["ranks"] = bench_ranks(a, a.data, tmp)
         results["storage"] = bench_storage(a, a.data, tmp)
         results["decode"] = bench_decode(a, tmp)
@@ -418,6 +420,7 @@ def main() -> None:
             results["accuracy"] = bench_accuracy(a, tmp)
         if not a.skip_volume:
             results["volume"] = bench_volume(a)
+        results["load"] = (load0, os.getloadavg()[0])
     print(json.dumps({k: v for k, v in results.items() if k != "accuracy"}, indent=1, default=str))
     _write_section(Path(a.out), "scale", _section(a, results))
 

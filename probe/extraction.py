@@ -50,6 +50,10 @@ ON_ERROR: tuple[str, ...] = ("raise", "skip")
 DECODES: tuple[str, ...] = ("exact", "fast")
 MIN_CHUNK_ROWS = 4096
 DENSE_CHUNK_BYTES = 64 * 2**20  # about this much per chunk of a store of patch grids
+#: With several writers (torchrun ranks, shards) a store gets at least this many chunks per writer when it
+#: has the rows for it, so that chunk ownership spreads the work (a 12k-row store at 4096 rows per chunk
+#: would keep 5 of 8 GPUs idle) and the last chunk leaves at most a quarter of a writer's share unbalanced.
+CHUNKS_PER_WRITER = 4
 #: Bumped whenever decoding, preprocessing or pooling code changes the numbers it produces, so
 #: stores made by older code get a new fingerprint instead of being reused.
 EXTRACTION_VERSION = 2
@@ -117,23 +121,27 @@ class ExtractConfig:
                 f"ExtractConfig(batch_size={self.batch_size})"
             )
 
-    def resolved_chunk_rows(self, n_views: int = 1, *, row_bytes: int = 0) -> int:
+    def resolved_chunk_rows(self, n_views: int = 1, *, row_bytes: int = 0, n_rows: int = 0, writers: int = 1) -> int:
         """Rows per chunk: ``chunk_rows``, else about 4096 images (rows x views) rounded up to a multiple of
         ``batch_size`` (a chunk of a 28-slice volume store holds 160 volumes at batch 32, not 4096).
 
         Stores of patch grids (``row_bytes`` per row) keep a chunk near :data:`DENSE_CHUNK_BYTES` instead
         (whole batches, at least one): a ViT-B/14 grid is 390 KB per image in float16.
 
+        A store of ``n_rows`` rows written by ``writers`` > 1 processes gets chunks small enough for
+        :data:`CHUNKS_PER_WRITER` chunks per writer (whole batches, at least one), so every writer has work.
+
         With every view present a chunk then holds a whole number of batches of images, so the batches
         are those of one long run and the features do not depend on the chunk size.
         """
         if self.chunk_rows:
             return self.chunk_rows
-        target = -(-MIN_CHUNK_ROWS // max(1, n_views))
+        batches = -(-MIN_CHUNK_ROWS // max(1, n_views) // self.batch_size)  # whole batches per chunk, rounded up
         if row_bytes:
-            target = min(target, max(1, DENSE_CHUNK_BYTES // row_bytes))
-            return max(1, target // self.batch_size) * self.batch_size
-        return -(-target // self.batch_size) * self.batch_size
+            batches = max(1, min(batches, DENSE_CHUNK_BYTES // row_bytes // self.batch_size))
+        if writers > 1 and n_rows:
+            batches = max(1, min(batches, -(-n_rows // (CHUNKS_PER_WRITER * writers * self.batch_size))))
+        return batches * self.batch_size
 
     def resolved_store_dtype(self, dense: bool) -> str:
         """The feature dtype on disk: ``store_dtype``, where ``auto`` is float16 for patch grids, else float32."""
@@ -567,7 +575,12 @@ def _open_or_create(job: _Job) -> StoreWriter:
     layout = StoreLayout(
         n_rows=len(source),
         poolings=poolings,
-        chunk_rows=cfg.resolved_chunk_rows(len(source.views or ()) or 1, row_bytes=row_bytes + (mask_size or 0) ** 2),
+        chunk_rows=cfg.resolved_chunk_rows(
+            len(source.views or ()) or 1,
+            row_bytes=row_bytes + (mask_size or 0) ** 2,
+            n_rows=len(source),
+            writers=job.team.count,
+        ),
         dtype=dtype,
         compression=cfg.compression,
         views=source.views,

@@ -103,6 +103,7 @@ def test_bad_options(image_folder: Path) -> None:
     ):
         ExtractConfig(batch_size=4, chunk_rows=10)
     assert ExtractConfig(batch_size=100).resolved_chunk_rows() == 4100
+
     if not torch.cuda.is_available():
         with pytest.raises(
             DeviceError,
@@ -365,3 +366,14 @@ def test_repair_recomputes_only_damaged_chunks(image_folder: Path, tmp_path: Pat
     assert again.noop and again.repaired == []
     with pytest.raises(ConfigError, match=r"repair=True.*overwrite=True"):
         _cfg(tmp_path, repair=True, overwrite=True)
+
+
+def test_several_writers_get_chunks_enough_to_share() -> None:
+    cfg = ExtractConfig(batch_size=32)
+    assert cfg.resolved_chunk_rows(n_rows=128) == 4096  # one writer: the resume granularity only
+    assert cfg.resolved_chunk_rows(n_rows=128, writers=2) == 32  # 4 chunks: 2 per rank
+    assert cfg.resolved_chunk_rows(n_rows=11959, writers=8) == 384  # BloodMNIST train on 8 GPUs: 32 chunks
+    assert cfg.resolved_chunk_rows(n_rows=10**6, writers=8) == 4096  # large stores keep 4096-row chunks
+    assert cfg.resolved_chunk_rows(n_rows=10, writers=4) == 32  # never below one batch
+    assert cfg.resolved_chunk_rows(28, n_rows=1000, writers=2) == 128  # volumes: rows, whole batches of slices
+    assert ExtractConfig(batch_size=32, chunk_rows=64).resolved_chunk_rows(n_rows=128, writers=2) == 64

@@ -200,6 +200,8 @@ def head_setup(head: str, plan: PlanConfig) -> dict[str, Any]:
         plan: the plan that ran it.
     """
     base = head.partition("-k")[0] if head.startswith("knn-k") else head
+    dropout = base.startswith("linear-mdrop")  # the linear head with modality dropout (probe.evaluate.views)
+    base = "linear" if dropout else base
     if base == "knn":
         return {"k": int(head.rpartition("-k")[2]), "vote": plan.knn.vote, "temperature": plan.knn.temperature}
     configs: dict[str, Any] = {"linear": plan.linear, "prototype": plan.prototype, "labelspread": plan.labelspread}
@@ -211,10 +213,10 @@ def head_setup(head: str, plan: PlanConfig) -> dict[str, Any]:
         return {}
     settings = {k: v for k, v in asdict(configs[base]).items() if k != "tol"}
     if base in ("linear", "labelspread"):
-        settings["preprocessing"] = plan.preprocessing
+        settings["preprocessing"] = "support" if dropout else plan.preprocessing  # dropout copies: support only
     if base == "linear":
         settings["c_grid"] = None if plan.linear.c_grid is None else list(plan.linear.c_grid)
-        if plan.views.modality_dropout > 0:
+        if dropout:
             settings |= {"modality_dropout": plan.views.modality_dropout, "dropout_copies": plan.views.dropout_copies}
     return settings
 

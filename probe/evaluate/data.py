@@ -253,19 +253,39 @@ def store_setup(store: EmbeddingStore, pooling: str) -> dict[str, Any]:
     as loaded).
     """
     attrs = store.attrs
-    backbone = attrs.get("backbone", {})
+    return input_setup(
+        store=store.fingerprint,
+        spec=str(attrs.get("source", {}).get("spec", "")),
+        backbone=attrs.get("backbone", {}),
+        precision=attrs.get("precision"),
+        pooling=pooling,
+        decode=attrs.get("fingerprint_inputs", {}).get("source", {}).get("decode", {}),
+    )
+
+
+def input_setup(
+    *, store: str, spec: str, backbone: dict[str, Any], precision: Any, pooling: str, decode: dict[str, Any]
+) -> dict[str, Any]:
+    """The setup fields of what a head saw (:func:`store_setup`; fine-tuning builds them from its own run).
+
+    Args:
+        store: the store fingerprint (or the fine-tuning run's key); its first 16 characters are kept.
+        spec: the source spec (``medmnist:bloodmnist@28``).
+        backbone: ``{"meta", "weights_fingerprint", "preprocess"}`` as a store's ``backbone`` attribute.
+        precision: the forward precision (``extract_precision``).
+        pooling: the pooling.
+        decode: the source's decode options (volume slice policy).
+    """
     pre = backbone.get("preprocess", {})
-    spec = str(attrs.get("source", {}).get("spec", ""))
     size = re.search(r"@(\d+)(?:\?|$)", spec)
-    decode = attrs.get("fingerprint_inputs", {}).get("source", {}).get("decode", {})
     return {
-        "store": store.fingerprint[:16],
+        "store": store[:16],
         "source_resolution": int(size.group(1)) if size else None,
         "image_size": pre.get("image_size"),
         "resolution": pre.get("resolution"),
         "weights": _weights_label(backbone),
         "weights_sha256": str(backbone.get("weights_fingerprint", "")).removeprefix("sha256:")[:16] or None,
-        "extract_precision": attrs.get("precision"),
+        "extract_precision": precision,
         "pooling": pooling,
         **({"slices": f"{decode.get('slices')} axis {decode.get('slice_axis')}"} if "slices" in decode else {}),
     }

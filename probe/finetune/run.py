@@ -26,6 +26,7 @@ from probe.backbones import Preprocessor
 from probe.backbones.request import BackboneRequest
 from probe.errors import ConfigError, ImageDecodeError, ProtocolError
 from probe.evaluate import EvalData, Evaluation, PlanConfig, Pool, build_tasks, plan_metrics, score, task_kind
+from probe.evaluate.data import input_setup
 from probe.finetune import checkpoint as ckpt
 from probe.finetune.config import FinetuneConfig
 from probe.finetune.model import build_classifier, count_params, resolve_lora_targets
@@ -85,9 +86,17 @@ def _pool(source: Source, rows: np.ndarray) -> Pool:
 
 
 def source_eval_data(
-    source: Source, *, backbone: str, pooling: str, fingerprint: str, eval_split: str
+    source: Source,
+    *,
+    backbone: str,
+    pooling: str,
+    fingerprint: str,
+    eval_split: str,
+    setup: dict[str, Any] | None = None,
 ) -> tuple[EvalData, dict[str, np.ndarray]]:
     """The source's splits as an :class:`EvalData` without features (for drawing and scoring).
+
+    ``setup`` is the rows' setup besides the head name (:func:`finetune_setup`).
 
     Returns:
         The data, and the source row indices of each split.
@@ -122,6 +131,7 @@ def source_eval_data(
         fusion="mean" if source.views else "",
         dataset_fingerprint=source.fingerprint(),  # as a store of this source records it: same dataset identity
         dataset_spec=source.spec,
+        setup=dict(setup or {}),
     )
     return data, {
         "train": rows["train"],
@@ -181,6 +191,7 @@ def run_finetune(
         pooling=pooling,
         fingerprint="finetune:" + ckpt.run_key(base),
         eval_split=plan.eval_split,
+        setup=finetune_setup(src, bb, config, pooling=pooling, precision=precision, key=ckpt.run_key(base)),
     )
     job = _Job(
         source=src, backbone=bb, pooling=pooling, config=config, rows=rows, n_classes=ev_data.n_classes,
@@ -206,6 +217,21 @@ def run_finetune(
             saved = str(append_results(new, results_dir))  # per draw: an interruption keeps finished rows
         out += new
     return FinetuneRun(rows=out, results_file=saved, run_id=run_id, checkpoints=folders, reused=reused)
+
+
+def finetune_setup(
+    source: Source, bb: Any, config: FinetuneConfig, *, pooling: str, precision: str, key: str
+) -> dict[str, Any]:
+    """The setup of a fine-tuning run's rows (:mod:`probe.setups`): what a store's rows name about their
+    input (source resolution, image size, weights, precision, pooling; ``store`` is the run's checkpoint
+    key) and every recipe setting that changes the trained weights (lr, epochs, LoRA rank, augmentation, ...)."""
+    backbone = {"meta": bb.meta, "weights_fingerprint": bb.weights_fingerprint, "preprocess": bb.preprocess.to_dict()}
+    inputs = input_setup(
+        store=key, spec=source.spec, backbone=backbone, precision=precision, pooling=pooling,
+        decode=source.decode_options(),
+    )  # fmt: skip
+    recipe = {k: v for k, v in config.recipe().items() if k not in ("pooling", "image_size")}
+    return {**inputs, **recipe}
 
 
 def _backbone_request(backbone: str | BackboneRequest, config: FinetuneConfig) -> BackboneRequest:

@@ -11,6 +11,7 @@ import pandas as pd
 from probe.errors import MetricError, ResultsError
 from probe.metrics import MIN_SEEDS, mean_ci, metric_range, paired_comparison
 from probe.results import IDENTITY_FIELDS
+from probe.setups import label_setups
 
 RUN_HINT = "run `probe curve` (or `probe linear`, `probe knn`, `probe fewshot`) first"
 REQUIRED_COLUMNS = (*IDENTITY_FIELDS, "value", "labels_per_class")  # what a curve point needs
@@ -22,7 +23,8 @@ POINT_KEYS = [*SERIES_KEYS, "level"]  # one point of a line; seeds vary within i
 
 
 def metric_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The rows of one metric that carry a value.
+    """The rows of one metric that carry a value, named by setup (:func:`probe.setups.label_setups`, when
+    ``results`` did not come from :func:`probe.results.load_results`, which does it already).
 
     Raises:
         ResultsError: the table is empty, lacks a needed column, or has no finite value for ``metric``.
@@ -36,6 +38,8 @@ def metric_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
             f"the results table lacks the columns {', '.join(missing)}; load it with "
             "probe.results.load_results(...) so every result-row field is present"
         )
+    if "setup" in results and "setup_id" not in results:  # rows framed without load_results: label setups here
+        results = label_setups(results)
     rows = results[results["metric"] == metric]
     rows = test_rows(rows)
     if rows.empty:

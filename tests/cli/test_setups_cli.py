@@ -66,3 +66,19 @@ def test_rows_without_a_setup_still_load_and_are_shown_as_such(tmp_path: Path) -
     frame: pd.DataFrame = load_results(tmp_path)
     assert sorted(frame["backbone"]) == ["b", "b (no setup)"]
     assert set(load_results(tmp_path, backbone="b")["backbone_name"]) == {"b"}
+
+
+def test_a_frame_not_from_load_results_still_keeps_setups_apart() -> None:
+    from probe.report import summary_table
+
+    base = {
+        "dataset": "d", "backbone": "b", "pooling": "gap", "head_name": "linear", "protocol": "shots", "shots": 1,
+        "fraction": None, "seed": 0, "metric": "accuracy", "ci_low": None, "ci_high": None, "n_train": 2,
+        "n_test": 2, "n_classes": 2, "labels_per_class": 1.0, "split": "test", "store_fingerprint": "f",
+    }  # fmt: skip
+    rows = [
+        {**base, "value": 0.5, "setup": {"store": "f", "image_size": 32, "head": "linear"}},
+        {**base, "value": 0.9, "store_fingerprint": "g", "setup": {"store": "g", "image_size": 64, "head": "linear"}},
+    ]
+    table = summary_table(pd.DataFrame(rows), metric="accuracy")
+    assert sorted(zip(table["backbone"], table["mean"], strict=True)) == [("b @32px", 0.5), ("b @64px", 0.9)]

@@ -142,6 +142,9 @@ def test_modality_dropout_makes_the_linear_head_robust_to_a_missing_modality() -
     p = next(r.params for r in rows if r.shots == 8)
     assert p["modality_dropout"] == 0.5 and p["dropout_copies"] == 2 and p["n_train_augmented"] == 3 * 16
     assert "without dropout copies" in p["selection"]
+    setup = next(r.setup for r in rows if r.shots == 8)  # the row's setup names the dropout head's settings
+    assert setup["modality_dropout"] == 0.5 and setup["dropout_copies"] == 2 and setup["preprocessing"] == "support"
+    assert setup["C"] == "auto" and setup["precision"] == "float32"
     assert next(r.n_train for r in rows if r.shots == 8) == 16  # n_train counts samples, not copies
     assert plain[("linear", None)] > 0.95 and plain[("linear", "t2")] < 0.85  # leans on t2
     assert dropped[("linear-mdrop0.5", None)] > 0.95 and dropped[("linear-mdrop0.5", "t2")] > 0.95

@@ -62,6 +62,9 @@ def test_finished_draw_is_reused_not_retrained(tmp_path: Path) -> None:
     assert [r.value for r in first.rows] == [r.value for r in again.rows]
     changed = _run(data, tmp_path, "a", lr=3e-4)  # a changed recipe is a new run, never a stale one
     assert changed.reused == 0 and changed.checkpoints != first.checkpoints
+    setup, other = first.rows[0].setup, changed.rows[0].setup  # every row names its input and its recipe
+    assert setup["image_size"] and setup["weights"] and setup["pooling"] and setup["mode"] == "full"
+    assert setup["store"] != other["store"] and (setup["lr"], other["lr"]) == (1e-4, 3e-4)
 
 
 def test_full_data_early_stops_on_val_and_keeps_the_best_epoch(tmp_path: Path) -> None:
