@@ -18,7 +18,7 @@ from probe.errors import ProtocolError
 from probe.evaluate.config import DEFAULT_METRICS, Evaluation, PlanConfig, Runner, Task, runner_for
 from probe.evaluate.data import EvalData
 from probe.evaluate.segmentation import labelled_units, seg_metrics, seg_score, seg_tasks, unit_range
-from probe.metrics import bootstrap_ci, bootstrap_ci_multilabel, compute_metrics, compute_multilabel_metrics
+from probe.metrics import bootstrap_ci_multilabel, compute_multilabel_metrics, metrics_and_ci
 from probe.metrics import multilabel as ML
 
 Scores = tuple[dict[str, float], dict[str, tuple[float, float]]]
@@ -58,9 +58,7 @@ def _multilabel_metrics(data: EvalData, names: tuple[str, ...]) -> tuple[str, ..
 def _single_score(
     data: EvalData, ev: Evaluation, y_true: np.ndarray, proba: np.ndarray, names: tuple[str, ...], n_boot: int
 ) -> Scores:
-    values = compute_metrics(y_true, proba, metrics=names)
-    cis = bootstrap_ci(y_true, proba, metrics=names, n_resamples=n_boot, seed=ev.task.draw.seed) if n_boot else {}
-    return values, cis
+    return metrics_and_ci(y_true, proba, metrics=names, n_resamples=n_boot, seed=ev.task.draw.seed)
 
 
 def _multilabel_score(

@@ -85,11 +85,17 @@ def run_prototype(data: EvalData, tasks: list[Task], plan: PlanConfig) -> list[E
     mean = data.train.X.mean(axis=0, dtype=np.float64) if cfg.method == "simpleshot" else None
     centre = {"simpleshot": "train-pool", "cosine": "support"}.get(cfg.method)
     out: list[Evaluation] = []
+    queries: np.ndarray | None = None  # simpleshot: the test rows centred on the fixed mean, made once
     for task in tasks:
         t0 = time.perf_counter()
         X, y = data.train.X[task.draw.rows], data.train.y[task.draw.rows]
         probe = PrototypeProbe(method=cfg.method, temperature=cfg.temperature, mean=mean).fit(X, y)
-        proba = full_proba(probe.predict_proba(data.test.X), probe.classes_, data.n_classes)
+        if mean is not None:
+            queries = probe.transform(data.test.X) if queries is None else queries
+            proba = probe.predict_proba(queries, transformed=True)
+        else:
+            proba = probe.predict_proba(data.test.X)
+        proba = full_proba(proba, probe.classes_, data.n_classes)
         params = {"method": cfg.method, "temperature": cfg.temperature, "centre": centre}
         out.append(
             Evaluation(task=task, head="prototype", params=params, proba=proba, seconds=time.perf_counter() - t0)

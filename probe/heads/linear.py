@@ -55,8 +55,10 @@ class LinearProbe(ClassifierMixin, LinearParams):
     C selection (``C="auto"``):
 
     - with validation data (``fit(..., X_val=, y_val=)``, ``selection`` "auto" or "val"): the
-      9-point grid 1e-4 ... 1e4, then 7 points over one decade either side of the best, each grid
-      in one batched solve, scored by ``select_metric`` on the validation rows (``"val-grid"``);
+      9-point grid 1e-4 ... 1e4 in two batched rounds, C <= 1 and C > 1, the second skipped when
+      C = 0.1 and 1 both score below the best of the first; then 7 points over one decade either
+      side of the best in one batched solve, each started from the nearest coarse solution; all
+      scored by ``select_metric`` on the validation rows (``"val-grid"``);
     - without (``selection`` "auto" or "cv"): stratified k-fold CV *inside the training rows* over
       ``c_grid`` (default the 9-point grid), k = min(``cv_folds``, smallest class count), every
       fold and C in one batched solve (``"cv<k>-support"``). Validation rows are never scored;

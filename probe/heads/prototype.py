@@ -83,35 +83,56 @@ class PrototypeProbe(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = x.shape[1]
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Score of each class: negative squared distance (simpleshot, centroid) or cosine similarity (cosine).
+    def transform(self, X: Any) -> np.ndarray:
+        """Rows in the space of the prototypes: centred on ``mean_`` and L2-normalised (``"centroid"``: as given).
+
+        With a fixed ``mean`` this does not depend on the support, so many fitted probes can score one
+        transformed query set (``decision_function(Z, transformed=True)``).
 
         Args:
             X: (n, n_features) query features.
+
+        Returns:
+            (n, n_features) float64 rows.
+        """
+        check_fitted(self, "centroids_")
+        x = check_features(X, n_features=self.n_features_in_).astype(np.float64)
+        return x if self.method == "centroid" else l2_normalize(x - self.mean_)
+
+    def decision_function(self, X: Any, *, transformed: bool = False) -> np.ndarray:
+        """Score of each class: negative squared distance (simpleshot, centroid) or cosine similarity (cosine).
+
+        Args:
+            X: (n, n_features) query features, or rows from :meth:`transform` with ``transformed=True``.
+            transformed: X comes from :meth:`transform` of a probe with the same ``mean_``.
 
         Returns:
             (n, n_classes) float64 scores, columns in the order of ``classes_``.
         """
         check_fitted(self, "centroids_")
-        x = check_features(X, n_features=self.n_features_in_).astype(np.float64)
+        if transformed:
+            x = np.asarray(X, dtype=np.float64)
+            if x.ndim != 2 or x.shape[1] != self.n_features_in_:
+                raise HeadError(f"transformed rows must be (n, {self.n_features_in_}); got shape {x.shape}")
+        else:
+            x = self.transform(X)
         c = self.centroids_
-        if self.method != "centroid":
-            x = l2_normalize(x - self.mean_)
         if self.method == "cosine":
             return x @ c.T
         sq = (x * x).sum(axis=1)[:, None] - 2.0 * (x @ c.T) + (c * c).sum(axis=1)[None, :]
         return -np.maximum(sq, 0.0)
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any, *, transformed: bool = False) -> np.ndarray:
         """Softmax of the class scores divided by ``temperature``.
 
         Args:
-            X: (n, n_features) query features.
+            X: (n, n_features) query features (or :meth:`transform` rows, see :meth:`decision_function`).
+            transformed: X comes from :meth:`transform`.
 
         Returns:
             (n, n_classes) float64 probabilities, columns in the order of ``classes_``.
         """
-        z = self.decision_function(X) / float(self.temperature)
+        z = self.decision_function(X, transformed=transformed) / float(self.temperature)
         z = np.exp(z - z.max(axis=1, keepdims=True))  # shifting by the row max keeps exp finite
         return z / z.sum(axis=1, keepdims=True)
 

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 
 from probe.errors import MetricError
 from probe.metrics import classification, multilabel, segmentation
-from probe.metrics.classification import METRIC_LABELS, METRICS, bootstrap_ci, bootstrap_distribution, compute_metrics
+from probe.metrics.classification import (
+    METRIC_LABELS,
+    METRICS,
+    bootstrap_ci,
+    bootstrap_distribution,
+    compute_metrics,
+    metrics_and_ci,
+)
 from probe.metrics.multilabel import (
     bootstrap_ci_multilabel,
     compute_multilabel_metrics,
@@ -36,6 +43,7 @@ __all__ = [
     "metric_direction",
     "metric_label",
     "metric_range",
+    "metrics_and_ci",
     "paired_comparison",
     "tune_thresholds",
 ]

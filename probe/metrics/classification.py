@@ -13,15 +13,23 @@ negatives) and ``medmnist_auc`` (a class without positives or negatives) raise :
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from probe.errors import MetricError
-from probe.metrics._bootstrap import check_confidence, percentile_interval, resample_counts, resampled_counts
+from probe.metrics._bootstrap import (
+    check_confidence,
+    count_forms,
+    percentile_interval,
+    resample_counts,
+    resampled_weights,
+)
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -107,7 +115,7 @@ def compute_metrics(
         MetricError: invalid inputs or names, or an AUROC that no class of ``y_true`` supports.
     """
     data, names = _prepare(y_true, proba, metrics, n_classes=n_classes, y_pred=y_pred)
-    values = _evaluate(data, names, np.ones((1, data.n), dtype=np.int32))
+    values = _evaluate(data, names, _point_counts(data.n))
     _check_auc_defined(data, values)
     return {name: float(values[name][0]) for name in names}
 
@@ -131,7 +139,7 @@ def bootstrap_distribution(
         raise MetricError(f"resamples must be (B, {data.n}) integer row indices; got {idx.dtype} {idx.shape}.")
     if idx.size and (idx.min() < 0 or idx.max() >= data.n):
         raise MetricError(f"resamples hold row indices outside [0, {data.n}); draw them with integers(0, n).")
-    return _evaluate(data, names, resample_counts(idx))
+    return _evaluate(data, names, count_forms(resample_counts(idx)))
 
 
 def bootstrap_ci(
@@ -162,11 +170,43 @@ def bootstrap_ci(
     Raises:
         MetricError: as :func:`compute_metrics`, or a bad ``n_resamples`` / ``confidence``.
     """
+    if int(n_resamples) < 1:
+        raise MetricError(f"n_resamples must be at least 1; got {n_resamples}.")
+    return metrics_and_ci(
+        y_true, proba, metrics=metrics, n_resamples=n_resamples, confidence=confidence, seed=seed, y_pred=y_pred
+    )[1]
+
+
+def metrics_and_ci(
+    y_true: Any,
+    proba: Any,
+    *,
+    metrics: str | Sequence[str],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    y_pred: Any = None,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """:func:`compute_metrics` and :func:`bootstrap_ci` of one set of predictions, validated and sorted once.
+
+    Args:
+        y_true, proba, metrics, y_pred: as in :func:`compute_metrics`.
+        n_resamples: B as in :func:`bootstrap_ci`; 0 computes no interval.
+        confidence, seed: as in :func:`bootstrap_ci`.
+
+    Returns:
+        (metric name → value, metric name → (low, high); empty when ``n_resamples`` is 0).
+    """
     check_confidence(confidence)
     data, names = _prepare(y_true, proba, metrics, n_classes=None, y_pred=y_pred)
-    _check_auc_defined(data, _evaluate(data, names, np.ones((1, data.n), dtype=np.int32)))
-    parts = [_evaluate(data, names, counts) for counts in resampled_counts(seed, data.n, n_resamples)]
-    return {name: percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
+    point = _evaluate(data, names, _point_counts(data.n))
+    _check_auc_defined(data, point)
+    values = {name: float(point[name][0]) for name in names}
+    if not n_resamples:
+        return values, {}
+    parts = [_evaluate(data, names, forms) for forms in resampled_weights(seed, data.n, n_resamples)]
+    cis = {name: percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
+    return values, cis
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -254,14 +294,21 @@ def _unknown(name: object) -> MetricError:
 
 
 # ---------------------------------------------------------------------------------------------------
-# weighted computation: counts (B, n) int32, resample b drew row i counts[b, i] times
+# weighted computation: resample b drew row i counts[b, i] times; the counts come in two forms
+# (probe.metrics._bootstrap.count_forms): float32 weights and narrow integers
 
 
-def _evaluate(data: _Data, names: Sequence[str], counts: np.ndarray) -> dict[str, np.ndarray]:
+def _point_counts(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The counts of the point estimate (every row once) in both forms."""
+    return count_forms(np.ones((1, n), dtype=np.int32))
+
+
+def _evaluate(data: _Data, names: Sequence[str], forms: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
     k = data.n_classes
-    w = counts.astype(np.float32)  # float32 sums of integer counts are exact below 2**24 samples
-    conf = (w @ data.cells).astype(np.float64).reshape(-1, k, k)  # rows: true class, columns: predicted
+    w, counts = forms  # float32 sums of integer counts are exact below 2**24 samples
+    # the AUROCs first: their threads would share the cores with the BLAS threads a product leaves spinning
     auc = _class_aucs(data, counts) if any(m in names for m in _AUC_METRICS) else None
+    conf = (w @ data.cells).astype(np.float64).reshape(-1, k, k)  # rows: true class, columns: predicted
     recall = _recalls(conf)
     out: dict[str, np.ndarray] = {}
     for name in names:
@@ -327,13 +374,42 @@ _CONFUSION_METRICS = {f.__name__.lstrip("_"): f for f in (_accuracy, _balanced_a
 
 
 def _class_aucs(data: _Data, counts: np.ndarray) -> np.ndarray:
-    """One-vs-rest AUROC of each proba column: (B, K) float64, NaN where undefined (K == 2: column 1 only)."""
+    """One-vs-rest AUROC of each proba column: (B, K) float64, NaN where undefined (K == 2: column 1 only).
+
+    ``counts`` (B, n) are int16 below 2**15 rows (counts never exceed n), which halves the memory the
+    gathers move. Large blocks spread the classes over a few threads (NumPy's gathers and sums run
+    without the GIL): the same values, computed side by side.
+    """
     out = np.full((counts.shape[0], data.n_classes), np.nan)
-    # Counts never exceed n: below 2**15 rows they fit int16, which halves the memory the gathers move.
-    narrow = counts.astype(np.int16) if counts.shape[1] < 2**15 else counts
-    for plan in data.auc_plans:
-        out[:, plan.column] = _weighted_auc(plan, narrow)
+    plans = data.auc_plans
+
+    def one(plan: _SortPlan) -> np.ndarray:  # a few hundred resamples at a time stay in the core's cache
+        rows = range(0, counts.shape[0], AUC_BLOCK_ROWS)
+        return np.concatenate([_weighted_auc(plan, counts[r : r + AUC_BLOCK_ROWS]) for r in rows])
+
+    if len(plans) > 1 and counts.size >= PARALLEL_CELLS and _threads() > 1:
+        with ThreadPoolExecutor(max_workers=min(_threads(), len(plans))) as pool:
+            values = list(pool.map(one, plans))
+    else:
+        values = [one(plan) for plan in plans]
+    for plan, v in zip(plans, values, strict=True):
+        out[:, plan.column] = v
     return out
+
+
+#: Resample cells (B x n) from which the per-class AUROCs run in threads (below, thread start-up costs more).
+PARALLEL_CELLS = 2**18
+#: Resamples per AUROC pass: (256, n) int16 counts and their int32 sums stay near a core's L2 cache at
+#: n ~ 3k rows; on the 2-core test machine 1.4x faster than whole 1000-resample blocks (BloodMNIST's test split).
+AUC_BLOCK_ROWS = 256
+#: Threads the per-class AUROCs use at most.
+MAX_THREADS = 4
+
+
+def _threads() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one), at most :data:`MAX_THREADS`."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_THREADS, cores))
 
 
 def _sort_plan(column: int, score: np.ndarray, positive: np.ndarray) -> _SortPlan:

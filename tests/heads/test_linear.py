@@ -370,3 +370,30 @@ def test_float32_products_agree_with_float64(device: str) -> None:
         assert np.mean(_predict(a, X5[TEST]) == _predict(b, X5[TEST])) >= 0.99
     probe = LinearProbe(device=device, precision="float32", c_grid=[0.1, 1.0]).fit(X5[TRAIN], Y5[TRAIN])
     assert probe.converged_ and probe.get_params()["precision"] == "float32"
+
+
+@pytest.mark.parametrize(
+    ("curve", "solved"),
+    [
+        ({1e-4: 0.5, 1e-3: 0.7, 1e-2: 0.8, 1e-1: 0.75, 1.0: 0.7}, 5),  # turned down twice: C > 1 never solved
+        ({1e-4: 0.5, 1e-3: 0.7, 1e-2: 0.8, 1e-1: 0.85, 1.0: 0.8}, 9),  # one drop only: the large Cs run
+        ({1e-4: 0.5, 1e-3: 0.6, 1e-2: 0.7, 1e-1: 0.8, 1.0: 0.9}, 9),  # still rising
+    ],
+)
+def test_the_validation_grid_skips_large_C_once_the_score_turns_down(
+    curve: dict[float, float], solved: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import probe.heads._linear_selection as S
+
+    scores = {**dict.fromkeys(S.COARSE_GRID, 0.1), **curve}
+    monkeypatch.setattr(S, "_score", lambda sol, ctx, rows: scores[sol.C])
+    ctx = S.Context(X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), val_rows=np.arange(2), cfg=S.LinearProbeConfig())
+    path, asked = S._coarse_path(ctx, np.arange(4)), []
+    request = next(path)
+    try:
+        while True:
+            asked += request
+            request = path.send(request)  # each "solution" is its problem: _score reads its C
+    except StopIteration as done:
+        got, _ = done.value
+    assert len(asked) == solved and sorted(got) == sorted(p.C for p in asked) == sorted(S.COARSE_GRID)[:solved]

@@ -150,3 +150,16 @@ def test_invalid_inputs_are_named() -> None:
         probe.predict(xs[:, :11])
     with pytest.raises(HeadError, match=r"integer class indices; got dtype <U1"):
         probe.fit(xs, np.array(list("abcabcabcabc")))
+
+
+def test_scores_of_transformed_rows_equal_the_plain_path() -> None:
+    rng = np.random.default_rng(4)
+    X, y, Q = rng.normal(size=(30, 6)), np.repeat(np.arange(3), 10), rng.normal(size=(12, 6))
+    mean = rng.normal(size=6)
+    for method in ("simpleshot", "cosine", "centroid"):
+        probe = PrototypeProbe(method=method, mean=None if method == "centroid" else mean).fit(X, y)
+        Z = probe.transform(Q)
+        np.testing.assert_array_equal(probe.decision_function(Z, transformed=True), probe.decision_function(Q))
+        np.testing.assert_array_equal(probe.predict_proba(Z, transformed=True), probe.predict_proba(Q))
+    with pytest.raises(HeadError, match=r"transformed rows must be \(n, 6\)"):
+        probe.decision_function(Z[:, :3], transformed=True)

@@ -320,3 +320,15 @@ def test_bootstrap_argument_errors() -> None:
         bootstrap_distribution(Y2, P2, metrics=["accuracy"], resamples=np.full((2, 60), 60))
     with pytest.raises(MetricError, match=r"resamples must be \(B, 60\) integer row indices"):
         bootstrap_distribution(Y2, P2, metrics=["accuracy"], resamples=np.zeros(60, int))
+
+
+def test_threaded_class_aurocs_equal_the_serial_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    import probe.metrics.classification as C
+
+    rng = np.random.default_rng(5)
+    y, p = rng.integers(0, 4, 700), rng.dirichlet(np.ones(4), 700)
+    assert 500 * 700 >= C.PARALLEL_CELLS  # this size runs the classes in threads where there are 2+ cores
+    threaded = bootstrap_ci(y, p, metrics=["macro_auroc", "balanced_accuracy"], n_resamples=500, seed=3)
+    monkeypatch.setattr(C, "PARALLEL_CELLS", 10**12)
+    monkeypatch.setattr(probe.metrics._bootstrap, "_WEIGHTS", type(probe.metrics._bootstrap._WEIGHTS)())
+    assert bootstrap_ci(y, p, metrics=["macro_auroc", "balanced_accuracy"], n_resamples=500, seed=3) == threaded
