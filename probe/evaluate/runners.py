@@ -113,6 +113,7 @@ def _linear_params(probe: Any, cfg: Any) -> dict[str, Any]:
         "converged": bool(np.all(probe.converged_)),
         "solver": "probe-lbfgs-batched",
         "precision": str(probe.dtype_),  # resolved: the plan's float32 products unless asked otherwise
+        "selection_tol": cfg.selection_tol,
         "device": str(probe.device_),
     }
 
@@ -138,6 +139,7 @@ def linear_options(
         selection="auto" if cfg.selection == "fixed" else cfg.selection,
         refit=cfg.refit,
         max_iter=cfg.max_iter,
+        selection_tol=cfg.selection_tol,
         precision=cfg.precision,
         device=plan.device,
         seed=plan.seed,

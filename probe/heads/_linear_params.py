@@ -30,6 +30,7 @@ class LinearParams(BaseEstimator):
         select_metric: str | None = None,
         max_iter: int = 1000,
         tol: float = 1e-4,
+        selection_tol: float | None = None,
         device: str = "auto",
         precision: str = "auto",
         seed: int = 0,
@@ -44,6 +45,7 @@ class LinearParams(BaseEstimator):
         self.select_metric = select_metric
         self.max_iter = max_iter
         self.tol = tol
+        self.selection_tol = selection_tol
         self.device = device
         self.precision = precision
         self.seed = seed

@@ -57,6 +57,9 @@ class LinearProbeConfig:
     max_iter: int = 1000
     # Gradient tolerance, scikit-learn's ``tol`` of LogisticRegression(solver="lbfgs").
     tol: float = 1e-4
+    # Gradient tolerance of the CV fold fits, which only rank C; the fit that is kept (the refit at the
+    # chosen C, every validation-grid fit) stops at ``tol``. None: ``tol``.
+    selection_tol: float | None = None
     # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
     # dtype of the feature products: "auto" (float64 on CPU, float32 on CUDA), "float64", "float32".
@@ -95,6 +98,8 @@ class LinearProbeConfig:
                 raise HeadError(f"{key} must be an int >= {low}; got {number!r}.")
         if not _positive(self.tol):
             raise HeadError(f"tol must be a finite number > 0; got {self.tol!r} (scikit-learn's default is 1e-4).")
+        if self.selection_tol is not None and not _positive(self.selection_tol):
+            raise HeadError(f"selection_tol must be a finite number > 0 or None (= tol); got {self.selection_tol!r}.")
 
 
 def _positive(x: object) -> bool:
@@ -153,11 +158,11 @@ def plan_support(ctx: Context, rows: np.ndarray) -> Plan:
 
 
 def _plan_val(ctx: Context, rows: np.ndarray, final_rows: np.ndarray) -> Plan:
-    if ctx.cfg.c_grid is not None:  # an explicit grid: every C, one batched solve
+    if ctx.cfg.c_grid is not None:  # an explicit grid: every C at tol, one batched solve
         grid = ctx.cfg.c_grid
         solved = dict(zip(grid, (yield [_problem(ctx, rows, C) for C in grid]), strict=True))
         scores = {C: _score(s, ctx, ctx.val_rows) for C, s in solved.items()}
-    else:
+    else:  # coarse, then fine around the best
         solved, scores = yield from _coarse_path(ctx, rows)
         best = _best(scores)
         fine = [C for C in best * np.logspace(-1, 1, FINE_POINTS) if not np.isclose(list(scores), C).any()]
@@ -195,7 +200,7 @@ def _plan_cv(ctx: Context, rows: np.ndarray, final_rows: np.ndarray, folds: int)
     grid = ctx.cfg.c_grid or COARSE_GRID
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=ctx.cfg.seed)
     splits = list(splitter.split(np.zeros((rows.size, 1)), ctx.y[rows]))
-    sols = yield [_problem(ctx, rows[train], C) for train, _ in splits for C in grid]
+    sols = yield [_problem(ctx, rows[train], C, tol=ctx.cfg.selection_tol) for train, _ in splits for C in grid]
     per_fold = np.array(
         [
             [_score(sols[f * len(grid) + j], ctx, rows[test]) for j in range(len(grid))]
@@ -213,8 +218,10 @@ def _nearest(solved: dict[float, LinearSolution], C: float) -> float:
     return min(sorted(solved), key=lambda c: abs(float(np.log(c / C))))
 
 
-def _problem(ctx: Context, rows: np.ndarray, C: float, init: LinearSolution | None = None) -> LinearProblem:
-    return LinearProblem(rows=rows, y=ctx.y[rows], C=float(C), init=init)
+def _problem(
+    ctx: Context, rows: np.ndarray, C: float, init: LinearSolution | None = None, tol: float | None = None
+) -> LinearProblem:
+    return LinearProblem(rows=rows, y=ctx.y[rows], C=float(C), init=init, tol=tol)
 
 
 def _best(scores: dict[float, float]) -> float:

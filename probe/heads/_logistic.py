@@ -53,6 +53,8 @@ class LinearProblem:
     sample_weight: np.ndarray | None = None
     # A solution of a problem on the same rows and weights (another C) to start from; None: zero.
     init: LinearSolution | None = None
+    # This problem's gradient tolerance; None: the solve's ``tol``.
+    tol: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,6 +230,8 @@ def _check_problem(p: LinearProblem, i: int, *, n_rows: int, n_classes: int) -> 
         )
     if not (isinstance(p.C, float | int) and np.isfinite(p.C) and p.C > 0):
         raise HeadError(f"problem {i}: C must be a finite number > 0; got {p.C!r}.")
+    if p.tol is not None and not (isinstance(p.tol, float | int) and np.isfinite(p.tol) and p.tol > 0):
+        raise HeadError(f"problem {i}: tol must be a finite number > 0 or None; got {p.tol!r}.")
     if p.sample_weight is not None:
         w = np.asarray(p.sample_weight, dtype=np.float64)
         if w.shape != rows.shape or not np.isfinite(w).all() or w.min() < 0 or w.sum() <= 0:
@@ -313,6 +317,7 @@ def _group_data(
         weight=torch.from_numpy(g.weight).to(xs.device),
         labels=[np.asarray(problems[i].y, dtype=np.int64) for i in g.members],
         Cs=[float(problems[i].C) for i in g.members],
+        tols=[problems[i].tol for i in g.members],
     )
 
 

@@ -11,7 +11,7 @@ Unused columns and padding problems are masked; padding rows have weight 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ class GroupData:
     labels: list[np.ndarray]
     # Per problem: C.
     Cs: list[float]
+    # Per problem: its own gradient tolerance, or None for the solve's.
+    tols: list[float | None] = field(default_factory=list)
 
 
 def to_features(data: GroupData, B: torch.Tensor) -> torch.Tensor:
@@ -243,7 +245,11 @@ def make_stopper(obj: ChunkObjective, data: list[GroupData], tol: float) -> Stop
     """
     Q, r, K = obj.Q, obj.r, obj.K
     sw = torch.stack([g.weight.sum() for g in data])
-    limit = (tol * obj.C * sw[:, None]).reshape(-1)
+    tols = np.full((len(data), Q), float(tol))
+    for gi, g in enumerate(data):
+        for qi, t in enumerate(g.tols):
+            tols[gi, qi] = tol if t is None else t
+    limit = (torch.from_numpy(tols).to(obj.C) * obj.C * sw[:, None]).reshape(-1)
     d = data[0].mean.shape[0]
     ratio = torch.full_like(limit, d**-0.5)
 

@@ -397,3 +397,35 @@ def test_the_validation_grid_skips_large_C_once_the_score_turns_down(
     except StopIteration as done:
         got, _ = done.value
     assert len(asked) == solved and sorted(got) == sorted(p.C for p in asked) == sorted(S.COARSE_GRID)[:solved]
+
+
+@pytest.mark.parametrize("row_space", [True, False])
+def test_a_problem_with_its_own_tol_stops_there_beside_the_others(row_space: bool) -> None:
+    rows = np.flatnonzero(Y5[:150] < 5)
+    tight = LinearProblem(rows=rows, y=Y5[rows], C=10.0)
+    loose = replace(tight, tol=1e-2)
+    a, b = solve_logistic_batch(X5, [tight, loose], n_classes=5, device="cpu", row_space=row_space, tol=1e-6)
+    (alone,) = solve_logistic_batch(X5, [tight], n_classes=5, device="cpu", row_space=row_space, tol=1e-2)
+    assert a.converged and b.converged and b.n_iter < a.n_iter
+    assert b.n_iter == alone.n_iter and b.objective == pytest.approx(alone.objective, rel=1e-12)
+    with pytest.raises(HeadError, match=r"problem 0: tol must be a finite number > 0 or None; got -1"):
+        solve_logistic_batch(X5, [replace(tight, tol=-1.0)], n_classes=5, device="cpu")
+
+
+def test_cv_folds_rank_at_selection_tol_and_the_refit_keeps_tol(monkeypatch: pytest.MonkeyPatch) -> None:
+    import probe.heads._linear_selection as S
+
+    seen: list[tuple[int, float | None]] = []
+    solve = S.solve_logistic_batch
+
+    def spy(X: np.ndarray, problems: list[LinearProblem], **kw: object) -> list[object]:
+        seen.extend((p.rows.size, p.tol) for p in problems)
+        return solve(X, problems, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(S, "solve_logistic_batch", spy)
+    rows = np.flatnonzero(Y5[:100] < 3)
+    LinearProbe(selection_tol=1e-3, device="cpu").fit(X5[rows], Y5[rows])
+    folds, refit = seen[:-1], seen[-1]
+    assert folds and all(t == 1e-3 and m < rows.size for m, t in folds) and refit == (rows.size, None)
+    with pytest.raises(HeadError, match=r"selection_tol must be a finite number > 0 or None \(= tol\); got 0"):
+        LinearProbe(selection_tol=0).fit(X5[rows], Y5[rows])
