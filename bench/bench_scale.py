@@ -394,7 +394,7 @@ def main() -> None:
     ap.add_argument("--acc-train", type=int, default=400)
     ap.add_argument("--acc-test", type=int, default=400)
     ap.add_argument("--acc-side", type=int, default=1024)
-    ap.add_argument("--volumes", type=int, default=240, help="AdrenalMNIST3D volumes of the volume part (28 slices each)")
+    ap.add_argument("--volumes", type=int, default=240, help="AdrenalMNIST3D volumes of the volume part (28 slices)")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-volume", action="store_true")
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))

@@ -52,8 +52,9 @@ def report_command(
     frame = load_results(results, skip_bad_lines=skip_bad_lines, **chosen)
     metrics = split_list(metric) or ("balanced_accuracy",)
     files = write_report(
-        frame, out, metric=metrics, formats=split_list(formats) or ("png",), title=title, examples=results
-    )
+        frame, out, metric=metrics, formats=split_list(formats) or ("png",), title=title,
+        examples=None if "://" in results else results,  # example overlays are kept beside local results only
+    )  # fmt: skip
     seen = None
     if check_in_browser:
         from probe.report.browser import check_in_browser as look

@@ -13,9 +13,11 @@ import fcntl
 import json
 import math
 import os
+import uuid
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,23 +124,33 @@ def results_file(path: str | os.PathLike[str]) -> Path:
     return p if p.suffix == ".jsonl" else p / RESULTS_FILE
 
 
-def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEFAULT_DIR) -> Path:
+def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEFAULT_DIR) -> Path | str:
     """Append rows to the results table, creating it when missing.
 
     The rows go out as whole lines in one write, under an exclusive lock. A file that does not end
     with a newline (a writer was killed mid-line) first has its torn tail moved to
     ``<file>.torn`` (with a :class:`ResultsWarning`), so the new rows start on a line of their own.
 
+    A folder at an fsspec URL (``s3://bucket/results``) has no append and no lock: each call writes
+    its rows as a new object ``results-<UTC time>-<random>.jsonl`` in one PUT, which is whole or absent,
+    so concurrent writers never interleave and a killed one leaves nothing torn. :func:`read_rows`
+    reads every ``*.jsonl`` of the folder in name (time) order.
+
     Args:
         rows: result rows.
-        path: a results folder (``results/``) or a ``.jsonl`` file.
+        path: a results folder (``results/``) or a ``.jsonl`` file; on object storage a folder URL.
 
     Returns:
-        The file written to.
+        The file (or object URL) written to.
+
+    Raises:
+        ResultsError: a ``.jsonl`` object URL (objects cannot be appended to), or the object cannot be written.
     """
+    data = "".join(json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) + "\n" for r in rows).encode()
+    if is_url(str(path)):
+        return _put_results(str(path), data)
     target = results_file(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) + "\n" for r in rows).encode()
     with open(target, "ab+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # concurrent runs append whole lines, never interleaved
         try:
@@ -149,6 +161,39 @@ def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEF
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
     return target
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` is an fsspec URL (``s3://...``) rather than a local path."""
+    return "://" in path
+
+
+def _put_results(url: str, data: bytes) -> str:
+    """Write ``data`` as a new object in the results folder at ``url`` (one PUT); its URL."""
+    from probe.store_url import url_fs  # fsspec and zarr only when results live on object storage
+
+    if url.endswith(".jsonl"):
+        raise ResultsError(
+            f"{url} is one object, and objects cannot be appended to; pass the folder URL "
+            f"({url.rsplit('/', 1)[0]}/): each run then writes its own results-<time>.jsonl there"
+        )
+    fs, root = url_fs(url)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    name = f"{root.rstrip('/')}/results-{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
+    try:
+        fs.pipe_file(name, data)
+    except OSError as exc:
+        raise ResultsError(f"cannot write results to {url} ({_first_line(exc)}); {_URL_FIX}") from None
+    return f"{url.split('://', 1)[0]}://{name}"
+
+
+#: What to check when a results folder URL cannot be reached.
+_URL_FIX = "check the bucket exists and AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def _set_aside_torn_tail(f: Any, target: Path) -> None:
@@ -204,17 +249,35 @@ def read_rows(path: str | os.PathLike[str], *, skip_bad_lines: bool = False) -> 
     Raises:
         ResultsError: nothing there, an unreadable file, or a line that is not a result row.
     """
-    p = Path(path)
-    files = sorted(p.glob("*.jsonl")) if p.is_dir() else ([p] if p.is_file() else [])
     rows: list[dict[str, Any]] = []
-    for file in files:
-        rows += _read_file(file, skip_bad_lines=skip_bad_lines)
+    if is_url(str(path)):
+        for name, text in _url_texts(str(path)):
+            rows += _parse_text(text, name, skip_bad_lines=skip_bad_lines)
+    else:
+        p = Path(path)
+        files = sorted(p.glob("*.jsonl")) if p.is_dir() else ([p] if p.is_file() else [])
+        for file in files:
+            rows += _read_file(file, skip_bad_lines=skip_bad_lines)
     if not rows:
         raise ResultsError(
-            f"no result rows in {p}; run `probe curve`, `probe linear`, `probe knn` or `probe fewshot` first "
+            f"no result rows in {path}; run `probe curve`, `probe linear`, `probe knn` or `probe fewshot` first "
             "(they append to results/ by default), or pass the folder they wrote to"
         )
     return rows
+
+
+def _url_texts(url: str) -> list[tuple[str, str]]:
+    """(URL, text) of the results object at ``url``, or of every ``*.jsonl`` in the folder there, by name."""
+    from probe.store_url import url_fs
+
+    fs, root = url_fs(url)
+    scheme = url.split("://", 1)[0]
+    try:
+        one = root.endswith(".jsonl") and fs.isfile(root)
+        names = [root] if one else sorted(fs.glob(f"{root.rstrip('/')}/*.jsonl"))
+        return [(f"{scheme}://{n}", fs.cat_file(n).decode("utf-8", errors="replace")) for n in names]
+    except OSError as exc:
+        raise ResultsError(f"cannot read results at {url} ({_first_line(exc)}); {_URL_FIX}") from None
 
 
 def _read_file(file: Path, *, skip_bad_lines: bool) -> list[dict[str, Any]]:
@@ -222,6 +285,11 @@ def _read_file(file: Path, *, skip_bad_lines: bool) -> list[dict[str, Any]]:
         text = file.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise ResultsError(f"cannot read {file} ({exc.strerror or exc}); check the path and its permissions") from None
+    return _parse_text(text, str(file), skip_bad_lines=skip_bad_lines)
+
+
+def _parse_text(text: str, file: str, *, skip_bad_lines: bool) -> list[dict[str, Any]]:
+    """The rows of one results file's text (``file`` names it in errors and warnings)."""
     lines = text.split("\n")
     torn = lines.pop()  # "" when the file ends with a newline; else a line a killed writer left unfinished
     rows: list[dict[str, Any]] = []

@@ -140,7 +140,9 @@ def run_curve(
         extractions.append(result.to_json())
         store = open_store(result.store)
         data = _eval_data(store, choice, plan)
-        keeper = ExampleKeeper(data, seed=plan.seed) if data.task == "segmentation" and results_dir else None
+        # example overlays are image files beside a local results folder (not kept for results on object storage)
+        local = results_dir is not None and "://" not in str(results_dir)
+        keeper = ExampleKeeper(data, seed=plan.seed) if data.task == "segmentation" and local else None
         new = _stamped(run_plan(data, plan, run_id=run_id, progress=progress, keep=keeper), command)
         if keeper is not None and results_dir is not None:
             keeper.save(results_dir, data, src, store.attrs.get("backbone", {}).get("preprocess", {}))
