@@ -9,6 +9,7 @@ import typer
 
 from cli._common import emit_json, split_list, user_errors
 from probe.report.defaults import REPORT_METRICS
+from probe.store_url import is_url
 
 
 @user_errors
@@ -53,7 +54,7 @@ def report_command(
     metrics = split_list(metric) or ("balanced_accuracy",)
     files = write_report(
         frame, out, metric=metrics, formats=split_list(formats) or ("png",), title=title,
-        examples=None if "://" in results else results,  # example overlays are kept beside local results only
+        examples=None if is_url(results) else results,  # example overlays are kept beside local results only
     )  # fmt: skip
     seen = None
     if check_in_browser:

@@ -72,7 +72,7 @@ class ExtractConfig:
     store: str | None = None  # explicit store path, instead of one derived from the fingerprint
     store_dtype: str = "auto"  # on disk: float32, float16, or auto (float16 for patch grids, else float32)
     compression: str = "none"  # "none" or "lz4"
-    chunk_rows: int | None = None  # rows per chunk; None: 4096 rounded up to a multiple of batch_size
+    chunk_rows: int | None = None  # rows per chunk; None: resolved_chunk_rows (about 4096 images, fewer per writer)
     on_error: str = "raise"  # corrupt/missing image: "raise", or "skip" (row masked invalid)
     overwrite: bool = False  # replace an existing store
     repair: bool = False  # read back every chunk of an existing store and recompute only the damaged ones

@@ -4,7 +4,8 @@ One row per (dataset, backbone, pooling, head_name, protocol, shots or fraction,
 only ever appended: a file is locked, one line per row is written and flushed, and nothing is
 rewritten, so a crash loses at most the rows of the evaluation in flight. A line torn by a killed
 writer is moved to ``results.jsonl.torn`` by the next append (never deleted), so later rows are never
-glued onto it.
+glued onto it. A results folder at an fsspec URL (``s3://bucket/results``) has no append and no lock:
+each append is a new object ``results-<UTC time>-<random>.jsonl`` written in one PUT.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from probe.errors import ResultsError
 from probe.setups import label_setups
+from probe.store_url import is_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -163,26 +165,56 @@ def append_results(rows: Iterable[ResultRow], path: str | os.PathLike[str] = DEF
     return target
 
 
-def is_url(path: str) -> bool:
-    """Whether ``path`` is an fsspec URL (``s3://...``) rather than a local path."""
-    return "://" in path
+def check_results_location(path: str | os.PathLike[str]) -> None:
+    """Refuse a results location that cannot take rows, before any work is done.
+
+    Local folders are created when rows arrive. At a URL the folder's bucket must be reachable and the
+    URL must name a folder (objects cannot be appended to).
+
+    Raises:
+        ResultsError: a ``.jsonl`` object URL, or a bucket that is missing, refuses the credentials or
+            cannot be reached.
+    """
+    url = str(path)
+    if not is_url(url):
+        return
+    _refuse_object_url(url)
+    from probe.errors import StoreError
+    from probe.store_url import check_url
+
+    try:
+        check_url(url, owner="the results folder (--results")
+    except StoreError as exc:
+        raise ResultsError(str(exc)) from None
 
 
-def _put_results(url: str, data: bytes) -> str:
-    """Write ``data`` as a new object in the results folder at ``url`` (one PUT); its URL."""
-    from probe.store_url import url_fs  # fsspec and zarr only when results live on object storage
+def results_location(path: str | os.PathLike[str], written: Path | str) -> str:
+    """What to name when rows went to ``path``: the file written locally, the folder at a URL (where every
+    append is its own object, so the folder holds the run's rows)."""
+    return str(path).rstrip("/") if is_url(str(path)) else str(written)
 
+
+def _refuse_object_url(url: str) -> None:
     if url.endswith(".jsonl"):
         raise ResultsError(
             f"{url} is one object, and objects cannot be appended to; pass the folder URL "
             f"({url.rsplit('/', 1)[0]}/): each run then writes its own results-<time>.jsonl there"
         )
-    fs, root = url_fs(url)
+
+
+def _put_results(url: str, data: bytes) -> str:
+    """Write ``data`` as a new object in the results folder at ``url`` (one PUT); its URL."""
+    from probe.store_url import url_fs  # fsspec only when results live on object storage
+
+    _refuse_object_url(url)
+    if not data:
+        return url  # no rows: nothing to write
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    name = f"{root.rstrip('/')}/results-{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
     try:
+        fs, root = url_fs(url)
+        name = f"{root.rstrip('/')}/results-{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
         fs.pipe_file(name, data)
-    except OSError as exc:
+    except Exception as exc:  # botocore/aiohttp connection errors are not OSError; a missing fsspec protocol
         raise ResultsError(f"cannot write results to {url} ({_first_line(exc)}); {_URL_FIX}") from None
     return f"{url.split('://', 1)[0]}://{name}"
 
@@ -193,7 +225,14 @@ _URL_FIX = "check the bucket exists and AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return text.splitlines()[0][:200]
+
+
+def _file_order(name: str) -> tuple[bool, str]:
+    """Read order of a folder's files: other ``*.jsonl`` (e.g. a synced ``results.jsonl``) first, then the
+    time-stamped ``results-<UTC time>-…`` objects by time, so a later run's rows come later."""
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith("results-"), base
 
 
 def _set_aside_torn_tail(f: Any, target: Path) -> None:
@@ -256,7 +295,7 @@ def read_rows(path: str | os.PathLike[str], *, skip_bad_lines: bool = False) -> 
     else:
         p = Path(path)
         files = sorted(p.glob("*.jsonl")) if p.is_dir() else ([p] if p.is_file() else [])
-        for file in files:
+        for file in sorted(files, key=lambda f: _file_order(f.name)):
             rows += _read_file(file, skip_bad_lines=skip_bad_lines)
     if not rows:
         raise ResultsError(
@@ -270,13 +309,14 @@ def _url_texts(url: str) -> list[tuple[str, str]]:
     """(URL, text) of the results object at ``url``, or of every ``*.jsonl`` in the folder there, by name."""
     from probe.store_url import url_fs
 
-    fs, root = url_fs(url)
     scheme = url.split("://", 1)[0]
     try:
+        fs, root = url_fs(url)
+        fs.invalidate_cache(root)  # listings are cached per filesystem: see objects other machines wrote since
         one = root.endswith(".jsonl") and fs.isfile(root)
-        names = [root] if one else sorted(fs.glob(f"{root.rstrip('/')}/*.jsonl"))
+        names = [root] if one else sorted(fs.glob(f"{root.rstrip('/')}/*.jsonl"), key=_file_order)
         return [(f"{scheme}://{n}", fs.cat_file(n).decode("utf-8", errors="replace")) for n in names]
-    except OSError as exc:
+    except Exception as exc:  # as in _put_results: connection errors are not OSError
         raise ResultsError(f"cannot read results at {url} ({_first_line(exc)}); {_URL_FIX}") from None
 
 

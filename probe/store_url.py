@@ -11,11 +11,12 @@ file): probe has no setting of its own. For S3, connections time out after
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import zarr
+from typing import TYPE_CHECKING, Any
 
 from probe.errors import StoreError
+
+if TYPE_CHECKING:
+    import zarr
 
 S3_CONNECT_TIMEOUT = 5
 S3_MAX_ATTEMPTS = 3
@@ -41,6 +42,8 @@ def storage_options(path: str) -> dict[str, Any] | None:
 
 def open_group(path: str, *, mode: Any, **kwargs: Any) -> zarr.Group:
     """``zarr.open_group`` with probe's storage options for URLs."""
+    import zarr
+
     if is_url(path):
         kwargs["storage_options"] = storage_options(path)
     return zarr.open_group(path, mode=mode, **kwargs)

@@ -18,10 +18,11 @@ from probe.evaluate.config import PlanConfig
 from probe.evaluate.data import EvalData, find_store, load_eval_data
 from probe.evaluate.examples import ExampleKeeper
 from probe.evaluate.plan import run_plan
-from probe.results import DEFAULT_DIR, ResultRow, append_results
+from probe.results import DEFAULT_DIR, ResultRow, append_results, check_results_location, results_location
 from probe.sources import Source
 from probe.sources.request import SourceRequest
 from probe.store import DEFAULT_ROOT, EmbeddingStore, open_store
+from probe.store_url import is_url
 
 if TYPE_CHECKING:
     from probe.extraction import ExtractConfig
@@ -44,13 +45,14 @@ class ProbeRun:
 
     rows: list[ResultRow]
     stores: list[str]
-    results_file: str | None  # where the rows were appended (None with --no-save)
+    results_file: str | None  # the results file appended to (the folder for a URL; None with --no-save)
     run_id: str
     extractions: list[dict[str, Any]] = field(default_factory=list)  # probe extract --json objects
 
 
 def _save(rows: list[ResultRow], results_dir: str | os.PathLike[str] | None) -> str | None:
-    return None if results_dir is None else str(append_results(rows, results_dir))
+    """Append the rows; the results file written (locally) or the results folder (at a URL)."""
+    return None if results_dir is None else results_location(results_dir, append_results(rows, results_dir))
 
 
 def _stamped(rows: list[ResultRow], command: str | None) -> list[ResultRow]:
@@ -79,6 +81,8 @@ def run_probes(
         StoreError: no such store (the message says how to extract it) or an incomplete one
             (says how to resume).
     """
+    if results_dir is not None:
+        check_results_location(results_dir)  # a bad results URL fails before any work
     store = (
         open_store(choice.store)
         if choice.store
@@ -131,6 +135,8 @@ def run_curve(
     if src.task == "segmentation" and config.poolings is None:  # segmentation heads read patch grids
         config = replace(config, poolings=(choice.pooling or "patch",))
     check_source(src, plan, eval_split=choice.eval_split)  # before anything is embedded
+    if results_dir is not None:
+        check_results_location(results_dir)
     run_id = run_id or uuid.uuid4().hex[:12]
     rows: list[ResultRow] = []
     stores, extractions = [], []
@@ -141,7 +147,7 @@ def run_curve(
         store = open_store(result.store)
         data = _eval_data(store, choice, plan)
         # example overlays are image files beside a local results folder (not kept for results on object storage)
-        local = results_dir is not None and "://" not in str(results_dir)
+        local = results_dir is not None and not is_url(str(results_dir))
         keeper = ExampleKeeper(data, seed=plan.seed) if data.task == "segmentation" and local else None
         new = _stamped(run_plan(data, plan, run_id=run_id, progress=progress, keep=keeper), command)
         if keeper is not None and results_dir is not None:
@@ -169,6 +175,8 @@ def run_curves(
     opened = [SourceRequest.of(source).open() for source in sources]  # each opened (and digested) once
     for src in opened:  # all checks first: a bad third dataset fails before the first is embedded
         check_source(src, plan, eval_split=choice.eval_split)
+    if results_dir is not None:
+        check_results_location(results_dir)
     run_id = uuid.uuid4().hex[:12]
     runs = [
         run_curve(

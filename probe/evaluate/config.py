@@ -54,6 +54,11 @@ class LinearConfig:
     # accuracy of every few-shot level within 0.2 pp (docs/benchmarks.md); None ranks at 1e-4 too
     selection_tol: float | None = 3e-4
 
+    def __post_init__(self) -> None:
+        t = self.selection_tol
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < float("inf")):
+            raise ProtocolError(f"LinearConfig(selection_tol={t!r}) must be a number > 0 (e.g. 3e-4) or None (= 1e-4)")
+
 
 @dataclass(frozen=True)
 class PrototypeConfig:

@@ -149,6 +149,7 @@ def run_linear_dropout(data: EvalData, tasks: list[Task], plan: PlanConfig) -> l
             "solver": "probe-lbfgs-batched",
             "precision": str(probe.dtype_),
             "device": str(probe.device_),
+            "selection_tol": cfg.selection_tol,
             "modality_dropout": vcfg.modality_dropout,
             "dropout_copies": copies,
             "dropout_seed": plan.seed,

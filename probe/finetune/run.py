@@ -32,7 +32,7 @@ from probe.finetune.config import FinetuneConfig
 from probe.finetune.model import build_classifier, count_params, resolve_lora_targets
 from probe.finetune.train import EpochHook, TrainSetup, peak_memory, predict_proba, train_classifier
 from probe.provenance import library_versions
-from probe.results import DEFAULT_DIR, ResultRow, append_results
+from probe.results import DEFAULT_DIR, ResultRow, append_results, check_results_location, results_location
 from probe.sources import SPLITS, Source, SourceRequest
 from probe.store import slug
 
@@ -184,6 +184,8 @@ def run_finetune(
     if config.mode == "lora":
         resolve_lora_targets(bb.pooler, config.lora.targets)  # fail before any training starts
     probe_plan = plan.probe_plan()
+    if results_dir is not None:
+        check_results_location(results_dir)  # before any training
     base = _checkpoint_base(src, bb, config, pooling=pooling, precision=precision, eval_split=plan.eval_split)
     ev_data, rows = source_eval_data(
         src,
@@ -214,7 +216,7 @@ def run_finetune(
         ev = Evaluation(task=task, head=config.head_name, params=params, proba=proba, seconds=seconds)
         new = score(ev_data, ev, names=names, plan=probe_plan, run_id=run_id, versions=versions)
         if results_dir is not None:
-            saved = str(append_results(new, results_dir))  # per draw: an interruption keeps finished rows
+            saved = results_location(results_dir, append_results(new, results_dir))  # per draw: kept on interruption
         out += new
     return FinetuneRun(rows=out, results_file=saved, run_id=run_id, checkpoints=folders, reused=reused)
 
@@ -227,11 +229,11 @@ def finetune_setup(
     key) and every recipe setting that changes the trained weights (lr, epochs, LoRA rank, augmentation, ...)."""
     backbone = {"meta": bb.meta, "weights_fingerprint": bb.weights_fingerprint, "preprocess": bb.preprocess.to_dict()}
     inputs = input_setup(
-        store=key, spec=source.spec, backbone=backbone, precision=precision, pooling=pooling,
+        store=key, spec=source.spec, backbone=backbone, precision=None, pooling=pooling,
         decode=source.decode_options(),
     )  # fmt: skip
     recipe = {k: v for k, v in config.recipe().items() if k not in ("pooling", "image_size")}
-    return {**inputs, **recipe}
+    return {**inputs, **recipe, "precision": precision}  # the resolved training autocast precision
 
 
 def _backbone_request(backbone: str | BackboneRequest, config: FinetuneConfig) -> BackboneRequest:

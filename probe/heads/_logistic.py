@@ -169,7 +169,8 @@ def solve_logistic_batch(
         standardize: centre and scale each problem's features by its own rows' mean and standard
             deviation (zero-variance features keep scale 1); False fits the raw features.
         max_iter: L-BFGS iterations per problem at most.
-        tol: gradient tolerance, scikit-learn's ``tol`` of ``LogisticRegression(solver="lbfgs")``.
+        tol: gradient tolerance, scikit-learn's ``tol`` of ``LogisticRegression(solver="lbfgs")``; a
+            problem's own ``LinearProblem.tol`` overrides it for that problem.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         precision: dtype of the products: ``"float64"``, ``"float32"`` (TF32 off; about twice as
             fast, objective within ~1e-4 of float64 at tol=1e-4, but fits at tiny C may stop a

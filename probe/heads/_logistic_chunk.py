@@ -234,7 +234,8 @@ class ChunkObjective:
 
 
 def make_stopper(obj: ChunkObjective, data: list[GroupData], tol: float) -> Stopper:
-    """scikit-learn's test: max |gradient| of objective / (C * sum(w)) <= tol, in feature space.
+    """scikit-learn's test: max |gradient| of objective / (C * sum(w)) <= tol, in feature space (``tol`` per
+    problem: its ``GroupData.tols`` entry, else the solve's).
 
     A row-space gradient g (columns g_k) maps to ``V @ g`` in feature space, which costs as much as
     an evaluation, so it is computed only when the answer is open and likely yes. Always

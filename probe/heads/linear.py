@@ -93,6 +93,8 @@ class LinearProbe(ClassifierMixin, LinearParams):
         select_metric: "accuracy", "balanced_accuracy" or "neg_log_loss" (None: "accuracy").
         max_iter: L-BFGS iterations per fit at most.
         tol: gradient tolerance, scikit-learn's ``tol``.
+        selection_tol: gradient tolerance of the CV fold fits, which only rank C (None: ``tol``); the fit
+            that is kept stops at ``tol``.
         device: "auto" (CUDA when available), "cpu" or "cuda".
         precision: dtype of the products with the features: "auto" (float64 on CPU, float32 on
             CUDA), "float64" or "float32" (about twice as fast on CPU; see solve_logistic_batch).

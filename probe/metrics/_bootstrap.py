@@ -7,6 +7,7 @@ Every metric is computed from per-sample resample counts: resample b of ``n`` ro
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -16,24 +17,30 @@ import numpy as np
 from probe.errors import MetricError
 
 BLOCK_CELLS = 2**22  # resamples x samples per bootstrap block: bounds each (B, n) array to 16-32 MiB
-# Count blocks are kept for the most recent draws that fit this many bytes (at least the newest): a
-# curve scores every head and shot level of each seed on the same resamples, so drawing and counting
-# them again is wasted work (10 seeds of BloodMNIST's 3421 test rows at B = 1000: about 200 MiB).
+# Count blocks are kept for the most recent draws that fit this many bytes, both caches together (a draw
+# larger than that is computed and not kept): a curve scores every head and shot level of each seed on
+# the same resamples, so drawing and counting them again is wasted work (10 seeds of BloodMNIST's 3421
+# test rows at B = 1000: about 200 MiB).
 CACHE_BYTES = 256 * 2**20
+_LOCK = threading.Lock()
 _Key = tuple[int, int, int, int]
 _COUNTS: OrderedDict[_Key, tuple[np.ndarray, ...]] = OrderedDict()
 _WEIGHTS: OrderedDict[_Key, tuple[tuple[np.ndarray, np.ndarray], ...]] = OrderedDict()
 
 
+def _size(v: Any) -> int:
+    return int(v.nbytes) if isinstance(v, np.ndarray) else sum(_size(x) for x in v)
+
+
 def _keep(cache: OrderedDict[_Key, Any], key: _Key, value: Any) -> None:
-    """Put ``value`` last in ``cache`` and drop the oldest entries beyond :data:`CACHE_BYTES` (never the newest)."""
-    cache[key] = value
-
-    def size(v: Any) -> int:
-        return int(v.nbytes) if isinstance(v, np.ndarray) else sum(size(x) for x in v)
-
-    while len(cache) > 1 and sum(size(v) for v in cache.values()) > CACHE_BYTES:
-        cache.popitem(last=False)
+    """Put ``value`` last in ``cache`` and drop the oldest entries of both caches beyond :data:`CACHE_BYTES`."""
+    if _size(value) > CACHE_BYTES:
+        return
+    with _LOCK:
+        cache[key] = value
+        other = _WEIGHTS if cache is _COUNTS else _COUNTS
+        while sum(_size(v) for c in (_COUNTS, _WEIGHTS) for v in c.values()) > CACHE_BYTES:
+            (cache if len(cache) > 1 else other).popitem(last=False)  # the new entry stays
 
 
 def draw_resamples(seed: int, n: int, n_resamples: int) -> Iterator[np.ndarray]:
@@ -52,7 +59,8 @@ def resampled_counts(seed: int, n: int, n_resamples: int) -> tuple[np.ndarray, .
     predictions of one test split with one seed draws and counts its resamples once.
     """
     key = (int(seed), int(n), int(n_resamples), BLOCK_CELLS)  # the block size shapes the blocks
-    blocks = _COUNTS.pop(key, None)
+    with _LOCK:
+        blocks = _COUNTS.pop(key, None)
     if blocks is None:
         blocks = tuple(resample_counts(idx) for idx in draw_resamples(seed, n, n_resamples))
         for b in blocks:
@@ -69,7 +77,8 @@ def resampled_weights(seed: int, n: int, n_resamples: int) -> tuple[tuple[np.nda
         products, and the same counts as int16 (int32 from 2**15 rows on) for the AUROC's gathers.
     """
     key = (int(seed), int(n), int(n_resamples), BLOCK_CELLS)  # the block size shapes the blocks
-    blocks = _WEIGHTS.pop(key, None)
+    with _LOCK:
+        blocks = _WEIGHTS.pop(key, None)
     if blocks is None:
         blocks = tuple(count_forms(resample_counts(idx)) for idx in draw_resamples(seed, n, n_resamples))
         for pair in blocks:

@@ -38,8 +38,7 @@ def metric_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
             f"the results table lacks the columns {', '.join(missing)}; load it with "
             "probe.results.load_results(...) so every result-row field is present"
         )
-    if "setup" in results and "setup_id" not in results:  # rows framed without load_results: label setups here
-        results = label_setups(results)
+    results = labelled(results)
     rows = results[results["metric"] == metric]
     rows = test_rows(rows)
     if rows.empty:
@@ -49,6 +48,14 @@ def metric_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     if rows.empty:
         raise ResultsError(f"every {metric!r} value in the results is missing (NaN); report another metric")
     return rows[~ablated(rows)]  # modality-ablation rows are reported apart (see ablation_summary)
+
+
+def labelled(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with its setups named (:func:`probe.setups.label_setups`) when it did not come from
+    :func:`probe.results.load_results`, which names them already (a ``setup`` column, no ``setup_id``)."""
+    if results is not None and "setup" in results and "setup_id" not in results:
+        return label_setups(results.reset_index(drop=True))
+    return results
 
 
 def test_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from probe.report.data import (
     FRACTIONS,
     ablation_summary,
     curve_points,
+    labelled,
     metric_rows,
     rank,
     summarise,
@@ -76,7 +77,7 @@ def summary_table(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
         ResultsError: no usable rows.
         MetricError: ``metric`` is not in the results.
     """
-    return summarise(curve_points(metric_rows(results, metric)))
+    return summarise(curve_points(metric_rows(labelled(results), metric)))
 
 
 def leaderboard(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
@@ -100,6 +101,7 @@ def leaderboard(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
         ResultsError: no usable rows.
         MetricError: ``metric`` is not in the results.
     """
+    results = labelled(results)
     points = curve_points(metric_rows(results, metric))
     return rank(points, summarise(points), val_points=val_points(results, metric))
 
@@ -141,6 +143,7 @@ def write_report(
         ConfigError: an unknown or empty figure format list.
     """
     fmts = _check_formats(formats)
+    results = labelled(results)  # every view below (leaderboard, validation points, ablations) sees the names
     metrics = [metric] if isinstance(metric, str) else list(dict.fromkeys(metric))
     if not metrics:
         raise ConfigError("write_report(metric=[]) names no metric; pass e.g. metric='balanced_accuracy'")

@@ -140,3 +140,13 @@ def test_store_lookup_errors(tmp_path: Path, synth_store: str) -> None:
     zarr.open_group(synth_store, mode="r+").attrs.update({"complete": False, "state": "extracting"})
     with pytest.raises(StoreError, match="is incomplete; resume it: probe extract"):
         find_store("medmnist:synth", backbone="toy", root=root)
+
+
+@pytest.mark.parametrize("bad", [0, -1e-4, float("nan"), "3e-4", True])
+def test_a_bad_selection_tol_is_refused_when_the_plan_is_made(bad: object) -> None:
+    from probe.errors import ProtocolError
+    from probe.evaluate.config import LinearConfig
+
+    with pytest.raises(ProtocolError, match=r"LinearConfig\(selection_tol=.*\) must be a number > 0 \(e\.g\. 3e-4\)"):
+        LinearConfig(selection_tol=bad)  # type: ignore[arg-type]
+    assert LinearConfig(selection_tol=None).selection_tol is None

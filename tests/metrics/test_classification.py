@@ -322,13 +322,31 @@ def test_bootstrap_argument_errors() -> None:
         bootstrap_distribution(Y2, P2, metrics=["accuracy"], resamples=np.zeros(60, int))
 
 
-def test_threaded_class_aurocs_equal_the_serial_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocked_aurocs_equal_one_pass_and_zero_resamples_are_empty(monkeypatch: pytest.MonkeyPatch) -> None:
     import probe.metrics.classification as C
 
     rng = np.random.default_rng(5)
     y, p = rng.integers(0, 4, 700), rng.dirichlet(np.ones(4), 700)
-    assert C.PARALLEL_CELLS <= 500 * 700  # this size runs the classes in threads where there are 2+ cores
-    threaded = bootstrap_ci(y, p, metrics=["macro_auroc", "balanced_accuracy"], n_resamples=500, seed=3)
-    monkeypatch.setattr(C, "PARALLEL_CELLS", 10**12)
+    names = ["macro_auroc", "medmnist_auc", "balanced_accuracy"]
+    blocked = bootstrap_ci(y, p, metrics=names, n_resamples=500, seed=3)  # 2 blocks of 256 resamples
+    monkeypatch.setattr(C, "AUC_BLOCK_ROWS", 10**6)
     monkeypatch.setattr(probe.metrics._bootstrap, "_WEIGHTS", type(probe.metrics._bootstrap._WEIGHTS)())
-    assert bootstrap_ci(y, p, metrics=["macro_auroc", "balanced_accuracy"], n_resamples=500, seed=3) == threaded
+    assert bootstrap_ci(y, p, metrics=names, n_resamples=500, seed=3) == blocked
+    empty = bootstrap_distribution(y, p, metrics=names, resamples=np.zeros((0, 700), dtype=np.int64))
+    assert all(v.shape == (0,) for v in empty.values())
+
+
+def test_resample_caches_share_one_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    B = probe.metrics._bootstrap
+    monkeypatch.setattr(B, "_COUNTS", type(B._COUNTS)())
+    monkeypatch.setattr(B, "_WEIGHTS", type(B._WEIGHTS)())
+    one = 100 * 50 * (4 + 2)  # float32 + int16 forms of one (seed, n=50, B=100) draw
+    monkeypatch.setattr(B, "CACHE_BYTES", 2 * one)
+    for seed in range(4):
+        B.resampled_weights(seed, 50, 100)
+    assert [k[0] for k in B._WEIGHTS] == [2, 3]  # the two newest draws fit
+    B.resampled_counts(9, 50, 100)  # int32 counts: 20,000 bytes, so one weights draw makes room
+    assert [k[0] for k in B._WEIGHTS] == [3] and [k[0] for k in B._COUNTS] == [9]
+    monkeypatch.setattr(B, "CACHE_BYTES", one - 1)
+    B.resampled_weights(7, 50, 100)  # larger than the whole budget: computed, not kept
+    assert 7 not in [k[0] for k in B._WEIGHTS]
