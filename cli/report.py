@@ -9,7 +9,6 @@ import typer
 
 from cli._common import emit_json, split_list, user_errors
 from probe.report.defaults import REPORT_METRICS
-from probe.store_url import is_url
 
 
 @user_errors
@@ -53,9 +52,8 @@ def report_command(
     frame = load_results(results, skip_bad_lines=skip_bad_lines, **chosen)
     metrics = split_list(metric) or ("balanced_accuracy",)
     files = write_report(
-        frame, out, metric=metrics, formats=split_list(formats) or ("png",), title=title,
-        examples=None if is_url(results) else results,  # example overlays are kept beside local results only
-    )  # fmt: skip
+        frame, out, metric=metrics, formats=split_list(formats) or ("png",), title=title, examples=results
+    )
     seen = None
     if check_in_browser:
         from probe.report.browser import check_in_browser as look

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from probe.errors import ResultsError
 from probe.setups import label_setups
-from probe.store_url import is_url
+from probe.store_url import first_line, is_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -215,17 +215,12 @@ def _put_results(url: str, data: bytes) -> str:
         name = f"{root.rstrip('/')}/results-{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
         fs.pipe_file(name, data)
     except Exception as exc:  # botocore/aiohttp connection errors are not OSError; a missing fsspec protocol
-        raise ResultsError(f"cannot write results to {url} ({_first_line(exc)}); {_URL_FIX}") from None
+        raise ResultsError(f"cannot write results to {url} ({first_line(exc)}); {_URL_FIX}") from None
     return f"{url.split('://', 1)[0]}://{name}"
 
 
 #: What to check when a results folder URL cannot be reached.
 _URL_FIX = "check the bucket exists and AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def _file_order(name: str) -> tuple[bool, str]:
@@ -317,7 +312,7 @@ def _url_texts(url: str) -> list[tuple[str, str]]:
         names = [root] if one else sorted(fs.glob(f"{root.rstrip('/')}/*.jsonl"), key=_file_order)
         return [(f"{scheme}://{n}", fs.cat_file(n).decode("utf-8", errors="replace")) for n in names]
     except Exception as exc:  # as in _put_results: connection errors are not OSError
-        raise ResultsError(f"cannot read results at {url} ({_first_line(exc)}); {_URL_FIX}") from None
+        raise ResultsError(f"cannot read results at {url} ({first_line(exc)}); {_URL_FIX}") from None
 
 
 def _read_file(file: Path, *, skip_bad_lines: bool) -> list[dict[str, Any]]:

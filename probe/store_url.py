@@ -78,16 +78,17 @@ def check_url(url: str, *, owner: str = "ExtractConfig(store_root") -> None:
         ) from None
     except PermissionError as exc:
         raise StoreError(
-            f"{endpoint} refused the credentials for {setting} ({_first_line(exc)}); check AWS_ACCESS_KEY_ID and "
+            f"{endpoint} refused the credentials for {setting} ({first_line(exc)}); check AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY"
         ) from None
     except Exception as exc:  # connection errors come from botocore/aiohttp, not OSError
         raise StoreError(
-            f"cannot reach {endpoint} for {setting} ({_first_line(exc)}); check AWS_ENDPOINT_URL and the network"
+            f"cannot reach {endpoint} for {setting} ({first_line(exc)}); check AWS_ENDPOINT_URL and the network"
         ) from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), at most 200 characters."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
 

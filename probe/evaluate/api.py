@@ -175,8 +175,6 @@ def run_curves(
     opened = [SourceRequest.of(source).open() for source in sources]  # each opened (and digested) once
     for src in opened:  # all checks first: a bad third dataset fails before the first is embedded
         check_source(src, plan, eval_split=choice.eval_split)
-    if results_dir is not None:
-        check_results_location(results_dir)
     run_id = uuid.uuid4().hex[:12]
     runs = [
         run_curve(

@@ -58,15 +58,7 @@ def resampled_counts(seed: int, n: int, n_resamples: int) -> tuple[np.ndarray, .
     Recent distinct ``(seed, n, n_resamples)`` are kept (:data:`CACHE_BYTES`), so scoring many
     predictions of one test split with one seed draws and counts its resamples once.
     """
-    key = (int(seed), int(n), int(n_resamples), BLOCK_CELLS)  # the block size shapes the blocks
-    with _LOCK:
-        blocks = _COUNTS.pop(key, None)
-    if blocks is None:
-        blocks = tuple(resample_counts(idx) for idx in draw_resamples(seed, n, n_resamples))
-        for b in blocks:
-            b.flags.writeable = False
-    _keep(_COUNTS, key, blocks)
-    return blocks
+    return _cached(_COUNTS, seed, n, n_resamples, lambda counts: counts)
 
 
 def resampled_weights(seed: int, n: int, n_resamples: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
@@ -76,15 +68,20 @@ def resampled_weights(seed: int, n: int, n_resamples: int) -> tuple[tuple[np.nda
         Per block ``(weights, narrow)``: (B, n) float32 counts (exact below 2**24) for the confusion
         products, and the same counts as int16 (int32 from 2**15 rows on) for the AUROC's gathers.
     """
+    return _cached(_WEIGHTS, seed, n, n_resamples, count_forms)
+
+
+def _cached(cache: OrderedDict[_Key, Any], seed: int, n: int, n_resamples: int, form: Any) -> Any:
+    """``form`` of each count block of (seed, n, n_resamples), read-only, from ``cache`` or made and kept."""
     key = (int(seed), int(n), int(n_resamples), BLOCK_CELLS)  # the block size shapes the blocks
     with _LOCK:
-        blocks = _WEIGHTS.pop(key, None)
+        blocks = cache.pop(key, None)
     if blocks is None:
-        blocks = tuple(count_forms(resample_counts(idx)) for idx in draw_resamples(seed, n, n_resamples))
-        for pair in blocks:
-            for b in pair:
-                b.flags.writeable = False
-    _keep(_WEIGHTS, key, blocks)
+        blocks = tuple(form(resample_counts(idx)) for idx in draw_resamples(seed, n, n_resamples))
+        for b in blocks:
+            for array in (b,) if isinstance(b, np.ndarray) else b:
+                array.flags.writeable = False
+    _keep(cache, key, blocks)
     return blocks
 
 

@@ -36,6 +36,7 @@ from probe.report.overlays import load_examples, overlay_figure
 from probe.report.plots import colour_keys, curve_figure, figure_bytes, is_finetune, panel_figure, style_keys
 from probe.report.render import Document, Section, SectionFigure, Table, render_html, render_markdown
 from probe.setups import describe_store_setup
+from probe.store_url import is_url
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 SEG_REPORT_METRICS = ("dice", "iou")  # shown for segmentation rows whatever the requested metrics
@@ -132,7 +133,8 @@ def write_report(
         title: report title.
         source: where the results came from (a path), named in the provenance lines.
         examples: a results folder (or its results file) whose ``examples/`` holds the example predictions
-            segmentation curves kept; each dataset that has them gets an overlay figure.
+            segmentation curves kept; each dataset that has them gets an overlay figure (a URL has none:
+            overlays are kept beside local results only).
 
     Returns:
         The paths written.
@@ -174,7 +176,7 @@ def write_report(
             )  # fmt: skip
             figures += files
             sections.append(section)
-        if examples is not None:
+        if examples is not None and not is_url(str(examples)):  # overlays are kept beside local results only
             folder = Path(examples) if Path(examples).is_dir() else Path(examples).parent
             files, shown = _example_sections(folder, results, dataset=str(dataset), out=out)
             figures += files
