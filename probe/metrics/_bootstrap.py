@@ -20,12 +20,12 @@ BLOCK_CELLS = 2**22  # resamples x samples per bootstrap block: bounds each (B, 
 # Count blocks are kept for the most recent draws that fit this many bytes, both caches together (a draw
 # larger than that is computed and not kept): a curve scores every head and shot level of each seed on
 # the same resamples, so drawing and counting them again is wasted work (10 seeds of BloodMNIST's 3421
-# test rows at B = 1000: about 200 MiB).
+# test rows at B = 1000: about 140 MiB).
 CACHE_BYTES = 256 * 2**20
 _LOCK = threading.Lock()
 _Key = tuple[int, int, int, int]
 _COUNTS: OrderedDict[_Key, tuple[np.ndarray, ...]] = OrderedDict()
-_WEIGHTS: OrderedDict[_Key, tuple[tuple[np.ndarray, np.ndarray], ...]] = OrderedDict()
+_WEIGHTS: OrderedDict[_Key, tuple[np.ndarray, ...]] = OrderedDict()
 
 
 def _size(v: Any) -> int:
@@ -61,14 +61,13 @@ def resampled_counts(seed: int, n: int, n_resamples: int) -> tuple[np.ndarray, .
     return _cached(_COUNTS, seed, n, n_resamples, lambda counts: counts)
 
 
-def resampled_weights(seed: int, n: int, n_resamples: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """The blocks of :func:`resampled_counts` as the two forms the classification metrics read, cached alike.
+def resampled_weights(seed: int, n: int, n_resamples: int) -> tuple[np.ndarray, ...]:
+    """The blocks of :func:`resampled_counts` in the form the classification metrics read, cached alike.
 
     Returns:
-        Per block ``(weights, narrow)``: (B, n) float32 counts (exact below 2**24) for the confusion
-        products, and the same counts as int16 (int32 from 2**15 rows on) for the AUROC's gathers.
+        Per block, :func:`weights_form` of its counts: (n, B) float32, sample-major.
     """
-    return _cached(_WEIGHTS, seed, n, n_resamples, count_forms)
+    return _cached(_WEIGHTS, seed, n, n_resamples, weights_form)
 
 
 def _cached(cache: OrderedDict[_Key, Any], seed: int, n: int, n_resamples: int, form: Any) -> Any:
@@ -78,17 +77,19 @@ def _cached(cache: OrderedDict[_Key, Any], seed: int, n: int, n_resamples: int, 
         blocks = cache.pop(key, None)
     if blocks is None:
         blocks = tuple(form(resample_counts(idx)) for idx in draw_resamples(seed, n, n_resamples))
-        for b in blocks:
-            for array in (b,) if isinstance(b, np.ndarray) else b:
-                array.flags.writeable = False
+        for array in blocks:
+            array.flags.writeable = False
     _keep(cache, key, blocks)
     return blocks
 
 
-def count_forms(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B, n) integer counts → (float32 weights, int16 counts; int32 from 2**15 rows on, where a count may not fit)."""
-    narrow = counts.astype(np.int16 if counts.shape[1] < 2**15 else np.int32)
-    return counts.astype(np.float32), narrow
+def weights_form(counts: np.ndarray) -> np.ndarray:
+    """(B, n) integer counts → (n, B) float32 weights, C-contiguous (one row per sample).
+
+    float32 sums of counts are exact below 2**24 samples. Sample-major rows let a sparse product add
+    whole resample vectors per sample (the AUROC) and a transposed view feed the confusion products.
+    """
+    return np.ascontiguousarray(counts.T, dtype=np.float32)
 
 
 def resample_counts(idx: np.ndarray) -> np.ndarray:

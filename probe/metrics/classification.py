@@ -3,8 +3,8 @@
 Every metric is computed from per-sample resample counts, so a point estimate is the count vector of
 all ones and a bootstrap resample is the count vector of its draws. Confusion-matrix metrics come
 from one matrix product ``counts @ onehot(true * K + pred)``; AUROC is a weighted Mann–Whitney
-statistic (ties count one half) from one sort per class and cumulative sums of counts. All metrics
-are higher-is-better.
+statistic (ties count one half) from one sort per class, one sparse product that sums the counts
+between consecutive positives, and cumulative sums of those. All metrics are higher-is-better.
 
 Undefined values: ``recall[i]`` of a class absent from ``y_true`` and ``qwk`` when ``y_true`` and
 ``y_pred`` hold the same single class are NaN; ``macro_auroc`` (no class with both positives and
@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.sparse import coo_matrix
 
 from probe.errors import MetricError
 from probe.metrics._bootstrap import (
     check_confidence,
-    count_forms,
     percentile_interval,
     resample_counts,
     resampled_weights,
+    weights_form,
 )
 
 METRIC_LABELS = {
@@ -137,7 +138,7 @@ def bootstrap_distribution(
         raise MetricError(f"resamples must be (B, {data.n}) integer row indices; got {idx.dtype} {idx.shape}.")
     if idx.size and (idx.min() < 0 or idx.max() >= data.n):
         raise MetricError(f"resamples hold row indices outside [0, {data.n}); draw them with integers(0, n).")
-    return _evaluate(data, names, count_forms(resample_counts(idx)))
+    return _evaluate(data, names, weights_form(resample_counts(idx)))
 
 
 def bootstrap_ci(
@@ -204,7 +205,7 @@ def metrics_and_ci(
     values = {name: float(point[name][0]) for name in names}
     if not n_resamples:
         return values, {}
-    parts = [_evaluate(data, names, forms) for forms in resampled_weights(seed, data.n, n_resamples)]
+    parts = [_evaluate(data, names, weights) for weights in resampled_weights(seed, data.n, n_resamples)]
     cis = {name: percentile_interval(np.concatenate([p[name] for p in parts]), confidence) for name in names}
     return values, cis
 
@@ -214,14 +215,21 @@ def metrics_and_ci(
 
 
 @dataclass(frozen=True)
-class _SortPlan:
-    """One proba column sorted once, reused by every bootstrap block."""
+class _AucOperator:
+    """The sparse 0/1 matrix that turns sample weights into per-group sums for every AUROC column.
 
-    column: int  # class c: positives are y_true == c, scores proba[:, c]
-    order: np.ndarray  # (n,) sample indices by ascending score
-    pos: np.ndarray  # (n_pos,) places of the positives in that order, ascending
-    left: np.ndarray  # (n_pos,) first place of each positive's tie group
-    right: np.ndarray  # (n_pos,) one past its last place
+    Each column's samples are sorted by score and grouped by equal score; its positives fall into G_j
+    groups. The matrix rows come in three parts: gap rows ``i * J + j`` (i < G, padded to the largest
+    G) sum the negatives of column j scored above its positive group i - 1 and below group i; positive
+    rows ``(G + i) * J + j`` sum the positives of group i; then, per column, one row for each positive
+    group with tied negatives (``ties[j]``). Interleaving the columns lets one cumulative pass over i
+    serve all of them.
+    """
+
+    matrix: Any  # scipy.sparse CSR, (rows, n) float32
+    columns: tuple[int, ...]  # the J proba columns (class c: positives y_true == c, scores proba[:, c])
+    groups: int  # G, the most positive groups of any column
+    ties: tuple[tuple[int, np.ndarray], ...]  # per column: (first tie row, (T,) int64 tied positive groups)
 
 
 @dataclass(frozen=True)
@@ -232,8 +240,8 @@ class _Data:
     n_classes: int  # K, the proba columns
     y_true: np.ndarray  # (n,) int64
     cells: np.ndarray  # (n, K * K) float32 one-hot of the confusion cell y_true * K + y_pred
-    medmnist_correct: np.ndarray  # (n,) float64, 1 where the official MedMNIST prediction is right
-    auc_plans: tuple[_SortPlan, ...]  # one per proba column an AUROC needs (none when no AUROC is asked)
+    medmnist_correct: np.ndarray  # (n,) float32, 1 where the official MedMNIST prediction is right
+    auc: _AucOperator | None  # the proba columns an AUROC needs (None when no AUROC is asked)
 
 
 def _prepare(
@@ -254,9 +262,8 @@ def _prepare(
     cells = np.zeros((p.shape[0], k * k), dtype=np.float32)
     cells[np.arange(p.shape[0]), yt * k + yp] = 1.0
     names = resolve_metrics(metrics, n_classes=k)
-    columns = ([1] if k == 2 else range(k)) if any(m in names for m in _AUC_METRICS) else []
-    plans = tuple(_sort_plan(c, p[:, c], yt == c) for c in columns)
-    return _Data(p.shape[0], k, yt, cells, (official == yt).astype(np.float64), plans), names
+    auc = _auc_operator(p, yt) if any(m in names for m in _AUC_METRICS) else None
+    return _Data(p.shape[0], k, yt, cells, (official == yt).astype(np.float32), auc), names
 
 
 def _check_labels(y: Any, name: str, *, n: int, k: int) -> np.ndarray:
@@ -294,29 +301,28 @@ def _unknown(name: object) -> MetricError:
 
 
 # ---------------------------------------------------------------------------------------------------
-# weighted computation: resample b drew row i counts[b, i] times; the counts come in two forms
-# (probe.metrics._bootstrap.count_forms): float32 weights and narrow integers
+# weighted computation: resample b drew row i weights[i, b] times (probe.metrics._bootstrap.weights_form:
+# (n, B) float32, sample-major)
 
 
-def _point_counts(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The counts of the point estimate (every row once) in both forms."""
-    return count_forms(np.ones((1, n), dtype=np.int32))
+def _point_counts(n: int) -> np.ndarray:
+    """The weights of the point estimate (every row once), (n, 1)."""
+    return np.ones((n, 1), dtype=np.float32)
 
 
-def _evaluate(data: _Data, names: Sequence[str], forms: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+def _evaluate(data: _Data, names: Sequence[str], weights: np.ndarray) -> dict[str, np.ndarray]:
     k = data.n_classes
-    w, counts = forms  # float32 sums of integer counts are exact below 2**24 samples
-    # the AUROCs first: their threads would share the cores with the BLAS threads a product leaves spinning
-    auc = _class_aucs(data, counts) if any(m in names for m in _AUC_METRICS) else None
-    conf = (w @ data.cells).astype(np.float64).reshape(-1, k, k)  # rows: true class, columns: predicted
+    # float32 sums of integer counts are exact below 2**24 samples
+    conf = (weights.T @ data.cells).astype(np.float64).reshape(-1, k, k)  # rows: true class, columns: predicted
     recall = _recalls(conf)
+    auc = _class_aucs(data, weights, conf.sum(axis=2)) if any(m in names for m in _AUC_METRICS) else None
     out: dict[str, np.ndarray] = {}
     for name in names:
         match = _RECALL.fullmatch(name)
         if match:
             out[name] = recall[:, int(match.group(1))]
         elif name == "medmnist_acc":
-            out[name] = w.astype(np.float64) @ data.medmnist_correct / data.n
+            out[name] = (data.medmnist_correct @ weights).astype(np.float64) / data.n
         elif name in _AUC_METRICS:
             assert auc is not None
             out[name] = _auc_summary(auc, name)
@@ -373,53 +379,91 @@ def _qwk(conf: np.ndarray) -> np.ndarray:
 _CONFUSION_METRICS = {f.__name__.lstrip("_"): f for f in (_accuracy, _balanced_accuracy, _macro_f1, _mcc, _qwk)}
 
 
-def _class_aucs(data: _Data, counts: np.ndarray) -> np.ndarray:
+def _class_aucs(data: _Data, weights: np.ndarray, class_weight: np.ndarray) -> np.ndarray:
     """One-vs-rest AUROC of each proba column: (B, K) float64, NaN where undefined (K == 2: column 1 only).
 
-    ``counts`` (B, n) are int16 below 2**15 rows (counts never exceed n), which halves the memory the
-    gathers move; they are read :data:`AUC_BLOCK_ROWS` resamples at a time.
+    Weighted Mann–Whitney: P(score_pos > score_neg) + P(tie) / 2 under the weights. With ``P_i`` the
+    positive weight of positive group i, ``N_i`` the negative weight below it and ``T_i`` the negative
+    weight tied with it, twice the positive-negative pair count is ``sum_i P_i * (2 N_i + T_i)``. One
+    sparse product gives every group's sums for every column at once (each sample's weight row added
+    to the rows it belongs to); cumulative sums over the gaps give ``N_i``. Weights stay integers in
+    float32 (exact below 2**24 samples) and the products are float64, so the result is exact up to one
+    rounding.
+
+    Args:
+        data: the validated inputs (``data.auc`` the operator).
+        weights: (n, B) float32 resample weights.
+        class_weight: (B, K) float64 total weight of each true class (the confusion rows' sums).
     """
-    out = np.full((counts.shape[0], data.n_classes), np.nan)
-    if counts.shape[0] == 0:
+    b = weights.shape[1]
+    out = np.full((b, data.n_classes), np.nan)
+    op = data.auc
+    if b == 0 or op is None:
         return out
-    for plan in data.auc_plans:
-        rows = range(0, counts.shape[0], AUC_BLOCK_ROWS)
-        out[:, plan.column] = np.concatenate([_weighted_auc(plan, counts[r : r + AUC_BLOCK_ROWS]) for r in rows])
+    j, g = len(op.columns), op.groups
+    sums = op.matrix @ weights  # (rows, B) float32
+    below = sums[: g * j].reshape(g, j, b)
+    for i in range(1, g):  # cumulative over the gaps, all columns per step (numpy's axis-0 cumsum is strided)
+        np.add(below[i], below[i - 1], out=below[i])
+    below *= 2.0
+    for col, (first, groups) in enumerate(op.ties):
+        if groups.size:
+            below[groups, col] += sums[first : first + groups.size]
+    pos = sums[g * j : 2 * g * j].reshape(g, j, b)
+    twice = np.einsum("ijb,ijb->bj", pos, below, dtype=np.float64)
+    n_pos = class_weight[:, list(op.columns)]
+    out[:, list(op.columns)] = _div(twice, 2.0 * n_pos * (data.n - n_pos))  # every resample draws n rows
     return out
 
 
-#: Resamples per AUROC pass: (256, n) int16 counts and their int32 sums stay near a core's L2 cache at
-#: n ~ 3k rows; on the 2-core test machine 1.6x faster than whole 1000-resample blocks (BloodMNIST's test
-#: split, 8 classes: 50 vs 82 ms). Spreading the classes over 2 threads was measured too and dropped: no
-#: gain inside a curve (scoring 14.2-14.7 s serial vs 14.8-16.4 s threaded), the gathers being memory-bound.
-AUC_BLOCK_ROWS = 256
+def _auc_operator(p: np.ndarray, y: np.ndarray) -> _AucOperator:
+    """The sparse operator of every proba column an AUROC reads (column 1 only when K == 2)."""
+    columns = (1,) if p.shape[1] == 2 else tuple(range(p.shape[1]))
+    parts = [_column_entries(p[:, c], y == c) for c in columns]
+    j, g = len(columns), max(part[3] for part in parts)
+    rows, samples, ties, first = [], [], [], 2 * g * j
+    for col, (gap, pos, tie, _, tie_groups) in enumerate(parts):
+        rows += [gap[0] * j + col, (g + pos[0]) * j + col, first + tie[0]]
+        samples += [gap[1], pos[1], tie[1]]
+        ties.append((first, tie_groups))
+        first += tie_groups.size
+    row, sample = np.concatenate(rows), np.concatenate(samples)
+    matrix = coo_matrix((np.ones(row.size, dtype=np.float32), (row, sample)), shape=(first, p.shape[0])).tocsr()
+    return _AucOperator(matrix, columns, g, tuple(ties))
 
 
-def _sort_plan(column: int, score: np.ndarray, positive: np.ndarray) -> _SortPlan:
+_Entries = tuple[np.ndarray, np.ndarray]  # (m,) rows and (m,) samples of one part
+
+
+def _column_entries(score: np.ndarray, positive: np.ndarray) -> tuple[_Entries, _Entries, _Entries, int, np.ndarray]:
+    """One column's (group, sample) entries: gaps, positives and ties (see :class:`_AucOperator`).
+
+    Returns:
+        Gap entries (positive group above each negative below the top positive group), positive
+        entries (each positive's group), tie entries (index into the tie groups), G, and the (T,)
+        positive groups with tied negatives.
+    """
     order = np.argsort(score, kind="stable")
     ranked = score[order]
-    pos = np.flatnonzero(positive[order])  # ascending, so the reads below stay sequential
-    left = np.searchsorted(ranked, ranked[pos], side="left")
-    return _SortPlan(column, order, pos, left, np.searchsorted(ranked, ranked[pos], side="right"))
-
-
-def _weighted_auc(plan: _SortPlan, counts: np.ndarray) -> np.ndarray:
-    """Weighted Mann–Whitney AUROC, (B,) float64: P(score_pos > score_neg) + P(tie) / 2 under the counts.
-
-    With C the cumulative counts in score order, a positive i outranks ``(C[left_i] + C[right_i]) / 2``
-    weight, its tie group [left_i, right_i) counting half. Summed over positives this also counts the
-    positive-positive pairs, exactly Wpos**2 / 2; subtracting it leaves the positive-negative pairs.
-    Counts stay integers until the final division, so the result is exact up to one rounding.
-    """
-    n = counts.shape[1]
-    sorted_counts = np.take(counts, plan.order, axis=1, mode="clip")  # indices are valid: skip the check
-    cum = np.zeros((counts.shape[0], n + 1), dtype=np.int32)  # sums of counts stay below n (< 2**31)
-    np.cumsum(sorted_counts, axis=1, dtype=np.int32, out=cum[:, 1:])
-    w_pos = np.take(sorted_counts, plan.pos, axis=1, mode="clip").astype(np.int64)
-    n_pos = w_pos.sum(axis=1)
-    below = np.take(cum, plan.left, axis=1, mode="clip") + np.take(cum, plan.right, axis=1, mode="clip")
-    twice = (w_pos * below).sum(axis=1) - n_pos**2
-    return _div(twice.astype(np.float64), 2.0 * n_pos * (n - n_pos))
+    group = np.zeros(order.size, dtype=np.int64)  # equal scores share a group, numbered in score order
+    np.cumsum(ranked[1:] != ranked[:-1], out=group[1:])
+    is_pos = positive[order]
+    pos_at, neg_at = np.flatnonzero(is_pos), np.flatnonzero(~is_pos)
+    pos_groups = np.unique(group[pos_at])  # ascending
+    neg_group = group[neg_at]
+    above = np.searchsorted(pos_groups, neg_group, side="right")  # first positive group scored higher
+    below = above < pos_groups.size
+    tie = above - 1
+    tied = tie >= 0
+    tied[tied] = pos_groups[tie[tied]] == neg_group[tied]
+    tie_groups = np.unique(tie[tied])
+    return (
+        (above[below], order[neg_at[below]]),
+        (np.searchsorted(pos_groups, group[pos_at]), order[pos_at]),
+        (np.searchsorted(tie_groups, tie[tied]), order[neg_at[tied]]),
+        pos_groups.size,
+        tie_groups,
+    )
 
 
 def _auc_summary(auc: np.ndarray, name: str) -> np.ndarray:

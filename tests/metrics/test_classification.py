@@ -322,25 +322,22 @@ def test_bootstrap_argument_errors() -> None:
         bootstrap_distribution(Y2, P2, metrics=["accuracy"], resamples=np.zeros(60, int))
 
 
-def test_blocked_aurocs_equal_one_pass_and_zero_resamples_are_empty(monkeypatch: pytest.MonkeyPatch) -> None:
-    import probe.metrics.classification as C
-
+def test_zero_resamples_are_empty_and_all_tied_scores_give_one_half() -> None:
     rng = np.random.default_rng(5)
     y, p = rng.integers(0, 4, 700), rng.dirichlet(np.ones(4), 700)
     names = ["macro_auroc", "medmnist_auc", "balanced_accuracy"]
-    blocked = bootstrap_ci(y, p, metrics=names, n_resamples=500, seed=3)  # 2 blocks of 256 resamples
-    monkeypatch.setattr(C, "AUC_BLOCK_ROWS", 10**6)
-    monkeypatch.setattr(probe.metrics._bootstrap, "_WEIGHTS", type(probe.metrics._bootstrap._WEIGHTS)())
-    assert bootstrap_ci(y, p, metrics=names, n_resamples=500, seed=3) == blocked
     empty = bootstrap_distribution(y, p, metrics=names, resamples=np.zeros((0, 700), dtype=np.int64))
     assert all(v.shape == (0,) for v in empty.values())
+    flat = np.full((700, 4), 0.25)  # one tie group per column: every positive-negative pair counts one half
+    dist = bootstrap_distribution(y, flat, metrics=["macro_auroc"], resamples=rng.integers(0, 700, (5, 700)))
+    assert np.array_equal(dist["macro_auroc"], np.full(5, 0.5))
 
 
 def test_resample_caches_share_one_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     B = probe.metrics._bootstrap
     monkeypatch.setattr(B, "_COUNTS", type(B._COUNTS)())
     monkeypatch.setattr(B, "_WEIGHTS", type(B._WEIGHTS)())
-    one = 100 * 50 * (4 + 2)  # float32 + int16 forms of one (seed, n=50, B=100) draw
+    one = 100 * 50 * 4  # the float32 weights of one (seed, n=50, B=100) draw
     monkeypatch.setattr(B, "CACHE_BYTES", 2 * one)
     for seed in range(4):
         B.resampled_weights(seed, 50, 100)
