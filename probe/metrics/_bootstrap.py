@@ -20,7 +20,7 @@ BLOCK_CELLS = 2**22  # resamples x samples per bootstrap block: bounds each (B, 
 # Count blocks are kept for the most recent draws that fit this many bytes, both caches together (a draw
 # larger than that is computed and not kept): a curve scores every head and shot level of each seed on
 # the same resamples, so drawing and counting them again is wasted work (10 seeds of BloodMNIST's 3421
-# test rows at B = 1000: about 140 MiB).
+# test rows at B = 1000: about 130 MiB).
 CACHE_BYTES = 256 * 2**20
 _LOCK = threading.Lock()
 _Key = tuple[int, int, int, int]

@@ -215,21 +215,39 @@ def metrics_and_ci(
 
 
 @dataclass(frozen=True)
-class _AucOperator:
-    """The sparse 0/1 matrix that turns sample weights into per-group sums for every AUROC column.
+class _AucBlock:
+    """Proba columns whose rows of :attr:`_AucOperator.matrix` are interleaved, so that one cumulative
+    pass over the positive groups serves all of them.
 
-    Each column's samples are sorted by score and grouped by equal score; its positives fall into G_j
-    groups. The matrix rows come in three parts: gap rows ``i * J + j`` (i < G, padded to the largest
-    G) sum the negatives of column j scored above its positive group i - 1 and below group i; positive
-    rows ``(G + i) * J + j`` sum the positives of group i; then, per column, one row for each positive
-    group with tied negatives (``ties[j]``). Interleaving the columns lets one cumulative pass over i
-    serve all of them.
+    Each column's samples are sorted by score and grouped by equal score; its positives fall into
+    positive groups. From ``start``: gap rows ``start + i * J + j`` (i < G, padded to the block's
+    largest G) sum the negatives of column j scored at or above its positive group i - 1 and below
+    group i; positive rows ``start + (G + i) * J + j`` sum the positives of group i; then, per column,
+    one row for each positive group with tied negatives (``ties[j]``).
     """
 
-    matrix: Any  # scipy.sparse CSR, (rows, n) float32
+    start: int  # first row
     columns: tuple[int, ...]  # the J proba columns (class c: positives y_true == c, scores proba[:, c])
-    groups: int  # G, the most positive groups of any column
+    groups: int  # G, the most positive groups of any of them
     ties: tuple[tuple[int, np.ndarray], ...]  # per column: (first tie row, (T,) int64 tied positive groups)
+
+
+@dataclass(frozen=True)
+class _AucOperator:
+    """The sparse 0/1 matrix that turns sample weights into per-group sums for every AUROC column."""
+
+    matrix: Any  # scipy.sparse CSR, (rows, n) float32
+    blocks: tuple[_AucBlock, ...]
+
+
+#: Columns share a block while the largest has at most this many times the positive groups of the
+#: smallest, which bounds the padding: at most about 3n gap and positive rows for n test rows, however
+#: unbalanced the classes.
+GROUP_RATIO = 1.5
+#: Rows at least this wide (a block's columns x resamples) are cumulated by a Python loop of row adds,
+#: narrower ones by numpy's strided axis-0 cumsum (on the 2-core test machine the loop is 2-4x faster at
+#: 256-8000 values per row and the cumsum 3x faster at 83).
+ROW_LOOP_WIDTH = 128
 
 
 @dataclass(frozen=True)
@@ -386,9 +404,9 @@ def _class_aucs(data: _Data, weights: np.ndarray, class_weight: np.ndarray) -> n
     positive weight of positive group i, ``N_i`` the negative weight below it and ``T_i`` the negative
     weight tied with it, twice the positive-negative pair count is ``sum_i P_i * (2 N_i + T_i)``. One
     sparse product gives every group's sums for every column at once (each sample's weight row added
-    to the rows it belongs to); cumulative sums over the gaps give ``N_i``. Weights stay integers in
-    float32 (exact below 2**24 samples) and the products are float64, so the result is exact up to one
-    rounding.
+    to the rows it belongs to); cumulative sums over the gaps give ``N_i``. Sums of weights stay
+    integers in float32 (exact below 2**24 samples) and the products are float64, so the result is
+    exact up to one rounding.
 
     Args:
         data: the validated inputs (``data.auc`` the operator).
@@ -400,43 +418,72 @@ def _class_aucs(data: _Data, weights: np.ndarray, class_weight: np.ndarray) -> n
     op = data.auc
     if b == 0 or op is None:
         return out
-    j, g = len(op.columns), op.groups
     sums = op.matrix @ weights  # (rows, B) float32
-    below = sums[: g * j].reshape(g, j, b)
-    for i in range(1, g):  # cumulative over the gaps, all columns per step (numpy's axis-0 cumsum is strided)
-        np.add(below[i], below[i - 1], out=below[i])
-    below *= 2.0
-    for col, (first, groups) in enumerate(op.ties):
-        if groups.size:
-            below[groups, col] += sums[first : first + groups.size]
-    pos = sums[g * j : 2 * g * j].reshape(g, j, b)
-    twice = np.einsum("ijb,ijb->bj", pos, below, dtype=np.float64)
-    n_pos = class_weight[:, list(op.columns)]
-    out[:, list(op.columns)] = _div(twice, 2.0 * n_pos * (data.n - n_pos))  # every resample draws n rows
+    for blk in op.blocks:
+        j, g, at = len(blk.columns), blk.groups, blk.start
+        gaps = sums[at : at + g * j].reshape(g, j, b)
+        if j * b >= ROW_LOOP_WIDTH:  # cumulative over the gaps, row by row: numpy's axis-0 cumsum is strided
+            for i in range(1, g):
+                np.add(gaps[i], gaps[i - 1], out=gaps[i])
+        else:  # rows too short for a Python step each
+            np.cumsum(gaps, axis=0, out=gaps)
+        pos = sums[at + g * j : at + 2 * g * j].reshape(g, j, b)
+        twice = 2.0 * np.einsum("ijb,ijb->bj", pos, gaps, dtype=np.float64)
+        for col, (first, groups) in enumerate(blk.ties):
+            if groups.size:
+                tied = sums[first : first + groups.size]
+                twice[:, col] += np.einsum("ib,ib->b", pos[groups, col], tied, dtype=np.float64)
+        cols = list(blk.columns)
+        n_pos = class_weight[:, cols]
+        out[:, cols] = _div(twice, 2.0 * n_pos * (data.n - n_pos))  # every resample draws n rows
     return out
 
 
 def _auc_operator(p: np.ndarray, y: np.ndarray) -> _AucOperator:
-    """The sparse operator of every proba column an AUROC reads (column 1 only when K == 2)."""
+    """The sparse operator of every proba column an AUROC reads (column 1 only when K == 2).
+
+    Args:
+        p: (n, K) float64 scores.
+        y: (n,) int64 true classes.
+
+    Returns:
+        The (rows, n) matrix and its blocks: columns with similar numbers of positive groups
+        (:data:`GROUP_RATIO`) interleaved, each block's tie rows after its gap and positive rows.
+    """
     columns = (1,) if p.shape[1] == 2 else tuple(range(p.shape[1]))
-    parts = [_column_entries(p[:, c], y == c) for c in columns]
-    j, g = len(columns), max(part[3] for part in parts)
-    rows, samples, ties, first = [], [], [], 2 * g * j
-    for col, (gap, pos, tie, _, tie_groups) in enumerate(parts):
-        rows += [gap[0] * j + col, (g + pos[0]) * j + col, first + tie[0]]
-        samples += [gap[1], pos[1], tie[1]]
-        ties.append((first, tie_groups))
-        first += tie_groups.size
+    parts = {c: _column_entries(p[:, c], y == c) for c in columns}
+    buckets: list[list[int]] = []
+    for c in sorted(columns, key=lambda c: parts[c][3]):
+        if buckets and parts[c][3] <= GROUP_RATIO * parts[buckets[-1][0]][3]:
+            buckets[-1].append(c)
+        else:
+            buckets.append([c])
+    rows, samples, blocks, start = [], [], [], 0
+    for bucket in buckets:
+        j, g = len(bucket), parts[bucket[-1]][3]
+        first, ties = start + 2 * g * j, []
+        for col, c in enumerate(bucket):
+            gap, pos, tie, _, tie_groups = parts[c]
+            rows += [start + gap[0] * j + col, start + (g + pos[0]) * j + col, first + tie[0]]
+            samples += [gap[1], pos[1], tie[1]]
+            ties.append((first, tie_groups))
+            first += tie_groups.size
+        blocks.append(_AucBlock(start, tuple(bucket), g, tuple(ties)))
+        start = first
     row, sample = np.concatenate(rows), np.concatenate(samples)
-    matrix = coo_matrix((np.ones(row.size, dtype=np.float32), (row, sample)), shape=(first, p.shape[0])).tocsr()
-    return _AucOperator(matrix, columns, g, tuple(ties))
+    matrix = coo_matrix((np.ones(row.size, dtype=np.float32), (row, sample)), shape=(start, p.shape[0])).tocsr()
+    return _AucOperator(matrix, tuple(blocks))
 
 
 _Entries = tuple[np.ndarray, np.ndarray]  # (m,) rows and (m,) samples of one part
 
 
 def _column_entries(score: np.ndarray, positive: np.ndarray) -> tuple[_Entries, _Entries, _Entries, int, np.ndarray]:
-    """One column's (group, sample) entries: gaps, positives and ties (see :class:`_AucOperator`).
+    """One column's (group, sample) entries: gaps, positives and ties (see :class:`_AucBlock`).
+
+    Args:
+        score: (n,) float64 scores of the column.
+        positive: (n,) bool, the rows of the column's class.
 
     Returns:
         Gap entries (positive group above each negative below the top positive group), positive

@@ -333,6 +333,20 @@ def test_zero_resamples_are_empty_and_all_tied_scores_give_one_half() -> None:
     assert np.array_equal(dist["macro_auroc"], np.full(5, 0.5))
 
 
+def test_auroc_operator_rows_stay_linear_in_n_for_unbalanced_classes() -> None:
+    import probe.metrics.classification as C
+
+    rng = np.random.default_rng(6)
+    n = 3000
+    y = np.where(rng.random(n) < 0.95, 0, rng.integers(1, 6, n))  # one class holds 95 % of the rows
+    p = rng.dirichlet(np.ones(6), n)
+    data, _ = C._prepare(y, p, ["macro_auroc"], n_classes=None, y_pred=None)
+    # one block padded to the large class would hold about 6 x 2 x 2850 rows
+    assert data.auc is not None and data.auc.matrix.shape[0] <= 3 * n and len(data.auc.blocks) >= 2
+    want = [roc_auc_score(y == c, p[:, c]) for c in range(6)]
+    assert compute_metrics(y, p, metrics=["macro_auroc"])["macro_auroc"] == pytest.approx(np.mean(want), abs=1e-12)
+
+
 def test_resample_caches_share_one_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     B = probe.metrics._bootstrap
     monkeypatch.setattr(B, "_COUNTS", type(B._COUNTS)())
