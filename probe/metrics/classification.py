@@ -257,8 +257,9 @@ class _Data:
     n: int  # test samples
     n_classes: int  # K, the proba columns
     y_true: np.ndarray  # (n,) int64
-    cells: np.ndarray  # (n, K * K) float32 one-hot of the confusion cell y_true * K + y_pred
-    medmnist_correct: np.ndarray  # (n,) float32, 1 where the official MedMNIST prediction is right
+    # (K * K + 1, n) scipy CSR float32: row y_true * K + y_pred holds each sample (its confusion cell),
+    # row K * K the samples the official MedMNIST prediction gets right
+    tallies: Any
     auc: _AucOperator | None  # the proba columns an AUROC needs (None when no AUROC is asked)
 
 
@@ -277,11 +278,13 @@ def _prepare(
     yt = _check_labels(y_true, "y_true", n=p.shape[0], k=k)
     yp = np.argmax(p, axis=1) if y_pred is None else _check_labels(y_pred, "y_pred", n=p.shape[0], k=k)
     official = (p[:, 1] > 0.5).astype(np.int64) if k == 2 else np.argmax(p, axis=1)
-    cells = np.zeros((p.shape[0], k * k), dtype=np.float32)
-    cells[np.arange(p.shape[0]), yt * k + yp] = 1.0
+    n = p.shape[0]
+    right = np.flatnonzero(official == yt)
+    rows, samples = np.concatenate([yt * k + yp, np.full(right.size, k * k)]), np.concatenate([np.arange(n), right])
+    tallies = coo_matrix((np.ones(rows.size, dtype=np.float32), (rows, samples)), shape=(k * k + 1, n)).tocsr()
     names = resolve_metrics(metrics, n_classes=k)
     auc = _auc_operator(p, yt) if any(m in names for m in _AUC_METRICS) else None
-    return _Data(p.shape[0], k, yt, cells, (official == yt).astype(np.float32), auc), names
+    return _Data(n, k, yt, tallies, auc), names
 
 
 def _check_labels(y: Any, name: str, *, n: int, k: int) -> np.ndarray:
@@ -331,7 +334,8 @@ def _point_counts(n: int) -> np.ndarray:
 def _evaluate(data: _Data, names: Sequence[str], weights: np.ndarray) -> dict[str, np.ndarray]:
     k = data.n_classes
     # float32 sums of integer counts are exact below 2**24 samples
-    conf = (weights.T @ data.cells).astype(np.float64).reshape(-1, k, k)  # rows: true class, columns: predicted
+    tallies = (data.tallies @ weights).T.astype(np.float64)  # (B, K * K + 1)
+    conf = tallies[:, : k * k].reshape(-1, k, k)  # rows: true class, columns: predicted
     recall = _recalls(conf)
     auc = _class_aucs(data, weights, conf.sum(axis=2)) if any(m in names for m in _AUC_METRICS) else None
     out: dict[str, np.ndarray] = {}
@@ -340,7 +344,7 @@ def _evaluate(data: _Data, names: Sequence[str], weights: np.ndarray) -> dict[st
         if match:
             out[name] = recall[:, int(match.group(1))]
         elif name == "medmnist_acc":
-            out[name] = (data.medmnist_correct @ weights).astype(np.float64) / data.n
+            out[name] = tallies[:, k * k] / data.n
         elif name in _AUC_METRICS:
             assert auc is not None
             out[name] = _auc_summary(auc, name)
