@@ -2,9 +2,10 @@
 
 Every metric is computed from per-sample resample counts, so a point estimate is the count vector of
 all ones and a bootstrap resample is the count vector of its draws. Confusion-matrix metrics come
-from one sparse product that adds each sample's counts to its cell ``true * K + pred``; AUROC is a weighted Mann–Whitney
-statistic (ties count one half) from one sort per class, one sparse product that sums the counts
-between consecutive positives, and cumulative sums of those. All metrics are higher-is-better.
+from one sparse product that adds each sample's counts to its cell ``true * K + pred``; AUROC is a
+weighted Mann–Whitney statistic (ties count one half) from one sort per class, one sparse product
+that sums the counts between consecutive positives, and cumulative sums of those. All metrics are
+higher-is-better.
 
 Undefined values: ``recall[i]`` of a class absent from ``y_true`` and ``qwk`` when ``y_true`` and
 ``y_pred`` hold the same single class are NaN; ``macro_auroc`` (no class with both positives and
