@@ -299,14 +299,15 @@ def bench_volume(a: argparse.Namespace) -> dict[str, Any]:
             return res.images_computed / (time.perf_counter() - t0), res.images_computed
 
     _, images = pipeline()  # warm-up: the first forward calls of each shape are slow on both sides
+    batches = max(1, images // a.batch_size)
     pairs: list[tuple[float, float]] = []
     for i in range(a.volume_repeats):
-        if i % 2 == 0:
+        if i % 2:  # odd pairs run the model-only loop first
+            only = model_only(bb, a.batch_size, batches, "fp32", "cpu")
             pipe, _ = pipeline()
-            only = model_only(bb, a.batch_size, max(1, images // a.batch_size), "fp32", "cpu")
         else:
-            only = model_only(bb, a.batch_size, max(1, images // a.batch_size), "fp32", "cpu")
             pipe, _ = pipeline()
+            only = model_only(bb, a.batch_size, batches, "fp32", "cpu")
         pairs.append((pipe, only))
     ratios = [p / o for p, o in pairs]
     return {"pipeline": statistics.median(p for p, _ in pairs), "model_only": statistics.median(o for _, o in pairs),

@@ -86,8 +86,8 @@ def _cached(cache: OrderedDict[_Key, Any], seed: int, n: int, n_resamples: int, 
 def weights_form(counts: np.ndarray) -> np.ndarray:
     """(B, n) integer counts → (n, B) float32 weights, C-contiguous (one row per sample).
 
-    float32 sums of counts are exact below 2**24 samples. Sample-major rows let a sparse product add
-    whole resample vectors per sample (the AUROC) and a transposed view feed the confusion products.
+    float32 sums of counts are exact below 2**24 samples. Sample-major rows let the metrics' sparse
+    products (confusion tallies, AUROC group sums) add one contiguous resample vector per sample.
     """
     return np.ascontiguousarray(counts.T, dtype=np.float32)
 

@@ -115,7 +115,7 @@ def compute_metrics(
         MetricError: invalid inputs or names, or an AUROC that no class of ``y_true`` supports.
     """
     data, names = _prepare(y_true, proba, metrics, n_classes=n_classes, y_pred=y_pred)
-    values = _evaluate(data, names, _point_counts(data.n))
+    values = _evaluate(data, names, _point_weights(data.n))
     _check_auc_defined(data, values)
     return {name: float(values[name][0]) for name in names}
 
@@ -201,7 +201,7 @@ def metrics_and_ci(
     if int(n_resamples) < 0:
         raise MetricError(f"n_resamples must be 0 (no interval) or more; got {n_resamples}.")
     data, names = _prepare(y_true, proba, metrics, n_classes=None, y_pred=y_pred)
-    point = _evaluate(data, names, _point_counts(data.n))
+    point = _evaluate(data, names, _point_weights(data.n))
     _check_auc_defined(data, point)
     values = {name: float(point[name][0]) for name in names}
     if not n_resamples:
@@ -327,7 +327,7 @@ def _unknown(name: object) -> MetricError:
 # (n, B) float32, sample-major)
 
 
-def _point_counts(n: int) -> np.ndarray:
+def _point_weights(n: int) -> np.ndarray:
     """The weights of the point estimate (every row once), (n, 1)."""
     return np.ones((n, 1), dtype=np.float32)
 
