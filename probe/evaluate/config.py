@@ -49,9 +49,10 @@ class LinearConfig:
     # solver precision: "float32" products (the softmax, sums and L-BFGS state stay float64; on BloodMNIST the
     # curve equals float64's, docs/benchmarks.md), "float64", or "auto" (float64 on CPU, float32 on CUDA)
     precision: str = "float32"
-    # gradient tolerance of the CV fold fits inside a support, which only rank C; the refit at the chosen
-    # C stops at scikit-learn's 1e-4. On the demo's BloodMNIST curve (10 seeds) 3e-4 kept the mean balanced
-    # accuracy of every few-shot level within 0.2 pp (docs/benchmarks.md); None ranks at 1e-4 too
+    # gradient tolerance of the fits that only rank C (CV folds inside a support, the full-data validation
+    # grid); the kept fit at the chosen C stops at scikit-learn's 1e-4. On the demo's BloodMNIST curve (10
+    # seeds) 3e-4 kept the mean balanced accuracy of every level within 0.2 pp (docs/benchmarks.md); None
+    # ranks at 1e-4 too
     selection_tol: float | None = 3e-4
 
     def __post_init__(self) -> None:

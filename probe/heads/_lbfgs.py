@@ -233,8 +233,10 @@ def _insert_pairs(w: _Work, ok: torch.Tensor, s: torch.Tensor, y: torch.Tensor) 
     w.pairs[rows, HISTORY + slot] = y[rows]
     w.stamp[rows, slot] = w.clock[rows]
     w.clock[rows] += 1
-    # One pass over all stored pairs gives the new table entries and the direction's S·g, Y·g.
-    prod = torch.bmm(w.pairs, torch.stack([s, y, w.g], dim=2))
+    # One pass over all stored pairs gives the new table entries and the direction's S·g, Y·g. The
+    # product is taken as (3, N) @ (N, 2H): with three columns on the other side, BLAS batched GEMM is
+    # about twice as fast in this orientation (measured on 2 CPU cores, 450 problems of 3288).
+    prod = torch.bmm(torch.stack([s, y, w.g], dim=1), w.pairs.transpose(1, 2)).transpose(1, 2)
     s_dot, y_dot = prod[rows, :HISTORY], prod[rows, HISTORY:]  # (r, H, 3): [.·s, .·y, .·g]
     w.sty[rows, :, slot] = s_dot[:, :, 1]  # s_i · y_new
     w.sty[rows, slot, :] = y_dot[:, :, 0]  # s_new · y_j
@@ -269,6 +271,5 @@ def _direction(w: _Work, ab: torch.Tensor) -> torch.Tensor:
     rhs = D * u + gamma[:, None] * (torch.bmm(yty, u[:, :, None]).squeeze(2) - b)
     p1 = torch.linalg.solve(R.transpose(1, 2), rhs)
     coeffs = torch.cat([-p1, gamma[:, None] * u], dim=1)
-    return torch.baddbmm(
-        (-gamma)[:, None, None] * w.g[:, :, None], w.pairs.transpose(1, 2), coeffs[:, :, None]
-    ).squeeze(2)
+    # (1, 2H) @ (2H, N) per row: a row vector times the pairs (the faster orientation, as above).
+    return torch.baddbmm((-gamma)[:, None, None] * w.g[:, None, :], coeffs[:, None, :], w.pairs).squeeze(1)

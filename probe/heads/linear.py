@@ -58,7 +58,8 @@ class LinearProbe(ClassifierMixin, LinearParams):
       9-point grid 1e-4 ... 1e4 in two batched rounds, C <= 1 and C > 1, the second skipped when
       C = 0.1 and 1 both score below the best of the first; then 7 points over one decade either
       side of the best in one batched solve, each started from the nearest coarse solution; all
-      scored by ``select_metric`` on the validation rows (``"val-grid"``);
+      scored by ``select_metric`` on the validation rows (``"val-grid"``). With ``selection_tol``
+      the grid fits stop there and the chosen C's fit then goes on to ``tol`` from where it stopped;
     - without (``selection`` "auto" or "cv"): stratified k-fold CV *inside the training rows* over
       ``c_grid`` (default the 9-point grid), k = min(``cv_folds``, smallest class count), every
       fold and C in one batched solve (``"cv<k>-support"``). Validation rows are never scored;
@@ -93,8 +94,8 @@ class LinearProbe(ClassifierMixin, LinearParams):
         select_metric: "accuracy", "balanced_accuracy" or "neg_log_loss" (None: "accuracy").
         max_iter: L-BFGS iterations per fit at most.
         tol: gradient tolerance, scikit-learn's ``tol``.
-        selection_tol: gradient tolerance of the CV fold fits, which only rank C (None: ``tol``); the fit
-            that is kept stops at ``tol``.
+        selection_tol: gradient tolerance of the fits that only rank C, CV folds and validation-grid fits
+            (None: ``tol``); the fit that is kept stops at ``tol``.
         device: "auto" (CUDA when available), "cpu" or "cuda".
         precision: dtype of the products with the features: "auto" (float64 on CPU, float32 on
             CUDA), "float64" or "float32" (about twice as fast on CPU; see solve_logistic_batch).
@@ -109,7 +110,8 @@ class LinearProbe(ClassifierMixin, LinearParams):
         selection_: how C was chosen ("fixed", "val-grid", "cv5-support", "rule:fixed-C=1", ...).
         cv_scores_: C -> mean CV score ({} unless CV ran).
         val_scores_: C -> validation score ({} unless validation selection ran).
-        n_iter_: L-BFGS iterations of the final fit.
+        n_iter_: L-BFGS iterations of the final fit (a validation-grid fit continued to ``tol``
+            counts its grid iterations too: the steps from zero).
         converged_: whether the final fit met ``tol`` within ``max_iter``.
         objective_: final objective value (standardised space, scikit-learn's form).
         n_features_in_: feature width seen at ``fit``.

@@ -429,3 +429,60 @@ def test_cv_folds_rank_at_selection_tol_and_the_refit_keeps_tol(monkeypatch: pyt
     assert folds and all(t == 1e-3 and m < rows.size for m, t in folds) and refit == (rows.size, None)
     with pytest.raises(HeadError, match=r"selection_tol must be a finite number > 0 or None \(= tol\); got 0"):
         LinearProbe(selection_tol=0).fit(X5[rows], Y5[rows])
+
+
+def test_validation_grid_ranks_at_selection_tol_and_the_chosen_fit_goes_on_to_tol(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import probe.heads._linear_selection as S
+
+    seen: list[LinearProblem] = []
+    solve = S.solve_logistic_batch
+
+    def spy(X: np.ndarray, problems: list[LinearProblem], **kw: object) -> list[LinearSolution]:
+        seen.extend(problems)
+        return solve(X, problems, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(S, "solve_logistic_batch", spy)
+    kw = {"X_val": X5[VAL], "y_val": Y5[VAL]}
+    chosen = {}
+    for grid in (None, (0.01, 0.1, 1.0)):
+        seen.clear()
+        probe = LinearProbe(selection_tol=1e-3, c_grid=grid, device="cpu").fit(X5[TRAIN], Y5[TRAIN], **kw)
+        chosen[grid] = probe.C_
+        *ranked, kept = seen
+        assert all(p.tol == 1e-3 for p in ranked) and len(ranked) == len(probe.val_scores_)
+        assert kept.C == probe.C_ and kept.tol is None and kept.init is not None
+        assert np.array_equal(kept.rows, TRAIN) and probe.converged_
+        (start,) = solve(X5, [replace(kept, init=None, tol=1e-3)], n_classes=5, device="cpu")
+        (cold,) = solve(X5, [replace(kept, init=None)], n_classes=5, device="cpu")
+        # the kept fit is the tol fit at C (within tol of a cold one), and counts its grid iterations too
+        assert probe.objective_ == pytest.approx(cold.objective, rel=1e-5) and probe.n_iter_ > start.n_iter
+    # on these data ranking at 1e-3 chooses the C that ranking at tol chooses
+    ranked_at_tol = LinearProbe(selection_tol=None, device="cpu").fit(X5[TRAIN], Y5[TRAIN], **kw)
+    assert chosen[None] == ranked_at_tol.C_
+    seen.clear()
+    both = LinearProbe(selection_tol=1e-3, refit="train+val", device="cpu").fit(X5[TRAIN], Y5[TRAIN], **kw)
+    assert seen[-1].rows.size == TRAIN.size + VAL.size and seen[-1].tol is None and both.converged_
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_narrow_and_wide_product_orientations_agree(precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups with few score columns take the transposed products; either orientation gives the same fit."""
+    import probe.heads._logistic_chunk as chunk
+
+    binary = np.flatnonzero(Y5 < 2)[:200]
+    problems = [
+        LinearProblem(rows=binary, y=Y5[binary], C=1.0),  # one column
+        LinearProblem(rows=TRAIN, y=Y5[TRAIN], C=0.3),  # five columns
+        LinearProblem(rows=TRAIN[:60], y=Y5[TRAIN[:60]], C=3.0),  # row space, five columns
+    ]
+    fits = {}
+    for name, width in (("narrow", 10**6), ("wide", 0)):
+        monkeypatch.setattr(chunk, "NARROW_COLUMNS", width)
+        fits[name] = solve_logistic_batch(X5, problems, n_classes=5, device="cpu", precision=precision)
+    rel = 1e-9 if precision == "float64" else 1e-4
+    for a, b in zip(fits["narrow"], fits["wide"], strict=True):
+        assert a.converged and b.converged
+        assert a.objective == pytest.approx(b.objective, rel=rel)
+        np.testing.assert_allclose(a.coef, b.coef, rtol=1e-3 if precision == "float32" else 1e-6, atol=1e-5)
