@@ -289,8 +289,9 @@ def read_rows(path: str | os.PathLike[str], *, skip_bad_lines: bool = False) -> 
             rows += _parse_text(text, name, skip_bad_lines=skip_bad_lines)
     else:
         p = Path(path)
-        files = sorted(p.glob("*.jsonl")) if p.is_dir() else ([p] if p.is_file() else [])
-        for file in sorted(files, key=lambda f: _file_order(f.name)):
+        found = sorted(p.glob("*.jsonl"), key=lambda f: _file_order(f.name)) if p.is_dir() else [p]
+        files = [f for f in found if f.is_file()]
+        for file in files:
             rows += _read_file(file, skip_bad_lines=skip_bad_lines)
     if not rows:
         raise ResultsError(

@@ -28,6 +28,17 @@ MEDMNIST = Path(os.environ.get("PROBE_DATA_ROOT") or REPO.parent / "shared" / "d
 BUCKET = "probe-test"  # the bucket the s3_server fixture creates
 
 
+def cli_ok(args: list[str]) -> str:
+    """Run the ``probe`` CLI in-process with ``args``; its output, after asserting it exited 0."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
 @pytest.fixture
 def medmnist_root() -> Path:
     """The official MedMNIST files beside the repo; tests using it skip cleanly when absent."""

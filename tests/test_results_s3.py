@@ -9,19 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import BUCKET
+from tests.conftest import BUCKET, cli_ok
 
 pytest.importorskip("moto")
 pytest.importorskip("s3fs")
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 runner = CliRunner()
-
-
-def _ok(args: list[str]) -> str:
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0, res.output
-    return res.output
 
 
 def test_curves_append_to_a_results_folder_in_a_bucket(
@@ -34,13 +28,13 @@ def test_curves_append_to_a_results_folder_in_a_bucket(
     url = f"s3://{BUCKET}/team/results"
     common = [f"folder:{image_folder}", "--backbone", "timm:test_vit", "--weights", str(tiny_vit_weights)]
     common += ["--store-root", str(tmp_path / "emb"), "--results", url, "--heads", "prototype", "--bootstrap", "0"]
-    out = _ok(["curve", *common, "--shots", "1,all", "--seeds", "2"])
+    out = cli_ok(["curve", *common, "--shots", "1,all", "--seeds", "2"])
     assert f"rows to {url}; `probe report {url}`" in out  # the folder, which holds every run's objects
-    _ok(["curve", *common, "--shots", "2", "--seeds", "1"])
+    cli_ok(["curve", *common, "--shots", "2", "--seeds", "1"])
     objects = s3fs.S3FileSystem().ls(f"{BUCKET}/team/results")
     assert len(objects) == 2 and all(o.rsplit("/", 1)[1].startswith("results-") for o in objects)  # one per run
 
-    rows = json.loads(_ok(["results", url, "--json"]))["results"]
+    rows = json.loads(cli_ok(["results", url, "--json"]))["results"]
     assert sorted({str(r["shots"]) for r in rows}) == ["1", "2", "all"]
     frame = load_results(url)
     assert len(frame) == len(rows) and set(frame["head_name"]) == {"prototype"}
@@ -49,7 +43,7 @@ def test_curves_append_to_a_results_folder_in_a_bucket(
     assert 0 < len(read_rows(one)) < len(rows)  # a single object reads alone
 
     out = tmp_path / "report"
-    _ok(["report", url, "--out", str(out), "--formats", "svg"])
+    cli_ok(["report", url, "--out", str(out), "--formats", "svg"])
     assert "prototype" in (out / "report.md").read_text()
     assert not Path("s3:").exists()  # nothing was written to a local folder named after the URL
 

@@ -78,7 +78,7 @@ def summary_table(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:
         ResultsError: no usable rows.
         MetricError: ``metric`` is not in the results.
     """
-    return summarise(curve_points(metric_rows(labelled(results), metric)))
+    return summarise(curve_points(metric_rows(results, metric)))  # metric_rows names the setups
 
 
 def leaderboard(results: pd.DataFrame, *, metric: str) -> pd.DataFrame:

@@ -6,17 +6,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from typer.testing import CliRunner
 
-from cli.main import app
-
-runner = CliRunner()
-
-
-def _run(args: list[str]) -> str:
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0, res.output
-    return res.output
+from tests.conftest import cli_ok
 
 
 def test_two_image_sizes_and_random_weights_are_three_curves(
@@ -25,11 +16,11 @@ def test_two_image_sizes_and_random_weights_are_three_curves(
     res = tmp_path / "res"
     common = [f"folder:{image_folder}", "--backbone", "timm:test_vit", "--store-root", str(tmp_path / "emb")]
     common += ["--results", str(res), "--heads", "prototype", "--shots", "1,all", "--seeds", "2", "--bootstrap", "0"]
-    _run(["curve", *common, "--weights", str(tiny_vit_weights), "--image-size", "32"])
-    _run(["curve", *common, "--weights", str(tiny_vit_weights), "--image-size", "48"])
-    _run(["curve", *common, "--random-weights", "--image-size", "32"])
+    cli_ok(["curve", *common, "--weights", str(tiny_vit_weights), "--image-size", "32"])
+    cli_ok(["curve", *common, "--weights", str(tiny_vit_weights), "--image-size", "48"])
+    cli_ok(["curve", *common, "--random-weights", "--image-size", "32"])
 
-    rows = json.loads(_run(["results", str(res), "--json"]))["results"]
+    rows = json.loads(cli_ok(["results", str(res), "--json"]))["results"]
     assert len({json.dumps(r["setup"], sort_keys=True) for r in rows}) == 3
     assert all(r["setup"]["head"] == "prototype" and r["setup"]["store"] for r in rows)
     names = {r["backbone"] for r in rows}
@@ -38,12 +29,12 @@ def test_two_image_sizes_and_random_weights_are_three_curves(
         "timm:test_vit @48px [test_vit.safetensors]",
         "timm:test_vit @32px [random, seed 0]",
     }
-    table = _run(["results", str(res), "--metric", "balanced_accuracy"])
+    table = cli_ok(["results", str(res), "--metric", "balanced_accuracy"])
     assert sum(name in table for name in names) == 3
     assert len([ln for ln in table.splitlines() if ln.startswith("imgs ")]) == 3  # three table lines, one each
 
     out = tmp_path / "report"
-    _run(["report", str(res), "--out", str(out), "--formats", "svg"])
+    cli_ok(["report", str(res), "--out", str(out), "--formats", "svg"])
     markdown = (out / "report.md").read_text()
     assert all(name in markdown for name in names)
     assert "Setups: timm:test_vit @32px resize [random, seed 0] fp32; timm:test_vit @32px resize" in markdown
